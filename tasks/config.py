@@ -1,0 +1,67 @@
+"""One typed settings object, read from ``TOPO_*`` environment variables.
+
+Every setting has a default that works on a laptop with no setup; a cluster
+changes environment variables (or DAG Params), never code.
+
+| variable | setting | default |
+|---|---|---|
+| TOPO_DATA_ROOT | data_root | ``data/`` in the repository |
+| TOPO_DASK_SCHEDULER | dask_scheduler | empty: start a LocalCluster |
+| TOPO_DASK_WORKERS | dask_workers | number of cores, at most 4 |
+| TOPO_INGEST_CHUNK | ingest_chunk | 1000 events per Dask task |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from tasks.errors import SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_root: Path = field(default_factory=lambda: REPO_ROOT / "data")
+    dask_scheduler: str = ""
+    dask_workers: int = field(default_factory=_default_workers)
+    ingest_chunk: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.dask_workers < 1:
+            raise SettingsError(f"dask_workers must be at least 1, got {self.dask_workers}")
+        if self.ingest_chunk < 1:
+            raise SettingsError(f"ingest_chunk must be at least 1 event, got {self.ingest_chunk}")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        """Settings from ``TOPO_<NAME>`` variables, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get(f"TOPO_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = _parse(f.name, raw)
+            except ValueError as exc:
+                raise SettingsError(f"TOPO_{f.name.upper()}={raw!r}: {exc}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_overrides(self, **overrides) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _parse(name: str, raw: str) -> object:
+    if name == "data_root":
+        return Path(raw).expanduser()
+    if name in ("dask_workers", "ingest_chunk"):
+        return int(raw)
+    return raw

@@ -1,0 +1,121 @@
+"""Reading Delphes-schema ROOT files with uproot: only the branches in
+``schema.COLLECTIONS``, one entry range at a time, as flat CSR arrays.
+
+Both namings are accepted: real Delphes files (``EFlowTrack.PT`` under the
+``EFlowTrack`` branch) and files written by uproot (``EFlowTrack_PT``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tasks import schema
+from tasks.errors import InputFileError
+from tasks.features import Collection
+
+
+def _open_tree(path: str):
+    import uproot
+
+    if not Path(path).exists():
+        raise InputFileError(path, "file not found")
+    if Path(path).stat().st_size == 0:
+        raise InputFileError(path, "empty file (0 bytes)")
+    try:
+        file = uproot.open(path)
+    except Exception as exc:  # uproot raises several kinds for non-ROOT or damaged headers
+        raise InputFileError(path, f"not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
+    try:
+        tree = file[schema.TREE_NAME]
+    except Exception as exc:
+        found = sorted({k.split(";")[0] for k in file.keys()})
+        raise InputFileError(
+            path, f"no TTree named '{schema.TREE_NAME}' (the file holds: {', '.join(found) or 'nothing'})"
+        ) from exc
+    if not hasattr(tree, "num_entries"):
+        raise InputFileError(path, f"'{schema.TREE_NAME}' is a {type(tree).__name__}, not a TTree")
+    return file, tree
+
+
+def _resolve_branches(path: str, tree) -> dict[tuple[str, str], str]:
+    """Map every needed (collection, field) to the branch name this file uses."""
+    available = set(tree.keys(recursive=True))
+    resolved: dict[tuple[str, str], str] = {}
+    missing: list[str] = []
+    for collection, fields in schema.COLLECTIONS.items():
+        for field in fields:
+            names = schema.branch_candidates(collection, field)
+            name = next((n for n in names if n in available), None)
+            if name is None:
+                missing.append(f"{collection}.{field}")
+            else:
+                resolved[(collection, field)] = name
+    if missing:
+        raise InputFileError(
+            path,
+            f"tree '{schema.TREE_NAME}' lacks branch(es) {', '.join(missing)} "
+            "(looked for Delphes 'Coll.Field' and uproot 'Coll_Field' names)",
+        )
+    return resolved
+
+
+def inspect_file(path: str) -> int:
+    """Check that ``path`` is a usable Delphes file; return its number of events."""
+    file, tree = _open_tree(path)
+    with file:
+        _resolve_branches(path, tree)
+        n = int(tree.num_entries)
+    if n == 0:
+        raise InputFileError(path, f"tree '{schema.TREE_NAME}' contains no events")
+    return n
+
+
+def read_chunk(path: str, entry_start: int, entry_stop: int) -> tuple[dict[str, Collection], np.ndarray, np.ndarray]:
+    """Read events [entry_start, entry_stop) of ``path``.
+
+    Returns the collections as CSR float64 arrays (MissingET excluded) and the
+    per-event MET and its φ.
+    """
+    import awkward as ak
+
+    file, tree = _open_tree(path)
+    with file:
+        names = _resolve_branches(path, tree)
+        events: dict[str, Collection] = {}
+        met = met_phi = None
+        for collection, fields in schema.COLLECTIONS.items():
+            arrays = {}
+            counts = None
+            for field in fields:
+                branch = names[(collection, field)]
+                try:
+                    array = tree[branch].array(entry_start=entry_start, entry_stop=entry_stop, library="ak")
+                except Exception as exc:
+                    raise InputFileError(
+                        path, f"cannot read branch {branch} entries {entry_start}–{entry_stop} "
+                        f"({type(exc).__name__}: {exc}); the file may be truncated or damaged"
+                    ) from exc
+                if array.ndim == 1:  # a flat branch: one value per event (MissingET in some files)
+                    array = ak.unflatten(array, 1)
+                field_counts = ak.to_numpy(ak.num(array, axis=1))
+                if counts is None:
+                    counts = field_counts
+                elif not np.array_equal(counts, field_counts):
+                    raise InputFileError(path, f"branch {branch} has a different length per event than the other {collection} branches")
+                arrays[field] = ak.to_numpy(ak.flatten(array)).astype(np.float64)
+            offsets = np.zeros(len(counts) + 1, np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            if collection == "MissingET":
+                # One MissingET object per event; an event without one gets NaN,
+                # which the non-finite check then rejects by name.
+                first = np.full(len(counts), np.nan)
+                has = counts > 0
+                first_met, first_phi = first.copy(), first.copy()
+                first_met[has] = arrays["MET"][offsets[:-1][has]]
+                first_phi[has] = arrays["Phi"][offsets[:-1][has]]
+                met, met_phi = first_met, first_phi
+            else:
+                events[collection] = Collection(offsets=offsets, fields=arrays)
+    return events, met, met_phi

@@ -1,0 +1,338 @@
+"""Stage 1: ROOT files → selected events with LLF and HLF, as a Parquet dataset.
+
+Runs on Dask in two waves: every file is inspected (readable? tree and
+branches present? how many events?), then every chunk of ``chunk`` entries
+of every good file is read, selected and turned into features by a worker,
+which writes its Parquet part straight into the output's temporary directory
+(nothing big travels back to the client). A file that fails at any point is
+listed in the summary and its parts are dropped; the others are kept. The
+output directory is replaced only when at least one file was good.
+
+Output ``<output>/``:
+- ``part-<sample>-<file>-<first entry>.parquet``: ``schema.EVENT_COLUMNS``
+- ``_cutflow.json``: events read / rejected at each cut / written, per sample
+- ``_summary.json``: inputs, per-file cutflow, bad files, timings
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks import schema
+from tasks.errors import InputFileError, SettingsError, TopoError
+from tasks.storage import atomic_directory, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A named set of input files, all of one class."""
+
+    name: str
+    label: int
+    files: tuple[str, ...]
+
+
+class IngestError(TopoError):
+    """No usable input at all; the existing output, if any, is untouched."""
+
+
+# --- inputs ----------------------------------------------------------------
+def discover_samples(input_dir: str | Path) -> list[Sample]:
+    """Samples from ``<input_dir>/<class name>/**/*.root`` (qcd, ttbar, wjets)."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise SettingsError(f"input directory {root} does not exist")
+    samples = []
+    for label, name in enumerate(schema.CLASS_NAMES):
+        files = sorted(str(p) for p in (root / name).rglob("*.root")) if (root / name).is_dir() else []
+        if files:
+            samples.append(Sample(name, label, tuple(files)))
+    if not samples:
+        raise SettingsError(
+            f"no ROOT files under {root}/<sample>/ for any of the samples {', '.join(schema.CLASS_NAMES)}; "
+            "put each class's files in a subdirectory named after it, or pass a samples file"
+        )
+    return samples
+
+
+def load_samples_file(path: str | Path) -> list[Sample]:
+    """Samples from a JSON or YAML file::
+
+        samples:
+          - {name: ttbar, label: 1, files: ["/eos/.../tt_*.root"]}
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read samples file {path}: {exc}") from None
+    entries = spec.get("samples") if isinstance(spec, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise SettingsError(f"{path}: expected a non-empty list under 'samples'")
+    samples = []
+    for i, entry in enumerate(entries):
+        where = f"{path}: samples[{i}]"
+        if not isinstance(entry, dict) or not {"name", "label", "files"} <= entry.keys():
+            raise SettingsError(f"{where} needs name, label and files")
+        if entry["label"] not in range(len(schema.CLASS_NAMES)):
+            raise SettingsError(f"{where}: label must be one of 0..{len(schema.CLASS_NAMES) - 1}, got {entry['label']!r}")
+        patterns = [entry["files"]] if isinstance(entry["files"], str) else entry["files"]
+        files = []
+        for pattern in patterns:
+            full = str(path.parent / pattern) if not Path(pattern).is_absolute() else pattern
+            matched = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else [full]
+            if not matched:
+                raise SettingsError(f"{where}: no file matches {pattern!r}")
+            files += matched
+        samples.append(Sample(str(entry["name"]), int(entry["label"]), tuple(files)))
+    return samples
+
+
+def _check_unique_names(samples: list[Sample]) -> None:
+    """Event ids use <sample>/<file name>: two files of a sample may not share a name."""
+    names = [s.name for s in samples]
+    if len(set(names)) != len(names):
+        raise SettingsError(f"sample names must be unique, got {names}")
+    for s in samples:
+        seen = Counter(Path(f).name for f in s.files)
+        dupes = [n for n, c in seen.items() if c > 1]
+        if dupes:
+            raise SettingsError(f"sample {s.name}: several input files are named {', '.join(dupes)}; event ids need unique names")
+
+
+def plan_chunks(n_entries: int, chunk: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk, n_entries)) for start in range(0, n_entries, chunk)]
+
+
+# --- work done on the workers ---------------------------------------------------
+def _inspect(path: str) -> dict:
+    try:
+        from tasks.delphes import inspect_file
+
+        return {"path": path, "entries": inspect_file(path)}
+    except InputFileError as exc:
+        return {"path": path, "error": exc.problem}
+    except Exception as exc:  # a worker must report, not die: the client decides
+        return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _part_name(sample: str, path: str, start: int) -> str:
+    return f"part-{sample}-{Path(path).stem}-{start:010d}.parquet"
+
+
+def process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str) -> dict:
+    """Select and featurise entries [start, stop) of ``path``; write their part.
+
+    Returns the chunk's cutflow and, for events rejected as non-finite, which
+    fields were bad; or an error naming the file.
+    """
+    try:
+        return _process_chunk(sample, label, path, start, stop, out_dir)
+    except InputFileError as exc:
+        return {"path": path, "start": start, "error": exc.problem}
+    except Exception as exc:
+        return {"path": path, "start": start, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str) -> dict:
+    import pyarrow.parquet as pq
+
+    from tasks.delphes import read_chunk
+    from tasks.features import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features
+
+    events, met, met_phi = read_chunk(path, start, stop)
+    feats = compute_features(events, met, met_phi)
+    passed = feats.status == PASSED
+    finite, bad_fields = _finite_events(feats, passed)
+    keep = passed & finite
+    cutflow = {
+        "read": int(len(feats.status)),
+        "rejected_empty_particle_map": int((feats.status == EMPTY_PARTICLE_MAP).sum()),
+        "rejected_no_isolated_lepton": int((feats.status == NO_ISOLATED_LEPTON).sum()),
+        "rejected_non_finite": int((passed & ~finite).sum()),
+        "written": int(keep.sum()),
+    }
+    part = None
+    if keep.any():
+        table = event_table(sample, label, path, start, feats, keep)
+        part = _part_name(sample, path, start)
+        pq.write_table(table, Path(out_dir) / part, compression="zstd")
+    return {"path": path, "start": start, "cutflow": cutflow, "non_finite": bad_fields, "part": part}
+
+
+def _finite_events(feats, passed: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Which passing events have only finite features, and which fields were not."""
+    hlf_ok = np.isfinite(feats.hlf)
+    row_ok = np.isfinite(feats.llf)
+    n = len(passed)
+    llf_ok = np.ones((n, schema.LLF_FEATURES), bool)
+    lengths = np.diff(feats.llf_offsets)
+    filled = lengths > 0
+    if filled.any():
+        # Per event and column: are all its rows finite?
+        llf_ok[filled] = np.logical_and.reduceat(row_ok, feats.llf_offsets[:-1][filled], axis=0)
+    finite = hlf_ok.all(axis=1) & llf_ok.all(axis=1)
+    bad: Counter[str] = Counter()
+    for e in np.flatnonzero(passed & ~finite):
+        bad.update(f"HLF {schema.HLF_COLUMNS[c]}" for c in np.flatnonzero(~hlf_ok[e]))
+        bad.update(f"LLF {schema.LLF_COLUMNS[c]}" for c in np.flatnonzero(~llf_ok[e]))
+    return finite, dict(bad)
+
+
+def event_table(sample: str, label: int, path: str, start: int, feats, keep: np.ndarray):
+    """The Parquet table of the kept events of a chunk (``schema.EVENT_COLUMNS``)."""
+    import pyarrow as pa
+
+    idx = np.flatnonzero(keep)
+    name = Path(path).name
+    lengths = np.diff(feats.llf_offsets)[idx]
+    starts = feats.llf_offsets[:-1][idx]
+    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
+    llf = feats.llf[rows]
+    offsets = np.zeros(len(idx) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    particles = pa.FixedSizeListArray.from_arrays(pa.array(llf.ravel(), pa.float32()), schema.LLF_FEATURES)
+    counts = feats.group_counts[idx]
+    return pa.table(
+        {
+            "event_id": pa.array([f"{sample}/{name}:{start + i}" for i in idx], pa.string()),
+            "sample": pa.array([sample] * len(idx), pa.string()).dictionary_encode(),
+            "entry": pa.array(start + idx, pa.int64()),
+            "label": pa.array(np.full(len(idx), label), pa.int8()),
+            "hfeatures": pa.FixedSizeListArray.from_arrays(pa.array(feats.hlf[idx].ravel(), pa.float32()), schema.HLF_FEATURES),
+            "lfeatures": pa.ListArray.from_arrays(pa.array(offsets), particles),
+            "n_tracks": pa.array(counts[:, 0], pa.int16()),
+            "n_photons": pa.array(counts[:, 1], pa.int16()),
+            "n_neutrals": pa.array(counts[:, 2], pa.int16()),
+        }
+    )
+
+
+# --- the stage ---------------------------------------------------------------
+def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000) -> dict:
+    """Ingest ``samples`` into the Parquet dataset ``output`` on the Dask ``client``.
+
+    Returns the run summary (also written to ``output/_summary.json``). Raises
+    ``IngestError`` when no input file is usable; ``output`` is then untouched.
+    """
+    from distributed import as_completed
+
+    if chunk < 1:
+        raise SettingsError(f"chunk must be at least 1 event, got {chunk}")
+    _check_unique_names(samples)
+    output = Path(output)
+    started = time.perf_counter()
+    sample_of = {f: s for s in samples for f in s.files}
+    files = [f for s in samples for f in s.files]
+    log.info("ingesting %d files of %d samples into %s", len(files), len(samples), output)
+
+    inspected = client.gather(client.map(_inspect, files, pure=False))
+    bad: dict[str, str] = {r["path"]: r["error"] for r in inspected if "error" in r}
+    for path, problem in bad.items():
+        log.error("bad input file %s: %s", path, problem)
+    good = [(r["path"], r["entries"]) for r in inspected if "error" not in r]
+    if not good:
+        raise IngestError(f"every input file is bad ({len(bad)} files):\n" + "\n".join(f"  {p}: {e}" for p, e in bad.items()))
+
+    with atomic_directory(output) as tmp:
+        jobs = [(sample_of[p].name, sample_of[p].label, p, a, b, str(tmp)) for p, n in good for a, b in plan_chunks(n, chunk)]
+        total_events = sum(n for _, n in good)
+        log.info("%d good files, %d events, %d chunks of up to %d events", len(good), total_events, len(jobs), chunk)
+        futures = client.map(process_chunk, *zip(*jobs), pure=False)
+        results, done_events, last_log = [], 0, 0.0
+        for fut in as_completed(futures):
+            r = fut.result()
+            results.append(r)
+            if "error" in r:
+                log.error("bad input file %s (entries from %d): %s", r["path"], r["start"], r["error"])
+                bad.setdefault(r["path"], r["error"])
+                continue
+            done_events += r["cutflow"]["read"]
+            now = time.perf_counter()
+            if now - last_log > 5 or len(results) == len(jobs):
+                rate = done_events / max(now - started, 1e-9)
+                log.info("ingested %d/%d chunks, %d/%d events (%.0f%%), %.0f events/s",
+                         len(results), len(jobs), done_events, total_events, 100 * done_events / total_events, rate)  # fmt: skip
+                last_log = now
+        if len(bad) == len(files):
+            raise IngestError("every input file is bad:\n" + "\n".join(f"  {p}: {e}" for p, e in bad.items()))
+        # A file that failed in any chunk is dropped whole: no partial files.
+        for r in results:
+            if r["path"] in bad and r.get("part"):
+                (tmp / r["part"]).unlink(missing_ok=True)
+        kept = [r for r in results if r["path"] not in bad]
+        if not any(r["part"] for r in kept):
+            _write_empty_part(tmp)
+        summary = _summary(samples, kept, bad, output, time.perf_counter() - started)
+        write_json(tmp / "_cutflow.json", summary["cutflow"])
+        write_json(tmp / "_summary.json", summary)
+    log.info("cutflow:\n%s", format_cutflow(summary["cutflow"]))
+    if bad:
+        log.warning("%d bad input file(s) skipped:\n%s", len(bad), "\n".join(f"  {p}: {e}" for p, e in sorted(bad.items())))
+    log.info("wrote %d events to %s in %.1f s", summary["events_written"], output, summary["seconds"])
+    return summary
+
+
+def _write_empty_part(directory: Path) -> None:
+    """A dataset with no selected event still has a schema to read."""
+    import pyarrow.parquet as pq
+
+    from tasks.features import ChunkFeatures
+
+    empty = ChunkFeatures(
+        status=np.zeros(0, np.int8), hlf=np.zeros((0, schema.HLF_FEATURES), np.float32),
+        llf=np.zeros((0, schema.LLF_FEATURES), np.float32), llf_offsets=np.zeros(1, np.int64),
+        group_counts=np.zeros((0, 3), np.int32),
+    )  # fmt: skip
+    pq.write_table(event_table("none", 0, "none", 0, empty, np.zeros(0, bool)), directory / "part-empty.parquet")
+
+
+def _summary(samples: list[Sample], results: list[dict], bad: dict[str, str], output: Path, seconds: float) -> dict:
+    cutflow = {s.name: dict.fromkeys(schema.CUTFLOW_STEPS, 0) for s in samples}
+    per_file: dict[str, dict[str, int]] = {}
+    non_finite: dict[str, dict[str, int]] = {}
+    sample_of = {f: s.name for s in samples for f in s.files}
+    for r in sorted(results, key=lambda r: (r["path"], r["start"])):
+        name = sample_of[r["path"]]
+        file_flow = per_file.setdefault(r["path"], dict.fromkeys(schema.CUTFLOW_STEPS, 0))
+        for step, n in r["cutflow"].items():
+            cutflow[name][step] += n
+            file_flow[step] += n
+        for fld, n in r["non_finite"].items():
+            non_finite.setdefault(r["path"], Counter())[fld] += n
+    for path, fields in non_finite.items():
+        log.warning("%s: %d event(s) rejected for non-finite values in %s",
+                    path, per_file[path]["rejected_non_finite"], ", ".join(f"{f} ({n})" for f, n in sorted(fields.items())))  # fmt: skip
+    return {
+        "output": str(output),
+        "samples": {s.name: {"label": s.label, "files": list(s.files)} for s in samples},
+        "cutflow": cutflow,
+        "files": per_file,
+        "non_finite": {p: dict(sorted(f.items())) for p, f in non_finite.items()},
+        "bad_files": dict(sorted(bad.items())),
+        "events_written": sum(c["written"] for c in cutflow.values()),
+        "seconds": round(seconds, 3),
+    }
+
+
+def format_cutflow(cutflow: dict[str, dict[str, int]]) -> str:
+    """A plain-text table, one row per sample, for logs and the CLI."""
+    header = ["sample", *schema.CUTFLOW_STEPS, "efficiency"]
+    rows = []
+    for name, c in cutflow.items():
+        eff = c["written"] / c["read"] if c["read"] else 0.0
+        rows.append([name, *(str(c[s]) for s in schema.CUTFLOW_STEPS), f"{eff:.3f}"])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header, *rows])
+

@@ -1,0 +1,34 @@
+"""The Dask client: the configured scheduler when one is named, otherwise a
+LocalCluster sized to the machine. Dask is imported here, lazily."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tasks.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def dask_client(settings: Settings) -> Iterator["distributed.Client"]:  # noqa: F821
+    """A connected ``distributed.Client``, closed (with its LocalCluster) on exit."""
+    from distributed import Client, LocalCluster
+
+    if settings.dask_scheduler:
+        log.info("connecting to Dask scheduler %s", settings.dask_scheduler)
+        with Client(settings.dask_scheduler) as client:
+            yield client
+        return
+    # One thread per worker process: the feature kernel holds the GIL, and
+    # processes keep a crashing chunk from taking the others down.
+    log.info("starting a Dask LocalCluster with %d worker processes", settings.dask_workers)
+    with LocalCluster(
+        n_workers=settings.dask_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+    ) as cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,99 @@
+"""The single source of class labels, feature names, caps and input branches.
+
+Every stage, test and benchmark takes its names from here (SPEC.md), so a
+renamed feature or a changed cap is one edit.
+"""
+
+from __future__ import annotations
+
+CLASS_NAMES: tuple[str, ...] = ("qcd", "ttbar", "wjets")
+"""Sample names, indexed by label: 0 QCD multijet, 1 tt̄, 2 W+jets."""
+
+CLASS_TITLES: tuple[str, ...] = ("QCD", "tt̄", "W+jets")
+
+LABELS: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
+
+# --- Step 1: trigger-like selection ------------------------------------------
+TRACK_MAP_MIN_PT = 0.5
+PHOTON_MAP_MIN_ET = 1.0
+NEUTRAL_MAP_MIN_ET = 1.0
+ISOLATION_CONE = 0.3
+LEPTON_MIN_PT = 23.0
+LEPTON_MAX_ISOLATION = 0.45
+OWN_TRACK_MAX_DR = 1e-4
+"""A track this close to the selected lepton is the lepton's own track."""
+
+# --- Step 2: low-level features ----------------------------------------------
+MAX_TRACKS = 450
+MAX_PHOTONS = 150
+MAX_NEUTRALS = 200
+LLF_ROWS = 1 + MAX_TRACKS + MAX_PHOTONS + MAX_NEUTRALS  # 801
+
+LLF_COLUMNS: tuple[str, ...] = (
+    "Energy", "Px", "Py", "Pz", "Pt", "Eta", "Phi",
+    "vtxX", "vtxY", "vtxZ",
+    "ChPFIso", "GammaPFIso", "NeuPFIso",
+    "isChHad", "isNeuHad", "isGamma", "isEle", "isMu",
+    "Charge",
+)  # fmt: skip
+LLF_FEATURES = len(LLF_COLUMNS)  # 19
+
+# --- Step 3: high-level features ---------------------------------------------
+JET_MIN_PT = 30.0
+JET_MAX_ABS_ETA = 2.6
+
+HLF_COLUMNS: tuple[str, ...] = (
+    "HT", "MET", "PhiMET",
+    "MT",  # 2·MET·LepPt·(1 − cos Δφ): the seed's definition, the SQUARE of m_T
+    "nJets", "nBjets",
+    "LepPt", "LepEta", "LepPhi",
+    "LepIsoCh", "LepIsoGamma", "LepIsoNeu",
+    "LepCharge", "LepIsEle",
+)  # fmt: skip
+HLF_FEATURES = len(HLF_COLUMNS)  # 14
+
+# --- Input branches (Delphes schema) -----------------------------------------
+TREE_NAME = "Delphes"
+
+COLLECTIONS: dict[str, tuple[str, ...]] = {
+    "EFlowTrack": ("PT", "Eta", "Phi", "PID", "X", "Y", "Z"),
+    "EFlowPhoton": ("ET", "Eta", "Phi"),
+    "EFlowNeutralHadron": ("ET", "Eta", "Phi"),
+    "Electron": ("PT", "Eta", "Phi", "Charge"),
+    "MuonTight": ("PT", "Eta", "Phi", "Charge"),
+    "Jet": ("PT", "Eta", "Phi", "BTag"),
+    "MissingET": ("MET", "Phi"),
+}
+"""The branches ingestion reads; nothing else is read from the files."""
+
+
+def branch_candidates(collection: str, field: str) -> tuple[str, ...]:
+    """Names a (collection, field) branch may have, real Delphes naming first."""
+    return (
+        f"{collection}.{field}",  # real Delphes (split TClonesArray)
+        f"{collection}/{collection}.{field}",  # the same, addressed by full path
+        f"{collection}_{field}",  # uproot-written records
+    )
+
+
+# --- Ingested event table (Parquet) ------------------------------------------
+EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id",  # "<sample>/<file name>:<entry>", stable across re-runs
+    "sample",
+    "entry",
+    "label",
+    "hfeatures",  # 14 float32
+    "lfeatures",  # n_particles × 19 float32: the filled rows of the 801 × 19 matrix
+    "n_tracks",
+    "n_photons",
+    "n_neutrals",
+)
+
+# Cutflow stages, in the order the selection applies them.
+CUTFLOW_STEPS: tuple[str, ...] = (
+    "read",
+    "rejected_empty_particle_map",
+    "rejected_no_isolated_lepton",
+    "rejected_non_finite",
+    "written",
+)
