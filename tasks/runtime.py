@@ -25,6 +25,10 @@ def dask_client(settings: Settings) -> Iterator["distributed.Client"]:  # noqa: 
     # One thread per worker process: the feature kernel holds the GIL, and
     # processes keep a crashing chunk from taking the others down.
     log.info("starting a Dask LocalCluster with %d worker processes", settings.dask_workers)
+    # The in-process scheduler and nannies log every start and stop at INFO;
+    # in a task log that buries the pipeline's own progress.
+    for name in ("distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.batched", "distributed.http.proxy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with LocalCluster(
         n_workers=settings.dask_workers,
         threads_per_worker=1,

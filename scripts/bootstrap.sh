@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Create .venv from the lock file (uv.lock). Needs only python3 (3.11) and
+# access to PyPI; installs uv for the current user if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v uv >/dev/null 2>&1; then
+  export PATH="$HOME/.local/bin:$PATH"
+  command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+fi
+uv sync --frozen --extra test --python 3.11

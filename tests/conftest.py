@@ -1,0 +1,42 @@
+"""Shared fixtures: a small generated sample and one capped Dask cluster per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tests get an Airflow home of their own (SQLite, created on demand): they never
+# read or write the user's Airflow. Set before anything imports airflow.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="topo-airflow-")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+
+# Numba caches compiled kernels next to the sources; keep test runs from
+# depending on (or polluting) a cache made by another numba version.
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "numba"))
+
+
+@pytest.fixture(scope="session")
+def generated_sample(tmp_path_factory):
+    """150 events (50 per class) in two files per class, uproot branch naming."""
+    from tasks.generate import SampleRequest, generate
+
+    out = tmp_path_factory.mktemp("sample") / "raw"
+    generate(out, SampleRequest(events=150, files_per_sample=2, mix=(1, 1, 1), seed=11))
+    return out
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real two-worker LocalCluster, capped so tests cannot exhaust the machine."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="3GiB",
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        yield client

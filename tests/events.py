@@ -1,0 +1,84 @@
+"""Hand-made events for edge-case tests: build them as dicts, then as the
+reader's CSR arrays or as a real ROOT file written with uproot."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tasks import schema
+from tasks.features import Collection
+
+
+def particle(pt, eta, phi, **extra):
+    return {"pt": pt, "eta": eta, "phi": phi, **extra}
+
+
+def event(tracks=(), photons=(), neutrals=(), electrons=(), muons=(), jets=(), met=(30.0, 0.5)):
+    """An event; each particle a dict(pt, eta, phi, [pid, x, y, z, charge, btag])."""
+    return {"tracks": list(tracks), "photons": list(photons), "neutrals": list(neutrals),
+            "electrons": list(electrons), "muons": list(muons), "jets": list(jets), "met": met}  # fmt: skip
+
+
+def busy_background(rng, n_tracks=40, n_photons=15, n_neutrals=10):
+    """Soft particles spread over the detector, so that the maps are not empty."""
+    def spray(n):
+        return [particle(float(rng.uniform(0.6, 8)), float(rng.uniform(-2.4, 2.4)), float(rng.uniform(-math.pi, math.pi)),
+                         pid=int(rng.choice([-211, 211])), x=float(rng.normal(0, 0.01)), y=float(rng.normal(0, 0.01)),
+                         z=float(rng.normal(0, 30))) for _ in range(n)]  # fmt: skip
+    return spray(n_tracks), spray(n_photons), spray(n_neutrals)
+
+
+_FIELDS = {
+    "EFlowTrack": ("tracks", {"PT": "pt", "Eta": "eta", "Phi": "phi", "PID": "pid", "X": "x", "Y": "y", "Z": "z"}),
+    "EFlowPhoton": ("photons", {"ET": "pt", "Eta": "eta", "Phi": "phi"}),
+    "EFlowNeutralHadron": ("neutrals", {"ET": "pt", "Eta": "eta", "Phi": "phi"}),
+    "Electron": ("electrons", {"PT": "pt", "Eta": "eta", "Phi": "phi", "Charge": "charge"}),
+    "MuonTight": ("muons", {"PT": "pt", "Eta": "eta", "Phi": "phi", "Charge": "charge"}),
+    "Jet": ("jets", {"PT": "pt", "Eta": "eta", "Phi": "phi", "BTag": "btag"}),
+}
+
+
+def to_collections(events: list[dict]) -> tuple[dict[str, Collection], np.ndarray, np.ndarray]:
+    """The reader's output for these events (float32-rounded, as ROOT stores them)."""
+    out = {}
+    for name, (key, fields) in _FIELDS.items():
+        counts = np.array([len(e[key]) for e in events], np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        columns = {f: np.array([p.get(src, 0) for e in events for p in e[key]], np.float32).astype(np.float64)
+                   for f, src in fields.items()}  # fmt: skip
+        out[name] = Collection(offsets=offsets, fields=columns)
+    met = np.array([e["met"][0] for e in events], np.float32).astype(np.float64)
+    met_phi = np.array([e["met"][1] for e in events], np.float32).astype(np.float64)
+    return out, met, met_phi
+
+
+def write_root(path, events: list[dict], style: str = "uproot", drop: tuple[str, ...] = (), tree_name: str = schema.TREE_NAME):
+    """Write ``events`` as a Delphes-schema ROOT file; ``drop`` removes fields
+    such as 'Jet.BTag' to make a broken file."""
+    import awkward as ak
+    import uproot
+
+    data = {}
+    for name, (key, fields) in _FIELDS.items():
+        counts = np.array([len(e[key]) for e in events], np.int64)
+        record = {}
+        for f, src in fields.items():
+            if f"{name}.{f}" in drop:
+                continue
+            dtype = np.int32 if f in ("PID", "Charge") else np.uint32 if f == "BTag" else np.float32
+            flat = np.array([p.get(src, 0) for e in events for p in e[key]], dtype)
+            record[f] = ak.unflatten(flat, counts)
+        data[name] = ak.zip(record)
+    one_each = np.ones(len(events), np.int64)  # a jagged collection of one, as Delphes writes it
+    data["MissingET"] = ak.zip({
+        "MET": ak.unflatten(np.array([e["met"][0] for e in events], np.float32), one_each),
+        "Phi": ak.unflatten(np.array([e["met"][1] for e in events], np.float32), one_each),
+    })
+    naming = {}
+    if style == "delphes":
+        naming = {"counter_name": lambda c: f"{c}_size", "field_name": lambda outer, inner: f"{outer}.{inner}"}
+    with uproot.recreate(path) as f:
+        tree = f.mktree(tree_name, {k: v.type for k, v in data.items()}, **naming)
+        tree.extend(data)

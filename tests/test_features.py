@@ -1,0 +1,181 @@
+"""The fast feature kernel against the per-event reference (SPEC.md steps 1–3)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks import schema
+from tasks.delphes import read_chunk
+from tasks.features import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features, dense_llf
+from tests import reference
+from tests.events import busy_background, event, particle, to_collections
+
+HLF = {name: i for i, name in enumerate(schema.HLF_COLUMNS)}
+LLF = {name: i for i, name in enumerate(schema.LLF_COLUMNS)}
+
+
+def assert_matches_reference(collections, met, met_phi):
+    fast = compute_features(collections, met, met_phi)
+    status, hlfs, llfs = reference.reference_features(collections, met, met_phi)
+    np.testing.assert_array_equal(fast.status, status)
+    for e in np.flatnonzero(status == PASSED):
+        np.testing.assert_allclose(fast.hlf[e], np.asarray(hlfs[e], np.float32), rtol=1e-5, atol=1e-6, err_msg=f"HLF of event {e}")
+        rows = fast.llf[fast.llf_offsets[e] : fast.llf_offsets[e + 1]]
+        np.testing.assert_allclose(rows, np.asarray(llfs[e], np.float32), rtol=1e-5, atol=1e-5, err_msg=f"LLF of event {e}")
+    return fast
+
+
+def lepton(pt, eta=0.3, phi=1.0, charge=-1):
+    return particle(pt, eta, phi, charge=charge)
+
+
+def own_track(lep, pid):
+    return particle(lep["pt"], lep["eta"], lep["phi"], pid=pid, x=0.0, y=0.0, z=1.0)
+
+
+def with_background(rng, **objects):
+    tracks, photons, neutrals = busy_background(rng)
+    extra_tracks = objects.pop("tracks", [])
+    return event(tracks=extra_tracks + tracks, photons=objects.pop("photons", photons),
+                 neutrals=objects.pop("neutrals", neutrals), **objects)  # fmt: skip
+
+
+def edge_case_events():
+    rng = np.random.default_rng(5)
+    far = dict(eta=-2.0, phi=-1.0)  # a lepton away from most background
+    e40, m35 = lepton(40.0, **far), lepton(35.0, eta=2.0, phi=2.0)
+    e30, m50 = lepton(30.0, **far), lepton(50.0, eta=2.0, phi=2.0)
+    at_cut = lepton(schema.LEPTON_MIN_PT, **far)
+    seam = lepton(40.0, eta=0.5, phi=3.13)
+    dirty = lepton(60.0, eta=1.0, phi=0.0)
+    clean_second = lepton(45.0, eta=-1.5, phi=-2.5)
+    cases = {
+        "no lepton": with_background(rng),
+        "lepton exactly at 23 GeV": with_background(rng, electrons=[at_cut], tracks=[own_track(at_cut, 11)]),
+        "electron and muon, electron harder": with_background(rng, electrons=[e40], muons=[m35], tracks=[own_track(e40, 11), own_track(m35, 13)]),
+        "electron and muon, muon harder": with_background(rng, electrons=[e30], muons=[m50], tracks=[own_track(e30, 11), own_track(m50, 13)]),
+        "electron and muon, equal pT": with_background(rng, electrons=[e40], muons=[lepton(40.0, eta=2.0, phi=2.0)]),
+        "first electron not isolated": with_background(
+            rng, electrons=[dirty, clean_second],
+            tracks=[own_track(dirty, 11), particle(40.0, 1.05, 0.05, pid=211, x=0, y=0, z=0), own_track(clean_second, 11)]),
+        "empty photon collection": with_background(rng, electrons=[e40], photons=[]),
+        "empty neutral collection": with_background(rng, electrons=[e40], neutrals=[]),
+        "photons all below the map threshold": with_background(rng, electrons=[e40], photons=[particle(0.9, 0.0, 0.0)]),
+        "phi seam: track across +-pi in the cone": with_background(
+            rng, electrons=[seam], tracks=[own_track(seam, 11), particle(5.0, 0.5, -3.12, pid=211, x=0, y=0, z=0)]),
+        "phi seam: lepton made non-isolated across +-pi": with_background(
+            rng, electrons=[seam], tracks=[own_track(seam, 11), particle(30.0, 0.5, -3.12, pid=-211, x=0, y=0, z=0)]),
+    }
+    many_tracks, many_photons, many_neutrals = busy_background(rng, 520, 180, 230)
+    e = lepton(80.0, eta=0.0, phi=0.0)
+    cases["more than 450 tracks, 150 photons, 200 neutrals"] = event(
+        tracks=[own_track(e, -11)] + many_tracks, photons=many_photons, neutrals=many_neutrals, electrons=[e])
+    cases["jets: HT, b-tags, acceptance"] = with_background(
+        rng, electrons=[e40], jets=[particle(120.0, 0.1, 0.2, btag=1), particle(45.0, -2.59, 1.0, btag=0),
+                                    particle(45.0, 2.61, 1.0, btag=1), particle(29.9, 0.0, 0.0, btag=1)])  # fmt: skip
+    return cases
+
+
+@pytest.fixture(scope="module")
+def edge_cases():
+    cases = edge_case_events()
+    names = list(cases)
+    collections, met, met_phi = to_collections(list(cases.values()))
+    return names, assert_matches_reference(collections, met, met_phi)
+
+
+def case(edge_cases, name):
+    names, fast = edge_cases
+    return fast, names.index(name)
+
+
+def test_edge_cases_match_reference(edge_cases):
+    names, fast = edge_cases
+    assert len(fast.status) == len(names)
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("no lepton", NO_ISOLATED_LEPTON),
+        ("lepton exactly at 23 GeV", NO_ISOLATED_LEPTON),
+        ("empty photon collection", EMPTY_PARTICLE_MAP),
+        ("empty neutral collection", EMPTY_PARTICLE_MAP),
+        ("photons all below the map threshold", EMPTY_PARTICLE_MAP),
+        ("phi seam: lepton made non-isolated across +-pi", NO_ISOLATED_LEPTON),
+    ],
+)
+def test_rejections(edge_cases, name, status):
+    fast, e = case(edge_cases, name)
+    assert fast.status[e] == status
+
+
+@pytest.mark.parametrize(
+    ("name", "is_electron", "pt"),
+    [
+        ("electron and muon, electron harder", 1.0, 40.0),
+        ("electron and muon, muon harder", 0.0, 50.0),
+        ("electron and muon, equal pT", 1.0, 40.0),
+        ("first electron not isolated", 1.0, 45.0),
+    ],
+)
+def test_lepton_choice(edge_cases, name, is_electron, pt):
+    fast, e = case(edge_cases, name)
+    assert fast.status[e] == PASSED
+    assert fast.hlf[e, HLF["LepIsEle"]] == is_electron
+    assert fast.hlf[e, HLF["LepPt"]] == pytest.approx(pt)
+    row0 = fast.llf[fast.llf_offsets[e]]
+    assert row0[LLF["isEle"]] == is_electron and row0[LLF["isMu"]] == 1 - is_electron
+
+
+def test_own_track_excluded_and_phi_seam_in_cone(edge_cases):
+    fast, e = case(edge_cases, "phi seam: track across +-pi in the cone")
+    rows = fast.llf[fast.llf_offsets[e] : fast.llf_offsets[e + 1]]
+    tracks = rows[rows[:, LLF["isChHad"]] == 1]
+    lep = rows[0]
+    assert not np.any((tracks[:, LLF["Pt"]] == lep[LLF["Pt"]]) & (tracks[:, LLF["Eta"]] == lep[LLF["Eta"]]))
+    assert fast.group_counts[e, 0] == 40 + 1  # background tracks and the seam track, not the lepton's own
+    # The 5 GeV track across the seam is inside the lepton's cone (ΔR ≈ 0.033).
+    assert fast.hlf[e, HLF["LepIsoCh"]] >= 5.0 / 40.0 - 1e-6
+
+
+def test_caps_and_padding(edge_cases):
+    fast, e = case(edge_cases, "more than 450 tracks, 150 photons, 200 neutrals")
+    assert tuple(fast.group_counts[e]) == (schema.MAX_TRACKS, schema.MAX_PHOTONS, schema.MAX_NEUTRALS)
+    dense = dense_llf(fast.llf, fast.llf_offsets)
+    assert dense.shape == (len(fast.status), schema.LLF_ROWS, schema.LLF_FEATURES)
+    full = dense[e]
+    assert full[1 : 1 + 450, LLF["isChHad"]].all()
+    assert full[451:601, LLF["isGamma"]].all()
+    assert full[601:801, LLF["isNeuHad"]].all()
+    other, _ = case(edge_cases, "electron and muon, electron harder")
+    n_rows = 1 + fast.group_counts[_].sum()
+    assert not dense[_, n_rows:].any(), "padding rows must be exactly zero"
+
+
+def test_jets(edge_cases):
+    fast, e = case(edge_cases, "jets: HT, b-tags, acceptance")
+    assert fast.hlf[e, HLF["nJets"]] == 2
+    assert fast.hlf[e, HLF["nBjets"]] == 1
+    assert fast.hlf[e, HLF["HT"]] == pytest.approx(165.0)
+
+
+def test_mt_is_the_seed_definition(edge_cases):
+    fast, e = case(edge_cases, "electron and muon, electron harder")
+    h = fast.hlf[e]
+    expected = 2 * h[HLF["MET"]] * h[HLF["LepPt"]] * (1 - math.cos(h[HLF["LepPhi"]] - h[HLF["PhiMET"]]))
+    assert h[HLF["MT"]] == pytest.approx(expected, rel=1e-5)
+
+
+def test_generated_files_match_reference(generated_sample):
+    files = sorted(generated_sample.rglob("*.root"))
+    assert len(files) == 6
+    passed = 0
+    for path in files:
+        collections, met, met_phi = read_chunk(str(path), 0, 10**9)
+        fast = assert_matches_reference(collections, met, met_phi)
+        passed += int((fast.status == PASSED).sum())
+    assert passed > 50, "the generated sample should mostly pass the selection"
