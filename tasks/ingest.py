@@ -146,8 +146,6 @@ def process_chunk(sample: str, label: int, path: str, start: int, stop: int, out
 
 
 def _process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str) -> dict:
-    import pyarrow.parquet as pq
-
     from tasks.delphes import read_chunk
     from tasks.features import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features
 
@@ -167,8 +165,16 @@ def _process_chunk(sample: str, label: int, path: str, start: int, stop: int, ou
     if keep.any():
         table = event_table(sample, label, path, start, feats, keep)
         part = _part_name(sample, path, start)
-        pq.write_table(table, Path(out_dir) / part, compression="zstd")
+        write_part(table, Path(out_dir) / part)
     return {"path": path, "start": start, "cutflow": cutflow, "non_finite": bad_fields, "part": part}
+
+
+def write_part(table, path: Path) -> None:
+    """Parquet with dictionaries only where they pay (strings): trying them on
+    millions of distinct floats costs time and saves nothing."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path, compression="zstd", compression_level=1, use_dictionary=["event_id", "sample"])
 
 
 def _finite_events(feats, passed: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
@@ -198,7 +204,10 @@ def event_table(sample: str, label: int, path: str, start: int, feats, keep: np.
     name = Path(path).name
     lengths = np.diff(feats.llf_offsets)[idx]
     starts = feats.llf_offsets[:-1][idx]
-    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
+    # Rows of the kept events: concatenated ranges [start, start + length).
+    first = np.zeros(len(idx), np.int64)
+    np.cumsum(lengths[:-1], out=first[1:])
+    rows = np.arange(lengths.sum()) + np.repeat(starts - first, lengths)
     llf = feats.llf[rows]
     offsets = np.zeros(len(idx) + 1, np.int32)
     np.cumsum(lengths, out=offsets[1:])
@@ -286,8 +295,6 @@ def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000)
 
 def _write_empty_part(directory: Path) -> None:
     """A dataset with no selected event still has a schema to read."""
-    import pyarrow.parquet as pq
-
     from tasks.features import ChunkFeatures
 
     empty = ChunkFeatures(
@@ -295,7 +302,7 @@ def _write_empty_part(directory: Path) -> None:
         llf=np.zeros((0, schema.LLF_FEATURES), np.float32), llf_offsets=np.zeros(1, np.int64),
         group_counts=np.zeros((0, 3), np.int32),
     )  # fmt: skip
-    pq.write_table(event_table("none", 0, "none", 0, empty, np.zeros(0, bool)), directory / "part-empty.parquet")
+    write_part(event_table("none", 0, "none", 0, empty, np.zeros(0, bool)), directory / "part-empty.parquet")
 
 
 def _summary(samples: list[Sample], results: list[dict], bad: dict[str, str], output: Path, seconds: float) -> dict:
