@@ -151,9 +151,10 @@ def test_caps_and_padding(edge_cases):
     assert full[1 : 1 + 450, LLF["isChHad"]].all()
     assert full[451:601, LLF["isGamma"]].all()
     assert full[601:801, LLF["isNeuHad"]].all()
-    other, _ = case(edge_cases, "electron and muon, electron harder")
-    n_rows = 1 + fast.group_counts[_].sum()
-    assert not dense[_, n_rows:].any(), "padding rows must be exactly zero"
+    _, small = case(edge_cases, "electron and muon, electron harder")
+    n_rows = 1 + fast.group_counts[small].sum()
+    assert dense[small, :n_rows].any(axis=1).all(), "filled rows come first, without gaps"
+    assert not dense[small, n_rows:].any(), "padding rows must be exactly zero"
 
 
 def test_jets(edge_cases):
