@@ -14,7 +14,7 @@ changes environment variables (or DAG Params), never code.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from tasks.errors import SettingsError
@@ -54,9 +54,6 @@ class Settings:
                 raise SettingsError(f"TOPO_{f.name.upper()}={raw!r}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-    def with_overrides(self, **overrides) -> Settings:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _parse(name: str, raw: str) -> object:

@@ -101,7 +101,8 @@ def _cone_sum(eta, phi, m_eta, m_phi, m_pt):
         # sqrt. ΔR ≥ |Δφ|, and the margin keeps rounding from ever deciding.
         if abs(dphi) > _WINDOW:
             continue
-        if _delta_r(eta, phi, m_eta[j], m_phi[j]) < _CONE:
+        deta = eta - m_eta[j]  # the same arithmetic as _delta_r, Δφ computed once
+        if math.sqrt(deta * deta + dphi * dphi) < _CONE:
             total += m_pt[j]
     return total
 

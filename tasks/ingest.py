@@ -283,7 +283,7 @@ def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000)
         kept = [r for r in results if r["path"] not in bad]
         if not any(r["part"] for r in kept):
             _write_empty_part(tmp)
-        summary = _summary(samples, kept, bad, output, time.perf_counter() - started)
+        summary = _summary(samples, sample_of, kept, bad, output, time.perf_counter() - started)
         write_json(tmp / "_cutflow.json", summary["cutflow"])
         write_json(tmp / "_summary.json", summary)
     log.info("cutflow:\n%s", format_cutflow(summary["cutflow"]))
@@ -305,13 +305,13 @@ def _write_empty_part(directory: Path) -> None:
     write_part(event_table("none", 0, "none", 0, empty, np.zeros(0, bool)), directory / "part-empty.parquet")
 
 
-def _summary(samples: list[Sample], results: list[dict], bad: dict[str, str], output: Path, seconds: float) -> dict:
+def _summary(samples: list[Sample], sample_of: dict[str, Sample], results: list[dict], bad: dict[str, str],
+             output: Path, seconds: float) -> dict:  # fmt: skip
     cutflow = {s.name: dict.fromkeys(schema.CUTFLOW_STEPS, 0) for s in samples}
     per_file: dict[str, dict[str, int]] = {}
     non_finite: dict[str, dict[str, int]] = {}
-    sample_of = {f: s.name for s in samples for f in s.files}
     for r in sorted(results, key=lambda r: (r["path"], r["start"])):
-        name = sample_of[r["path"]]
+        name = sample_of[r["path"]].name
         file_flow = per_file.setdefault(r["path"], dict.fromkeys(schema.CUTFLOW_STEPS, 0))
         for step, n in r["cutflow"].items():
             cutflow[name][step] += n
