@@ -69,6 +69,22 @@ def edge_case_events():
         "phi seam: lepton made non-isolated across +-pi": with_background(
             rng, electrons=[seam], tracks=[own_track(seam, 11), particle(30.0, 0.5, -3.12, pid=-211, x=0, y=0, z=0)]),
     }
+    # The kernel bins particles on an (η, φ) grid of 0.31 × 2π/20 cells,
+    # clamped at |η| = 6.2: cone members across a cell edge, beyond the clamp,
+    # and a φ outside [-π, π] (searched exhaustively) must all still count.
+    edge = lepton(40.0, eta=0.31 * 3 + 0.001, phi=-math.pi + 2 * math.pi / 20 + 0.001)
+    fwd = lepton(40.0, eta=6.1, phi=0.0)
+    cases["grid: cone members across cell edges"] = with_background(
+        rng, electrons=[edge], tracks=[own_track(edge, 11)] + [
+            particle(1.0, edge["eta"] + de, edge["phi"] + dp, pid=211, x=0, y=0, z=0)
+            for de, dp in [(-0.2, 0.0), (0.0, -0.2), (-0.15, -0.15), (0.2, 0.1), (-0.299, 0.0), (0.0, -0.2999)]])
+    cases["grid: forward particles beyond the clamped edge"] = with_background(
+        rng, electrons=[fwd], tracks=[own_track(fwd, 11), particle(4.0, 6.35, 0.1, pid=211, x=0, y=0, z=0)],
+        photons=[particle(4.0, 6.25, -0.1), particle(2.0, 7.5, 0.0), particle(2.0, 0.0, 0.0)],
+        neutrals=[particle(2.0, 6.3, 0.05), particle(2.0, -7.0, 0.0)])
+    off_range = lepton(40.0, eta=0.0, phi=3.1)
+    cases["grid: phi outside [-pi, pi] searched exhaustively"] = with_background(
+        rng, electrons=[off_range], tracks=[own_track(off_range, 11), particle(30.0, 0.0, 3.3, pid=211, x=0, y=0, z=0)])
     many_tracks, many_photons, many_neutrals = busy_background(rng, 520, 180, 230)
     e = lepton(80.0, eta=0.0, phi=0.0)
     cases["more than 450 tracks, 150 photons, 200 neutrals"] = event(
@@ -106,6 +122,7 @@ def test_edge_cases_match_reference(edge_cases):
         ("empty neutral collection", EMPTY_PARTICLE_MAP),
         ("photons all below the map threshold", EMPTY_PARTICLE_MAP),
         ("phi seam: lepton made non-isolated across +-pi", NO_ISOLATED_LEPTON),
+        ("grid: phi outside [-pi, pi] searched exhaustively", NO_ISOLATED_LEPTON),
     ],
 )
 def test_rejections(edge_cases, name, status):
@@ -140,6 +157,16 @@ def test_own_track_excluded_and_phi_seam_in_cone(edge_cases):
     assert fast.group_counts[e, 0] == 40 + 1  # background tracks and the seam track, not the lepton's own
     # The 5 GeV track across the seam is inside the lepton's cone (ΔR ≈ 0.033).
     assert fast.hlf[e, HLF["LepIsoCh"]] >= 5.0 / 40.0 - 1e-6
+
+
+def test_grid_keeps_cone_members_across_cells_and_beyond_the_clamp(edge_cases):
+    fast, e = case(edge_cases, "grid: cone members across cell edges")
+    assert fast.status[e] == PASSED
+    assert fast.hlf[e, HLF["LepIsoCh"]] >= 6 * 1.0 / 40.0 - 1e-6  # all six neighbours, whichever cell they fell in
+    fast, e = case(edge_cases, "grid: forward particles beyond the clamped edge")
+    assert fast.status[e] == PASSED
+    iso = fast.hlf[e, [HLF["LepIsoCh"], HLF["LepIsoGamma"], HLF["LepIsoNeu"]]]
+    np.testing.assert_allclose(iso, [4.0 / 40.0, 4.0 / 40.0, 2.0 / 40.0], rtol=1e-5)
 
 
 def test_caps_and_padding(edge_cases):
