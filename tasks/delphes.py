@@ -78,44 +78,69 @@ def read_chunk(path: str, entry_start: int, entry_stop: int) -> tuple[dict[str, 
     Returns the collections as CSR float64 arrays (MissingET excluded) and the
     per-event MET and its φ.
     """
-    import awkward as ak
-
     file, tree = _open_tree(path)
     with file:
         names = _resolve_branches(path, tree)
-        events: dict[str, Collection] = {}
-        met = met_phi = None
-        for collection, fields in schema.COLLECTIONS.items():
-            arrays = {}
-            counts = None
-            for field in fields:
-                branch = names[(collection, field)]
-                try:
-                    array = tree[branch].array(entry_start=entry_start, entry_stop=entry_stop, library="ak")
-                except Exception as exc:
-                    raise InputFileError(
-                        path, f"cannot read branch {branch} entries {entry_start}–{entry_stop} "
-                        f"({type(exc).__name__}: {exc}); the file may be truncated or damaged"
-                    ) from exc
-                if array.ndim == 1:  # a flat branch: one value per event (MissingET in some files)
-                    array = ak.unflatten(array, 1)
-                field_counts = ak.to_numpy(ak.num(array, axis=1))
-                if counts is None:
-                    counts = field_counts
-                elif not np.array_equal(counts, field_counts):
-                    raise InputFileError(path, f"branch {branch} has a different length per event than the other {collection} branches")
-                arrays[field] = ak.to_numpy(ak.flatten(array)).astype(np.float64)
-            offsets = np.zeros(len(counts) + 1, np.int64)
-            np.cumsum(counts, out=offsets[1:])
-            if collection == "MissingET":
-                # One MissingET object per event; an event without one gets NaN,
-                # which the non-finite check then rejects by name.
-                first = np.full(len(counts), np.nan)
-                has = counts > 0
-                first_met, first_phi = first.copy(), first.copy()
-                first_met[has] = arrays["MET"][offsets[:-1][has]]
-                first_phi[has] = arrays["Phi"][offsets[:-1][has]]
-                met, met_phi = first_met, first_phi
-            else:
-                events[collection] = Collection(offsets=offsets, fields=arrays)
+        arrays = _read_branches(path, tree, list(names.values()), entry_start, entry_stop)
+    events: dict[str, Collection] = {}
+    met = met_phi = None
+    for collection, fields in schema.COLLECTIONS.items():
+        values = {}
+        offsets = None
+        for field in fields:
+            branch = names[(collection, field)]
+            field_offsets, values[field] = _csr(arrays[branch])
+            if offsets is None:
+                offsets = field_offsets
+            elif not np.array_equal(offsets, field_offsets):
+                raise InputFileError(path, f"branch {branch} has a different length per event than the other {collection} branches")
+        if collection == "MissingET":
+            # One MissingET object per event; an event without one gets NaN,
+            # which the non-finite check then rejects by name.
+            has = np.diff(offsets) > 0
+            met, met_phi = np.full(len(has), np.nan), np.full(len(has), np.nan)
+            met[has] = values["MET"][offsets[:-1][has]]
+            met_phi[has] = values["Phi"][offsets[:-1][has]]
+        else:
+            events[collection] = Collection(offsets=offsets, fields=values)
     return events, met, met_phi
+
+
+def _read_branches(path: str, tree, branches: list[str], entry_start: int, entry_stop: int) -> dict:
+    """All ``branches`` in one pass (a third faster than branch by branch); when
+    that fails, branch by branch, to name the one that cannot be read."""
+    try:
+        return tree.arrays(branches, entry_start=entry_start, entry_stop=entry_stop, library="ak", how=dict)
+    except Exception as exc:
+        failure = exc
+    for branch in branches:
+        try:
+            tree[branch].array(entry_start=entry_start, entry_stop=entry_stop, library="ak")
+        except Exception as exc:
+            failure = exc
+            break
+    else:
+        branch = ", ".join(branches)
+    raise InputFileError(
+        path, f"cannot read branch {branch} entries {entry_start}–{entry_stop} "
+        f"({type(failure).__name__}: {failure}); the file may be truncated or damaged"
+    ) from failure
+
+
+def _csr(array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, float64 values) of a jagged branch; a flat branch (one value
+    per event, MissingET in some files) counts as one object per event."""
+    import awkward as ak
+
+    layout = ak.to_layout(array)
+    if isinstance(layout, ak.contents.NumpyArray):
+        return np.arange(len(layout) + 1, dtype=np.int64), np.asarray(layout.data, np.float64)
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        # uproot's usual form: use its buffers directly instead of ak.num/ak.flatten.
+        offsets = np.asarray(layout.offsets.data, np.int64)
+        values = np.asarray(layout.content.data[offsets[0] : offsets[-1]], np.float64)
+        return offsets - offsets[0], values
+    counts = ak.to_numpy(ak.num(array, axis=1)).astype(np.int64)
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets, ak.to_numpy(ak.flatten(array)).astype(np.float64)

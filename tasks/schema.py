@@ -83,7 +83,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "entry",
     "label",
     "hfeatures",  # 14 float32
-    "lfeatures",  # n_particles × 19 float32: the filled rows of the 801 × 19 matrix
+    "lfeatures",  # n_particles × 19 float32, flattened: the filled rows of the 801 × 19 matrix
     "n_tracks",
     "n_photons",
     "n_neutrals",

@@ -54,9 +54,11 @@ def to_collections(events: list[dict]) -> tuple[dict[str, Collection], np.ndarra
     return out, met, met_phi
 
 
-def write_root(path, events: list[dict], style: str = "uproot", drop: tuple[str, ...] = (), tree_name: str = schema.TREE_NAME):
+def write_root(path, events: list[dict], style: str = "uproot", drop: tuple[str, ...] = (), tree_name: str = schema.TREE_NAME,
+               flat_met: bool = False):  # fmt: skip
     """Write ``events`` as a Delphes-schema ROOT file; ``drop`` removes fields
-    such as 'Jet.BTag' to make a broken file."""
+    such as 'Jet.BTag' to make a broken file; ``flat_met`` writes MissingET as
+    one value per event instead of a collection of one, as some files do."""
     import awkward as ak
     import uproot
 
@@ -71,11 +73,9 @@ def write_root(path, events: list[dict], style: str = "uproot", drop: tuple[str,
             flat = np.array([p.get(src, 0) for e in events for p in e[key]], dtype)
             record[f] = ak.unflatten(flat, counts)
         data[name] = ak.zip(record)
+    met = {f: np.array([e["met"][i] for e in events], np.float32) for i, f in enumerate(("MET", "Phi"))}
     one_each = np.ones(len(events), np.int64)  # a jagged collection of one, as Delphes writes it
-    data["MissingET"] = ak.zip({
-        "MET": ak.unflatten(np.array([e["met"][0] for e in events], np.float32), one_each),
-        "Phi": ak.unflatten(np.array([e["met"][1] for e in events], np.float32), one_each),
-    })
+    data["MissingET"] = ak.zip(met if flat_met else {f: ak.unflatten(v, one_each) for f, v in met.items()})
     naming = {}
     if style == "delphes":
         naming = {"counter_name": lambda c: f"{c}_size", "field_name": lambda outer, inner: f"{outer}.{inner}"}

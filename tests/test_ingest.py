@@ -13,7 +13,7 @@ from tasks import schema
 from tasks.delphes import inspect_file, read_chunk
 from tasks.errors import InputFileError, SettingsError
 from tasks.features import dense_llf
-from tasks.ingest import IngestError, Sample, discover_samples, ingest, load_samples_file
+from tasks.ingest import IngestError, Sample, discover_samples, ingest, load_samples_file, read_lfeatures
 from tests.events import busy_background, event, particle, write_root
 
 
@@ -54,21 +54,24 @@ def test_output_schema_and_contents(ingested, generated_sample):
     assert set(table.column("label").to_pylist()) == {0, 1, 2}
     ids = table.column("event_id").to_pylist()
     assert len(set(ids)) == len(ids), "event ids must be unique"
-    # Every row agrees with a direct computation on the file it names.
-    row = table.slice(0, 1).to_pylist()[0]
-    sample, rest = row["event_id"].split("/")
-    file_name, entry = rest.split(":")
-    assert row["label"] == schema.LABELS[sample] and int(entry) == row["entry"]
-    hlf = np.asarray(row["hfeatures"], np.float32)
-    assert hlf.shape == (schema.HLF_FEATURES,)
-    llf = np.asarray(row["lfeatures"], np.float32)
-    assert llf.shape == (1 + row["n_tracks"] + row["n_photons"] + row["n_neutrals"], schema.LLF_FEATURES)
+    # The first and the last row agree with a direct computation on the file
+    # they name (the last one is a slice, so read_lfeatures sees offsets > 0).
     from tasks.features import compute_features
 
-    path = next(generated_sample.rglob(file_name))
-    feats = compute_features(*read_chunk(str(path), row["entry"], row["entry"] + 1))
-    np.testing.assert_array_equal(feats.hlf[0], hlf)
-    np.testing.assert_array_equal(dense_llf(feats.llf, feats.llf_offsets)[0, : len(llf)], llf)
+    for index in (0, table.num_rows - 1):
+        row = table.slice(index, 1)
+        sample, rest = row.column("event_id")[0].as_py().split("/")
+        file_name, entry = rest.split(":")
+        assert row.column("label")[0].as_py() == schema.LABELS[sample] and int(entry) == row.column("entry")[0].as_py()
+        hlf = np.asarray(row.column("hfeatures")[0].as_py(), np.float32)
+        assert hlf.shape == (schema.HLF_FEATURES,)
+        llf, offsets = read_lfeatures(row.column("lfeatures"))
+        n_rows = 1 + sum(row.column(c)[0].as_py() for c in ("n_tracks", "n_photons", "n_neutrals"))
+        assert llf.shape == (n_rows, schema.LLF_FEATURES) and offsets.tolist() == [0, n_rows]
+        path = next(generated_sample.rglob(file_name))
+        feats = compute_features(*read_chunk(str(path), int(entry), int(entry) + 1))
+        np.testing.assert_array_equal(feats.hlf[0], hlf)
+        np.testing.assert_array_equal(dense_llf(feats.llf, feats.llf_offsets), dense_llf(llf, offsets))
 
 
 def test_cutflow_adds_up(ingested):
@@ -134,6 +137,19 @@ def test_inspect_names_the_problem(tmp_path, name):
         inspect_file(str(tmp_path / name)) if name != "truncated.root" else read_chunk(str(tmp_path / name), 0, 6)
     assert str(tmp_path / name) in str(err.value)
     assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("flat_met", [False, True])
+def test_reader_accepts_jagged_and_flat_missing_et(tmp_path, flat_met):
+    rng = np.random.default_rng(3)
+    events = [event(*busy_background(rng), met=(10.0 * (i + 1), 0.1 * i)) for i in range(4)]
+    write_root(tmp_path / "met.root", events, flat_met=flat_met)
+    collections, met, met_phi = read_chunk(str(tmp_path / "met.root"), 1, 4)
+    np.testing.assert_allclose(met, [20.0, 30.0, 40.0])
+    np.testing.assert_allclose(met_phi, [0.1, 0.2, 0.3], rtol=1e-6)
+    tracks = collections["EFlowTrack"]
+    assert tracks.offsets.tolist() == [0, 40, 80, 120]  # entry_start > 0: offsets rebased to 0
+    np.testing.assert_array_equal(tracks["PT"], np.array([p["pt"] for e in events[1:] for p in e["tracks"]], np.float32))
 
 
 def test_bad_files_are_listed_and_good_ones_kept(tmp_path, dask_client):
