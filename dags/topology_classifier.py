@@ -11,9 +11,16 @@ SparkDLTrigger), stage by stage:
    selection, build the 801 × 19 low-level and 14 high-level features, and
    write a Parquet dataset with its cutflow under
    `<data root>/runs/<run id>/events`.
+3. **prepare_datasets**: undersample to balanced classes, split train/test by
+   event identity, fit the scaler on train, order particles by ΔR from the
+   lepton, and write Petastorm-ready Parquet shards (`HLF_input`,
+   `GRU_input`, `encoded_label`), dev subsets and `scaler.json` under
+   `<data root>/runs/<run id>/prepared`.
+4. **write_feeds**: the same rows as TFRecord shards under
+   `<data root>/runs/<run id>/tfrecord`.
 
-Later stages (preparation, feeds, training, evaluation, registration) are
-added by the following issues. Stage logic lives in `tasks/`; this file only
+Later stages (training, evaluation, registration) are added by the following
+issues. Stage logic lives in `tasks/`; this file only
 wires it. Settings come from `TOPO_*` environment variables (README).
 """
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
@@ -48,6 +56,10 @@ def _run_key(run_id: str) -> str:
         "generate_events": Param(7000, type="integer", minimum=30, maximum=5_000_000,
                                  description="Events to generate when input_dir is empty."),  # fmt: skip
         "seed": Param(42, type="integer", minimum=0, description="Seed of the generated sample."),
+        "split_seed": Param(42, type="integer", minimum=0,
+                            description="Seed of undersampling, the train/test split and the shuffle."),  # fmt: skip
+        "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1,
+                               description="Share of each class kept for the test split."),  # fmt: skip
     },
 )
 def topology_classifier():
@@ -85,7 +97,37 @@ def topology_classifier():
             "bad_files": sorted(summary["bad_files"]),
         }
 
-    ingest_events(generate_sample())
+    @task
+    def prepare_datasets(ingested: dict) -> dict:
+        """Balanced, split, scaled training data (Petastorm-ready Parquet), on Dask."""
+        from tasks.config import Settings
+        from tasks.prepare import PrepareSettings, prepare
+        from tasks.runtime import dask_client
+
+        params = get_current_context()["params"]
+        settings = Settings.from_env()
+        output = Path(ingested["events"]).parent / "prepared"
+        options = PrepareSettings(seed=params["split_seed"], test_fraction=params["test_fraction"], shard_events=settings.shard_events)
+        with dask_client(settings) as client:
+            summary = prepare(ingested["events"], output, client, options)
+        return {"prepared": summary["output"], "train_events": summary["train"]["events"],
+                "test_events": summary["test"]["events"], "scaler_sha256": summary["scaler"]["sha256"]}  # fmt: skip
+
+    @task
+    def write_feeds(prepared: dict) -> dict:
+        """The prepared rows as TFRecord shards, on Dask."""
+        from tasks.config import Settings
+        from tasks.feeds import write_tfrecords
+        from tasks.runtime import dask_client
+
+        settings = Settings.from_env()
+        output = Path(prepared["prepared"]).parent / "tfrecord"
+        with dask_client(settings) as client:
+            summary = write_tfrecords(prepared["prepared"], output, client, compression=settings.tfrecord_compression)
+        return {"petastorm": prepared["prepared"], "tfrecord": summary["output"], "train_events": summary["train"]["events"],
+                "test_events": summary["test"]["events"]}  # fmt: skip
+
+    write_feeds(prepare_datasets(ingest_events(generate_sample())))
 
 
 topology_classifier()

@@ -35,4 +35,13 @@ for name, c in summary["cutflow"].items():
     print(f"    {name:6s} read {c['read']:7d}  written {c['written']:7d}")
 if summary["bad_files"]:
     print("  bad input files:", *summary["bad_files"], sep="\n    ")
+prepared = events.parent / "prepared"
+if (prepared / "_summary.json").exists():
+    p = json.loads((prepared / "_summary.json").read_text())
+    print(f"  prepared data:  {prepared}  (Petastorm-ready Parquet: train {p['train']['events']}, test {p['test']['events']} events,"
+          f" {p['kept_per_class']} per class)")
+    print(f"  scaler:         {prepared / 'scaler.json'}")
+tfrecord = events.parent / "tfrecord"
+if (tfrecord / "_summary.json").exists():
+    print(f"  TFRecord feed:  {tfrecord}")
 PY

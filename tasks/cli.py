@@ -60,6 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--output", type=Path, help="output dataset directory (default: <data root>/events/manual)")
     ing.add_argument("--chunk", type=int, help="events per Dask task (default: $TOPO_INGEST_CHUNK, else 1000)")
     _add_dask_options(ing)
+
+    prep = sub.add_parser("prepare", help="undersample, split, scale and order ingested events into training data, on Dask",
+                          description="Balance the classes by undersampling (seeded, without replacement), split "
+                                      "train/test by event identity, fit the scaler on train, order particles by "
+                                      "decreasing ΔR from the lepton, and write Petastorm-ready Parquet shards "
+                                      "(HLF_input, GRU_input, encoded_label), dev subsets and scaler.json.")  # fmt: skip
+    prep.add_argument("--events", type=Path, help="ingested dataset (default: <data root>/events/manual)")
+    prep.add_argument("--output", type=Path, help="prepared dataset directory (default: <data root>/prepared/manual)")
+    prep.add_argument("--seed", type=int, default=42, help="seed of undersampling, split and shuffle (default: 42)")
+    prep.add_argument("--test-fraction", type=float, default=0.2, help="share of each class in the test split (default: 0.2)")
+    prep.add_argument("--shard-events", type=int, help="events per output shard (default: $TOPO_SHARD_EVENTS, else 2000)")
+    prep.add_argument("--row-group-events", type=int, default=256, help="Parquet row-group size, the unit petastorm reads (default: 256)")
+    prep.add_argument("--dev-train-events", type=int, default=1000, help="events in the dev subset of train (default: 1000)")
+    prep.add_argument("--dev-test-events", type=int, default=250, help="events in the dev subset of test (default: 250)")
+    _add_dask_options(prep)
+
+    feeds = sub.add_parser("feeds", help="write TFRecord shards of a prepared dataset, on Dask",
+                           description="Write one TFRecord shard per prepared Parquet shard (same rows, same order), "
+                                       "with the SparkDLTrigger feature names. The prepared Parquet is the Petastorm feed.")  # fmt: skip
+    feeds.add_argument("--prepared", type=Path, help="prepared dataset (default: <data root>/prepared/manual)")
+    feeds.add_argument("--output", type=Path, help="TFRecord output directory (default: <prepared>-tfrecord next to it)")
+    feeds.add_argument("--compression", choices=("gzip", "none"),
+                       help="TFRecord compression (default: $TOPO_TFRECORD_COMPRESSION, else gzip)")  # fmt: skip
+    _add_dask_options(feeds)
     return parser
 
 
@@ -70,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env(dask_scheduler=args.scheduler, dask_workers=args.workers)
-        result = {"generate": _generate, "ingest": _ingest}[args.command](args, settings)
+        result = {"generate": _generate, "ingest": _ingest, "prepare": _prepare, "feeds": _feeds}[args.command](args, settings)
     except TopoError as exc:
         print(f"topo {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -104,6 +128,33 @@ def _ingest(args, settings: Settings) -> dict:
         summary = ingest(samples, output, client, chunk=settings.ingest_chunk if args.chunk is None else args.chunk)
     print(format_cutflow(summary["cutflow"]), file=sys.stderr)
     return {k: summary[k] for k in ("output", "events_written", "bad_files", "seconds")}
+
+
+def _prepare(args, settings: Settings) -> dict:
+    from tasks.prepare import PrepareSettings, prepare
+    from tasks.runtime import dask_client
+
+    options = PrepareSettings(seed=args.seed, test_fraction=args.test_fraction,
+                              shard_events=args.shard_events or settings.shard_events, row_group_events=args.row_group_events,
+                              dev_train_events=args.dev_train_events, dev_test_events=args.dev_test_events)  # fmt: skip
+    events = args.events or settings.data_root / "events" / "manual"
+    output = args.output or settings.data_root / "prepared" / "manual"
+    with dask_client(settings) as client:
+        summary = prepare(events, output, client, options)
+    return {k: summary[k] for k in ("output", "input_per_class", "kept_per_class", "dev", "scaler", "seconds")} | {
+        split: {k: summary[split][k] for k in ("events", "per_class")} for split in ("train", "test")}
+
+
+def _feeds(args, settings: Settings) -> dict:
+    from tasks.feeds import write_tfrecords
+    from tasks.runtime import dask_client
+
+    prepared = args.prepared or settings.data_root / "prepared" / "manual"
+    output = args.output or prepared.parent / f"{prepared.name}-tfrecord"
+    with dask_client(settings) as client:
+        summary = write_tfrecords(prepared, output, client, compression=args.compression or settings.tfrecord_compression)
+    return {k: summary[k] for k in ("output", "compression", "seconds")} | {
+        split: {k: summary[split][k] for k in ("events", "bytes")} for split in ("train", "test")}
 
 
 if __name__ == "__main__":

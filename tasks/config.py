@@ -9,6 +9,8 @@ changes environment variables (or DAG Params), never code.
 | TOPO_DASK_SCHEDULER | dask_scheduler | empty: start a LocalCluster |
 | TOPO_DASK_WORKERS | dask_workers | number of cores, at most 4 |
 | TOPO_INGEST_CHUNK | ingest_chunk | 1000 events per Dask task |
+| TOPO_SHARD_EVENTS | shard_events | 2000 events per prepared shard |
+| TOPO_TFRECORD_COMPRESSION | tfrecord_compression | gzip (or none) |
 """
 
 from __future__ import annotations
@@ -32,12 +34,18 @@ class Settings:
     dask_scheduler: str = ""
     dask_workers: int = field(default_factory=_default_workers)
     ingest_chunk: int = 1000
+    shard_events: int = 2000
+    tfrecord_compression: str = "gzip"
 
     def __post_init__(self) -> None:
         if self.dask_workers < 1:
             raise SettingsError(f"dask_workers must be at least 1, got {self.dask_workers}")
         if self.ingest_chunk < 1:
             raise SettingsError(f"ingest_chunk must be at least 1 event, got {self.ingest_chunk}")
+        if self.shard_events < 1:
+            raise SettingsError(f"shard_events must be at least 1 event, got {self.shard_events}")
+        if self.tfrecord_compression not in ("gzip", "none"):
+            raise SettingsError(f"tfrecord_compression must be gzip or none, got {self.tfrecord_compression!r}")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -59,6 +67,6 @@ class Settings:
 def _parse(name: str, raw: str) -> object:
     if name == "data_root":
         return Path(raw).expanduser()
-    if name in ("dask_workers", "ingest_chunk"):
+    if name in ("dask_workers", "ingest_chunk", "shard_events"):
         return int(raw)
     return raw

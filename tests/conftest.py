@@ -40,3 +40,24 @@ def dask_client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="3GiB",
                       dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
         yield client
+
+
+@pytest.fixture(scope="session")
+def ingested_events(generated_sample, dask_client, tmp_path_factory):
+    """The generated sample ingested in chunks of 20 events: many small parts."""
+    from tasks.ingest import discover_samples, ingest
+
+    out = tmp_path_factory.mktemp("ingested") / "events"
+    ingest(discover_samples(generated_sample), out, dask_client, chunk=20)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared(ingested_events, dask_client, tmp_path_factory):
+    """Prepared data in several shards and row groups, so that shuffling,
+    bucketing and rebatching all have something to do."""
+    from tasks.prepare import PrepareSettings, prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "prepared"
+    settings = PrepareSettings(seed=3, shard_events=12, row_group_events=5, dev_train_events=7, dev_test_events=4)
+    return out, prepare(ingested_events, out, dask_client, settings), settings

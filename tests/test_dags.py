@@ -27,13 +27,15 @@ def test_no_import_errors(dagbag):
 
 def test_topology_classifier_graph(dagbag):
     dag = dagbag.dags["topology_classifier"]
-    assert set(dag.task_ids) == {"generate_sample", "ingest_events"}
-    assert dag.get_task("generate_sample").downstream_task_ids == {"ingest_events"}
+    chain = ["generate_sample", "ingest_events", "prepare_datasets", "write_feeds"]
+    assert set(dag.task_ids) == set(chain)
+    for upstream, downstream in zip(chain, chain[1:]):
+        assert dag.get_task(upstream).downstream_task_ids == {downstream}
     assert set(dag.tags) == {"hep", "topology-classifier"}
-    assert dag.doc_md and "ingest_events" in dag.doc_md
+    assert dag.doc_md and all(task_id in dag.doc_md for task_id in chain)
     for t in dag.tasks:
         assert t.retries == 2, t.task_id
-    assert set(dag.params) == {"input_dir", "generate_events", "seed"}
+    assert set(dag.params) == {"input_dir", "generate_events", "seed", "split_seed", "test_fraction"}
 
 
 def test_parsing_the_dags_imports_nothing_heavy():

@@ -15,20 +15,25 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 @pytest.mark.slow
-def test_dag_generates_and_ingests(tmp_path):
+def test_dag_generates_ingests_prepares_and_writes_feeds(tmp_path):
     env = os.environ | {
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "TOPO_DATA_ROOT": str(tmp_path / "data"),
         "TOPO_DASK_WORKERS": "2",
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
-    run = subprocess.run([AIRFLOW, "dags", "test", "topology_classifier", "--conf", json.dumps({"generate_events": 150, "seed": 5})],
+    run = subprocess.run([AIRFLOW, "dags", "test", "topology_classifier", "--conf", json.dumps({"generate_events": 300, "seed": 5})],
                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
     assert "state=success" in log
-    assert (tmp_path / "data" / "raw" / "generated-n150-seed5" / "_generated.json").exists()
+    assert (tmp_path / "data" / "raw" / "generated-n300-seed5" / "_generated.json").exists()
     [events] = list((tmp_path / "data" / "runs").glob("*/events"))
     summary = json.loads((events / "_summary.json").read_text())
     assert pq.read_table(events).num_rows == summary["events_written"] > 0
     assert "cutflow:" in log and "ingested" in log  # progress and cutflow reach the task log
+    prepared = json.loads((events.parent / "prepared" / "_summary.json").read_text())
+    assert len(set(prepared["train"]["per_class"].values())) == 1  # balanced
+    assert pq.read_table(events.parent / "prepared" / "train").num_rows == prepared["train"]["events"] > 0
+    feeds = json.loads((events.parent / "tfrecord" / "_summary.json").read_text())
+    assert feeds["train"]["events"] == prepared["train"]["events"] and feeds["test"]["events"] == prepared["test"]["events"]

@@ -1,0 +1,200 @@
+"""``tf.data`` input pipelines over the prepared data, in either format.
+
+``open_feed(path, fmt=...)`` yields a batched ``tf.data.Dataset`` of
+``((GRU_input, HLF_input), encoded_label)`` for the inclusive classifier,
+``(HLF_input, encoded_label)`` or ``(GRU_input, encoded_label)``; the format is
+one setting (``petastorm`` reads the prepared Parquet shards, ``tfrecord`` the
+TFRecord shards). Training shuffles the order of shards (TFRecord) or row
+groups (Petastorm) anew every epoch on top of the full shuffle the data got
+when prepared; evaluation reads in a fixed order.
+
+The published SparkDLTrigger files use the same column names and parse here
+too: their TFRecords store all 801 × 19 values and their Parquet stores
+doubles, which are cast to float32.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from tasks import schema
+from tasks.errors import SettingsError, TopoError
+from tasks.prepare import GRU_SIZE
+
+FORMATS = ("petastorm", "tfrecord")
+INPUTS = {
+    "inclusive": ("GRU_input", "HLF_input"),
+    "hlf": ("HLF_input",),
+    "gru": ("GRU_input",),
+}
+N_CLASSES = len(schema.CLASS_NAMES)
+
+
+class FeedError(TopoError):
+    """A feed that cannot be opened: unknown format, missing files, wrong columns."""
+
+
+def check_feed_options(fmt: str, inputs: str, batch_size: int) -> None:
+    if fmt not in FORMATS:
+        raise SettingsError(f"unknown feed format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if inputs not in INPUTS:
+        raise SettingsError(f"unknown model inputs {inputs!r}; choose one of {', '.join(INPUTS)}")
+    if batch_size < 1:
+        raise SettingsError(f"batch_size must be at least 1, got {batch_size}")
+
+
+def feed_files(path: str | Path, fmt: str) -> list[str]:
+    """The shards of one split: ``path`` is a directory of .parquet or .tfrecord files."""
+    path = Path(path)
+    suffixes = (".parquet",) if fmt == "petastorm" else (".tfrecord", ".tfrecord.gz")
+    if path.is_dir():
+        files = sorted(str(p) for p in path.iterdir() if p.name.endswith(suffixes))
+    else:
+        files = [str(path)] if path.exists() else []
+    if not files:
+        raise FeedError(f"no {' or '.join(suffixes)} files in {path} (feed format {fmt!r})")
+    if fmt == "tfrecord" and len({f.endswith(".gz") for f in files}) > 1:
+        raise FeedError(f"{path} mixes compressed (.tfrecord.gz) and plain (.tfrecord) shards")
+    return files
+
+
+@contextmanager
+def open_feed(path: str | Path, fmt: str, inputs: str = "inclusive", batch_size: int = 128, training: bool = False,
+              seed: int = 0, num_epochs: int | None = 1, workers: int = 2) -> Iterator["tf.data.Dataset"]:  # noqa: F821  # fmt: skip
+    """A batched dataset over the shards in ``path``; ``num_epochs=None`` repeats
+    forever (then give Keras ``steps_per_epoch``); ``workers`` TFRecord shards
+    are read at once in training."""
+    check_feed_options(fmt, inputs, batch_size)
+    files = feed_files(path, fmt)
+    if fmt == "tfrecord":
+        yield _tfrecord_dataset(files, inputs, batch_size, training, seed, num_epochs, workers)
+    else:
+        with _petastorm_dataset(files, inputs, batch_size, training, seed, num_epochs) as dataset:
+            yield dataset
+
+
+def _arrange(inputs: str, gru, hlf, label):
+    if inputs == "inclusive":
+        return (gru, hlf), label
+    return (hlf if inputs == "hlf" else gru), label
+
+
+# --- TFRecord -------------------------------------------------------------------
+def _tfrecord_dataset(files, inputs, batch_size, training, seed, num_epochs, workers):
+    import tensorflow as tf
+
+    spec = {"encoded_label": tf.io.FixedLenFeature([N_CLASSES], tf.float32)}
+    if "HLF_input" in INPUTS[inputs]:
+        spec["HLF_input"] = tf.io.FixedLenFeature([schema.HLF_FEATURES], tf.float32)
+    if "GRU_input" in INPUTS[inputs]:
+        # Ours hold the real rows only, the published ones all 801 × 19: a
+        # ragged feature padded with zeros at the end reads both.
+        spec["GRU_input"] = tf.io.RaggedFeature(tf.float32)
+
+    def parse(records):
+        parsed = tf.io.parse_example(records, spec)
+        gru = hlf = None
+        if "GRU_input" in parsed:
+            flat = parsed["GRU_input"].to_tensor(default_value=0.0, shape=[None, GRU_SIZE])
+            gru = tf.reshape(flat, [-1, schema.LLF_ROWS, schema.LLF_FEATURES])
+        if "HLF_input" in parsed:
+            hlf = parsed["HLF_input"]
+        return _arrange(inputs, gru, hlf, parsed["encoded_label"])
+
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    names = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        records = names.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+                                   cycle_length=max(1, min(workers, len(files))),
+                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)  # fmt: skip
+    else:
+        records = tf.data.TFRecordDataset(names, compression_type=compression)  # file after file: a fixed order
+    if num_epochs != 1:
+        records = records.repeat(num_epochs)
+    return (records.batch(batch_size)
+            .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+            .prefetch(tf.data.AUTOTUNE))  # fmt: skip
+
+
+# --- Petastorm ------------------------------------------------------------------
+@contextmanager
+def _petastorm_dataset(files, inputs, batch_size, training, seed, num_epochs):
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    columns = ["encoded_label", *INPUTS[inputs]]
+    found = pq.read_schema(files[0])
+    missing = [c for c in columns if c not in found.names]
+    if missing:
+        raise FeedError(f"{files[0]} lacks column(s) {', '.join(missing)} needed for {inputs} inputs")
+    for column in columns:
+        if not _is_flat_list(found.field(column).type):
+            raise FeedError(f"{files[0]}: column {column} is {found.field(column).type}; petastorm reads plain lists of "
+                            "numbers only (a Spark ML vector or a nested list must be flattened first)")  # fmt: skip
+    shapes = {"encoded_label": (N_CLASSES,), "HLF_input": (schema.HLF_FEATURES,), "GRU_input": (schema.LLF_ROWS, schema.LLF_FEATURES)}
+    urls = ["file://" + str(Path(f).resolve()) for f in files]
+
+    def batches():
+        epoch = 0
+        while num_epochs is None or epoch < num_epochs:
+            for batch in _petastorm_epoch(urls, columns, training, seed * 1_000_003 + epoch + 1):
+                yield tuple(np.asarray(getattr(batch, c), np.float32).reshape((-1, *shapes[c])) for c in columns)
+            epoch += 1
+
+    def arrange(label, *features):
+        named = dict(zip(INPUTS[inputs], features))
+        return _arrange(inputs, named.get("GRU_input"), named.get("HLF_input"), label)
+
+    signature = tuple(tf.TensorSpec((None, *shapes[c]), tf.float32) for c in columns)
+    # Petastorm yields one batch per row group; rebatch slices them to the
+    # requested size without going through single events.
+    dataset = (tf.data.Dataset.from_generator(batches, output_signature=signature)
+               .map(arrange)
+               .rebatch(batch_size)
+               .prefetch(tf.data.AUTOTUNE))  # fmt: skip
+    yield dataset
+
+
+def _petastorm_epoch(urls, columns, training, seed):
+    """One pass over the row groups, in a new order each epoch when training.
+
+    A reader per epoch because petastorm 0.13.1 shuffles row groups once and
+    then repeats that order every epoch (and seed 0 means unseeded). Its thread
+    pool can also end an epoch early and silently drop row groups (seen here
+    with one worker: 17 of 36 rows, about one read in five); the synchronous
+    "dummy" pool reads in tf.data's generator thread, which prefetch already
+    overlaps with training, and never loses rows.
+    """
+    from petastorm import make_batch_reader
+
+    # petastorm 0.13 drives pyarrow 14 through deprecated APIs; the FutureWarnings
+    # say nothing a user can act on.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        with make_batch_reader(urls, schema_fields=columns, num_epochs=1, shuffle_row_groups=training,
+                               seed=seed, reader_pool_type="dummy") as reader:  # fmt: skip
+            yield from reader
+
+
+def _is_flat_list(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(arrow_type) and (pa.types.is_floating(arrow_type.value_type) or pa.types.is_integer(arrow_type.value_type))
+
+
+# --- in memory (the benchmark's baseline) ------------------------------------------
+def in_memory_dataset(arrays: dict, inputs: str, batch_size: int):
+    """NumPy arrays → tf.data, the usual way: slices of the arrays, then batch."""
+    import tensorflow as tf
+
+    gru = arrays.get("GRU_input")
+    hlf = arrays.get("HLF_input")
+    element = _arrange(inputs, gru if "GRU_input" in INPUTS[inputs] else None, hlf if "HLF_input" in INPUTS[inputs] else None,
+                       arrays["encoded_label"])  # fmt: skip
+    return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).prefetch(tf.data.AUTOTUNE)
