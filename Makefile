@@ -1,4 +1,4 @@
-.PHONY: setup test run bench-ingest
+.PHONY: setup test run bench-ingest bench-feeds
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -7,3 +7,6 @@ run:
 	bash scripts/run-pipeline.sh
 bench-ingest: setup
 	.venv/bin/python benchmarks/ingest_benchmark.py
+
+bench-feeds: setup
+	.venv/bin/python benchmarks/feed_benchmark.py

@@ -18,7 +18,7 @@ def topo(*args, data_root, check=True):
     return subprocess.run([sys.executable, "-m", "tasks.cli", *args], capture_output=True, text=True, env=env, check=check)
 
 
-@pytest.mark.parametrize("command", ["generate", "ingest"])
+@pytest.mark.parametrize("command", ["generate", "ingest", "prepare", "feeds"])
 def test_every_option_is_explained(command):
     sub = build_parser()._subparsers._group_actions[0].choices[command]
     for action in sub._actions:
@@ -26,14 +26,23 @@ def test_every_option_is_explained(command):
             assert action.help and len(action.help) > 10, f"{command} {action.option_strings} has no help"
 
 
-def test_generate_then_ingest(tmp_path):
+def test_generate_ingest_prepare_feeds(tmp_path):
     gen = topo("generate", "--events", "90", "--files-per-sample", "1", "--seed", "3", data_root=tmp_path)
     assert json.loads(gen.stdout)["events_per_sample"] == {"qcd": 12, "ttbar": 25, "wjets": 53}
+    gen = topo("generate", "--events", "240", "--mix", "1:1:1", "--files-per-sample", "1", "--seed", "3", data_root=tmp_path)
     ing = topo("ingest", "--chunk", "30", data_root=tmp_path)
     result = json.loads(ing.stdout)
     assert result["output"] == str(tmp_path / "events" / "manual")
     assert pq.read_table(result["output"]).num_rows == result["events_written"] > 0
     assert "rejected_no_isolated_lepton" in ing.stderr  # the cutflow table
+    prep = json.loads(topo("prepare", "--seed", "5", "--shard-events", "20", data_root=tmp_path).stdout)
+    assert prep["output"] == str(tmp_path / "prepared" / "manual")
+    assert len(set(prep["train"]["per_class"].values())) == 1
+    assert pq.read_table(tmp_path / "prepared" / "manual" / "train").num_rows == prep["train"]["events"]
+    feeds = json.loads(topo("feeds", "--compression", "none", data_root=tmp_path).stdout)
+    assert feeds["output"] == str(tmp_path / "prepared" / "manual-tfrecord") and feeds["compression"] == "none"
+    assert feeds["train"]["events"] == prep["train"]["events"] and feeds["test"]["events"] == prep["test"]["events"]
+    assert sorted(p.name for p in (tmp_path / "prepared" / "manual-tfrecord" / "test").iterdir()) == ["part-00000.tfrecord"]
 
 
 @pytest.mark.parametrize(
@@ -43,6 +52,9 @@ def test_generate_then_ingest(tmp_path):
         (["generate", "--mix", "1:2"], "three weights"),
         (["ingest", "--input", "/nonexistent/raw"], "does not exist"),
         (["ingest", "--chunk", "0"], "chunk"),
+        (["prepare", "--test-fraction", "1.5"], "test_fraction must be between 0 and 1"),
+        (["prepare", "--events", "/nonexistent/events"], "does not exist; run ingestion first"),
+        (["feeds", "--prepared", "/nonexistent/prepared"], "is not a prepared dataset"),
     ],
 )
 def test_bad_parameters_give_a_clear_error(tmp_path, args, message):

@@ -1,0 +1,150 @@
+"""Feed speed, measured side by side in one run on the same prepared rows.
+
+    .venv/bin/python benchmarks/feed_benchmark.py [--events 30000] [--epochs 3]
+
+Generates (once, kept under benchmarks/work/) and ingests a sample, prepares
+it, writes the TFRecord feed (gzip and plain), then for the inclusive inputs
+((GRU_input, HLF_input), label) and the HLF-only inputs, batch 128 and 1024,
+reads the training split through:
+
+- petastorm (the prepared Parquet shards),
+- TFRecord (gzip and plain shards),
+- the in-memory baseline: the same rows as NumPy arrays,
+  ``from_tensor_slices(...).batch(...)``,
+
+in training mode (shuffled), and reports events/s and MB/s of tensors
+delivered (61,004 bytes an event for inclusive inputs). Also write speed per
+format and bytes on disk per event. Writes benchmarks/results/feeds.json and
+prints Markdown for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.ingest_benchmark import machine  # noqa: E402
+from tasks import schema  # noqa: E402
+
+TENSOR_BYTES = {"inclusive": 4 * (schema.LLF_ROWS * schema.LLF_FEATURES + schema.HLF_FEATURES + 3), "hlf": 4 * (schema.HLF_FEATURES + 3)}
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.name.startswith("_"))
+
+
+def timed_epochs(dataset, epochs: int) -> tuple[int, float]:
+    """Events and seconds for ``epochs`` passes; one untimed pass first (warm-up:
+    tracing, file cache)."""
+    for _ in dataset:
+        pass
+    n, started = 0, time.perf_counter()
+    for _ in range(epochs):
+        for batch in dataset:
+            n += int(batch[1].shape[0])
+    return n, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=30000, help="generated events (default 30000)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed passes per reader (default 3)")
+    parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "work", help="where the sample is kept")
+    args = parser.parse_args()
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    from distributed import Client, LocalCluster
+
+    from tasks.feeds import write_tfrecords
+    from tasks.generate import SampleRequest, generate
+    from tasks.ingest import discover_samples, ingest
+    from tasks.prepare import GRU_SIZE, PrepareSettings, prepare
+
+    raw = args.workdir / f"raw-{args.events}"
+    events = args.workdir / f"events-{args.events}"
+    work = args.workdir / f"feeds-{args.events}"
+    writes = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+        generate(raw, SampleRequest(events=args.events, files_per_sample=4, seed=2026), client)
+        if not (events / "_summary.json").exists():
+            ingest(discover_samples(raw), events, client)
+        started = time.perf_counter()
+        summary = prepare(events, work / "prepared", client, PrepareSettings(seed=1))
+        writes["prepare + petastorm Parquet (2 workers)"] = time.perf_counter() - started
+        for compression in ("gzip", "none"):
+            started = time.perf_counter()
+            write_tfrecords(work / "prepared", work / f"tfrecord-{compression}", client, compression=compression)
+            writes[f"TFRecord {compression} (2 workers)"] = time.perf_counter() - started
+    n_train = summary["train"]["events"]
+    n_all = n_train + summary["test"]["events"]
+    dense = 4 * (GRU_SIZE + schema.HLF_FEATURES + 3)
+    disk = {
+        "petastorm Parquet": dir_bytes(work / "prepared" / "train") + dir_bytes(work / "prepared" / "test"),
+        "TFRecord gzip": dir_bytes(work / "tfrecord-gzip"),
+        "TFRecord none": dir_bytes(work / "tfrecord-none"),
+    }
+
+    import tensorflow as tf
+
+    from tasks.readers import in_memory_dataset, open_feed
+
+    table = pq.read_table(work / "prepared" / "train", columns=["HLF_input", "GRU_input", "encoded_label"])
+    arrays = {c: np.asarray(table.column(c).combine_chunks().values, np.float32) for c in table.column_names}
+    arrays["GRU_input"] = arrays["GRU_input"].reshape(-1, schema.LLF_ROWS, schema.LLF_FEATURES)
+    arrays["HLF_input"] = arrays["HLF_input"].reshape(-1, schema.HLF_FEATURES)
+    arrays["encoded_label"] = arrays["encoded_label"].reshape(-1, 3)
+    del table
+
+    readers = {}
+    for inputs in ("inclusive", "hlf"):
+        for batch in (128, 1024):
+            row = {}
+            n, s = timed_epochs(in_memory_dataset(arrays, inputs, batch), args.epochs)
+            row["in-memory NumPy"] = n / s
+            for name, fmt, path in (("petastorm", "petastorm", work / "prepared" / "train"),
+                                    ("TFRecord gzip", "tfrecord", work / "tfrecord-gzip" / "train"),
+                                    ("TFRecord none", "tfrecord", work / "tfrecord-none" / "train")):  # fmt: skip
+                with open_feed(path, fmt, inputs, batch, training=True, seed=1, num_epochs=1) as dataset:
+                    n, s = timed_epochs(dataset, args.epochs)
+                assert n == args.epochs * n_train, (name, n)
+                row[name] = n / s
+            readers[f"{inputs}, batch {batch}"] = row
+            print(inputs, batch, {k: round(v) for k, v in row.items()}, flush=True)
+
+    results = {
+        "machine": machine() + f", TensorFlow {tf.__version__}, CPU only",
+        "command": "python benchmarks/feed_benchmark.py " + " ".join(sys.argv[1:]),
+        "train_events": n_train,
+        "test_events": summary["test"]["events"],
+        "dense_float32_bytes_per_event": dense,
+        "bytes_on_disk_per_event": {k: round(v / n_all) for k, v in disk.items()},
+        "size_vs_dense": {k: round(v / n_all / dense, 3) for k, v in disk.items()},
+        "write_events_per_s": {k: round(n_all / v) for k, v in writes.items()},
+        "read_events_per_s": {k: {r: round(v) for r, v in row.items()} for k, row in readers.items()},
+        "read_mb_per_s": {k: {r: round(v * TENSOR_BYTES[k.split(",")[0]] / 1e6, 1) for r, v in row.items()} for k, row in readers.items()},
+        "read_vs_in_memory": {k: {r: round(v / row["in-memory NumPy"], 2) for r, v in row.items()} for k, row in readers.items()},
+    }
+    out = REPO / "benchmarks" / "results" / "feeds.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    names = list(next(iter(readers.values())))
+    print("\n| inputs, batch | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for k, row in readers.items():
+        cells = [f"{row[r]:,.0f} ev/s, {row[r] * TENSOR_BYTES[k.split(',')[0]] / 1e6:,.0f} MB/s ({row[r] / row['in-memory NumPy']:.2f}×)" for r in names]
+        print(f"| {k} | " + " | ".join(cells) + " |")
+    print("\n| format | write events/s | bytes on disk per event | vs dense float32 |")
+    print("|---|---|---|---|")
+    for (name, v), (wname, w) in zip(disk.items(), writes.items()):
+        print(f"| {name} | {n_all / w:,.0f} ({wname}) | {v / n_all:,.0f} | {v / n_all / dense:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
