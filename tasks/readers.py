@@ -65,17 +65,33 @@ def feed_files(path: str | Path, fmt: str) -> list[str]:
 
 @contextmanager
 def open_feed(path: str | Path, fmt: str, inputs: str = "inclusive", batch_size: int = 128, training: bool = False,
-              seed: int = 0, num_epochs: int | None = 1, workers: int = 2) -> Iterator["tf.data.Dataset"]:  # noqa: F821  # fmt: skip
-    """A batched dataset over the shards in ``path``; ``num_epochs=None`` repeats
-    forever (then give Keras ``steps_per_epoch``); ``workers`` TFRecord shards
-    are read at once in training."""
+              seed: int = 0, num_epochs: int | None = 1, first_epoch: int = 0,
+              workers: int = 2) -> Iterator["tf.data.Dataset"]:  # noqa: F821  # fmt: skip
+    """A batched dataset over the shards in ``path``.
+
+    ``num_epochs`` passes (``None``: forever), each batched on its own, so an
+    epoch is exactly ``steps_per_epoch(events, batch_size)`` batches: give
+    Keras that number. In training, the order of epoch ``e`` is a function of
+    ``(seed, e)``, and the first epoch is ``first_epoch``: a resumed training
+    continues with the order an uninterrupted one would have had. ``workers``
+    TFRecord shards are read at once in training.
+    """
     check_feed_options(fmt, inputs, batch_size)
     files = feed_files(path, fmt)
-    if fmt == "tfrecord":
-        yield _tfrecord_dataset(files, inputs, batch_size, training, seed, num_epochs, workers)
+    make_epoch = _tfrecord_epoch if fmt == "tfrecord" else _petastorm_epoch_dataset
+    one_epoch = make_epoch(files, inputs, batch_size, training, seed, workers)
+    import tensorflow as tf
+
+    if num_epochs == 1 and first_epoch == 0:
+        dataset = one_epoch(tf.constant(0, tf.int64))
     else:
-        with _petastorm_dataset(files, inputs, batch_size, training, seed, num_epochs) as dataset:
-            yield dataset
+        last = first_epoch + num_epochs if num_epochs is not None else 2**62
+        dataset = tf.data.Dataset.range(first_epoch, last).flat_map(one_epoch)
+    yield dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(events: int, batch_size: int) -> int:
+    return -(-events // batch_size)
 
 
 def _arrange(inputs: str, gru, hlf, label):
@@ -85,7 +101,7 @@ def _arrange(inputs: str, gru, hlf, label):
 
 
 # --- TFRecord -------------------------------------------------------------------
-def _tfrecord_dataset(files, inputs, batch_size, training, seed, num_epochs, workers):
+def _tfrecord_epoch(files, inputs, batch_size, training, seed, workers):
     import tensorflow as tf
 
     spec = {"encoded_label": tf.io.FixedLenFeature([N_CLASSES], tf.float32)}
@@ -107,24 +123,25 @@ def _tfrecord_dataset(files, inputs, batch_size, training, seed, num_epochs, wor
         return _arrange(inputs, gru, hlf, parsed["encoded_label"])
 
     compression = "GZIP" if files[0].endswith(".gz") else ""
-    names = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        records = names.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-                                   cycle_length=max(1, min(workers, len(files))),
-                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)  # fmt: skip
-    else:
-        records = tf.data.TFRecordDataset(names, compression_type=compression)  # file after file: a fixed order
-    if num_epochs != 1:
-        records = records.repeat(num_epochs)
-    return (records.batch(batch_size)
-            .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-            .prefetch(tf.data.AUTOTUNE))  # fmt: skip
+    names = tf.constant(files)
+
+    def one_epoch(epoch):
+        if training:
+            # Shard order from (seed, epoch); shards read `workers` at a time,
+            # interleaved in a fixed pattern, so the epoch's order is reproducible.
+            order = tf.random.experimental.stateless_shuffle(names, seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+            records = tf.data.Dataset.from_tensor_slices(order).interleave(
+                lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+                cycle_length=max(1, min(workers, len(files))), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        else:
+            records = tf.data.TFRecordDataset(names, compression_type=compression)  # file after file: a fixed order
+        return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    return one_epoch
 
 
 # --- Petastorm ------------------------------------------------------------------
-@contextmanager
-def _petastorm_dataset(files, inputs, batch_size, training, seed, num_epochs):
+def _petastorm_epoch_dataset(files, inputs, batch_size, training, seed, workers):
     import pyarrow.parquet as pq
     import tensorflow as tf
 
@@ -140,31 +157,30 @@ def _petastorm_dataset(files, inputs, batch_size, training, seed, num_epochs):
     shapes = {"encoded_label": (N_CLASSES,), "HLF_input": (schema.HLF_FEATURES,), "GRU_input": (schema.LLF_ROWS, schema.LLF_FEATURES)}
     urls = ["file://" + str(Path(f).resolve()) for f in files]
 
-    def batches():
-        epoch = 0
-        while num_epochs is None or epoch < num_epochs:
-            for batch in _petastorm_epoch(urls, columns, training, seed * 1_000_003 + epoch + 1):
-                yield tuple(np.asarray(getattr(batch, c), np.float32).reshape((-1, *shapes[c])) for c in columns)
-            epoch += 1
+    def batches(epoch):
+        # petastorm treats seed 0 as "unseeded": derive a non-zero one per epoch.
+        for batch in _petastorm_pass(urls, columns, training, seed * 1_000_003 + int(epoch) + 1):
+            yield tuple(np.asarray(getattr(batch, c), np.float32).reshape((-1, *shapes[c])) for c in columns)
 
     def arrange(label, *features):
         named = dict(zip(INPUTS[inputs], features))
         return _arrange(inputs, named.get("GRU_input"), named.get("HLF_input"), label)
 
     signature = tuple(tf.TensorSpec((None, *shapes[c]), tf.float32) for c in columns)
-    # Petastorm yields one batch per row group; rebatch slices them to the
-    # requested size without going through single events.
-    dataset = (tf.data.Dataset.from_generator(batches, output_signature=signature)
-               .map(arrange)
-               .rebatch(batch_size)
-               .prefetch(tf.data.AUTOTUNE))  # fmt: skip
-    yield dataset
+
+    def one_epoch(epoch):
+        # Petastorm yields one batch per row group; rebatch slices them to the
+        # requested size without going through single events.
+        return (tf.data.Dataset.from_generator(batches, args=(epoch,), output_signature=signature)
+                .map(arrange).rebatch(batch_size))  # fmt: skip
+
+    return one_epoch
 
 
-def _petastorm_epoch(urls, columns, training, seed):
-    """One pass over the row groups, in a new order each epoch when training.
+def _petastorm_pass(urls, columns, training, seed):
+    """One pass over the row groups, in an order given by ``seed`` when training.
 
-    A reader per epoch because petastorm 0.13.1 shuffles row groups once and
+    A reader per pass because petastorm 0.13.1 shuffles row groups once and
     then repeats that order every epoch (and seed 0 means unseeded). Its thread
     pool can also end an epoch early and silently drop row groups (seen here
     with one worker: 17 of 36 rows, about one read in five); the synchronous

@@ -1,0 +1,210 @@
+"""Training that resumes: one classifier on a prepared dataset, CPU or GPU.
+
+``train(...)`` builds the model (tasks/models.py), feeds it from either format
+(tasks/readers.py), and writes ``<output>/``: ``model.keras``, ``scaler.json``
+(what inference needs with the model), ``history.json`` (per-epoch metrics)
+and ``training.json`` (settings, devices, timing). The output appears
+atomically when training has finished.
+
+Resuming: Keras' BackupAndRestore keeps the model, optimizer and epoch in
+``<output>.backup/`` after every epoch; per-epoch metrics go to ``<output>.progress.json`` as they happen. A
+killed and retried task finds both and continues from the last backup instead
+of starting over; a finished run removes them. The data order of every epoch
+is derived from the seed and the epoch number, so a resumed run sees the same
+data in the same order as one that was never interrupted.
+
+Devices: every visible GPU is used (MirroredStrategy across the GPUs of one
+machine when there are several); with none, the CPU. ``mixed_precision``
+computes in float16 on GPUs, keeping the output layer float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tasks.errors import SettingsError
+from tasks.storage import atomic_directory, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+SEED_SCHEDULE = ((0, 5e-4), (2, 2e-4), (4, 1e-4))
+"""The seed's inclusive-classifier learning rates: (first epoch, rate)."""
+
+
+def parse_schedule(text: str) -> tuple[tuple[int, float], ...]:
+    """'0:5e-4,2:2e-4,4:1e-4' → ((0, 5e-4), (2, 2e-4), (4, 1e-4)); a bare
+    number is a constant rate."""
+    try:
+        if ":" not in text:
+            return ((0, float(text)),)
+        steps = tuple((int(e), float(r)) for e, r in (item.split(":") for item in text.split(",")))
+    except ValueError:
+        raise SettingsError(f"learning-rate schedule {text!r} must look like '0:5e-4,2:2e-4,4:1e-4' or '1e-3'") from None
+    return steps
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model: str = "inclusive"
+    feed: str = "tfrecord"
+    epochs: int = 6
+    batch_size: int = 128
+    learning_rates: tuple[tuple[int, float], ...] = SEED_SCHEDULE
+    early_stopping_patience: int = 0  # epochs without val_loss improvement; 0: off
+    seed: int = 42
+    mixed_precision: bool = False
+
+    def __post_init__(self) -> None:
+        from tasks.models import MODEL_INPUTS
+        from tasks.readers import FORMATS
+
+        if self.model not in MODEL_INPUTS:
+            raise SettingsError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_INPUTS)}")
+        if self.feed not in FORMATS:
+            raise SettingsError(f"unknown feed format {self.feed!r}; choose one of {', '.join(FORMATS)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        rates = self.learning_rates
+        if not rates or rates[0][0] != 0 or any(r <= 0 for _, r in rates) or list(rates) != sorted(rates, key=lambda s: s[0]):
+            raise SettingsError(f"learning-rate schedule must start at epoch 0, rise in epoch, and have rates > 0: {rates}")
+
+    def rate_at(self, epoch: int) -> float:
+        return [r for e, r in self.learning_rates if e <= epoch][-1]
+
+
+def feed_paths(prepared: Path, tfrecord: Path | None, feed: str) -> dict[str, Path]:
+    if feed == "petastorm":
+        return {"train": prepared / "train", "test": prepared / "test"}
+    if tfrecord is None:
+        raise SettingsError("feed 'tfrecord' needs the TFRecord directory (tfrecord=...)")
+    return {"train": tfrecord / "train", "test": tfrecord / "test"}
+
+
+def devices() -> dict:
+    """The accelerators TensorFlow sees, and the strategy used with them."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    return {"gpus": [g.name for g in gpus], "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+            "_strategy": strategy}  # fmt: skip
+
+
+class _EpochLog:
+    """Keras callback: one log line per epoch, as it ends, and the metrics kept
+    in a progress file that survives a kill."""
+
+    def __new__(cls, *args, **kwargs):
+        import keras
+
+        class EpochLog(keras.callbacks.Callback):
+            def __init__(self, progress: Path, total_epochs: int, n_train: int):
+                super().__init__()
+                self.progress, self.total, self.n_train = progress, total_epochs, n_train
+                self.history = read_json(progress) if progress.exists() else {}
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                seconds = time.perf_counter() - self.started
+                record = {k: float(v) for k, v in (logs or {}).items()}
+                record.update(seconds=round(seconds, 3), events_per_s=round(self.n_train / seconds, 1),
+                              learning_rate=float(self.model.optimizer.learning_rate))  # fmt: skip
+                self.history[str(epoch)] = record
+                write_json(self.progress, self.history)
+                shown = "  ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("seconds", "events_per_s", "learning_rate"))
+                log.info("epoch %d/%d: %s  lr=%.1e  %.1f s, %.0f events/s", epoch + 1, self.total, shown,
+                         record["learning_rate"], seconds, record["events_per_s"])  # fmt: skip
+
+        return EpochLog(*args, **kwargs)
+
+
+def train(prepared: str | Path, output: str | Path, settings: TrainSettings = TrainSettings(),
+          tfrecord: str | Path | None = None) -> dict:  # fmt: skip
+    """Train ``settings.model`` on a prepared dataset; see the module docstring."""
+    import keras
+    import tensorflow as tf
+
+    from tasks.models import MODEL_INPUTS, build_model
+    from tasks.prepare import load_prepared
+    from tasks.readers import open_feed, steps_per_epoch
+
+    prepared, output = Path(prepared), Path(output)
+    summary, _ = load_prepared(prepared)
+    paths = feed_paths(prepared, Path(tfrecord) if tfrecord else None, settings.feed)
+    backup = output.with_name(output.name + ".backup")
+    progress = output.with_name(output.name + ".progress.json")
+    done_before = len(read_json(progress)) if progress.exists() and backup.exists() else 0
+    if done_before:
+        log.info("resuming %s from its backup: %d of %d epochs were done", settings.model, done_before, settings.epochs)
+    elif progress.exists():
+        progress.unlink()  # metrics without a backup to resume from belong to nothing
+
+    keras.utils.set_random_seed(settings.seed)
+    hardware = devices()
+    strategy = hardware.pop("_strategy")
+    log.info("training %s on %s (%s, %d replica(s)); feed %s, batch %d, %d epochs",
+             settings.model, ", ".join(hardware["gpus"]) or "CPU", hardware["strategy"], hardware["replicas"],
+             settings.feed, settings.batch_size, settings.epochs)  # fmt: skip
+    if settings.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16" if hardware["gpus"] else "mixed_bfloat16")
+    inputs = MODEL_INPUTS[settings.model]
+    n_train = summary["train"]["events"]
+    started = time.perf_counter()
+    with strategy.scope():
+        model = build_model(settings.model)
+        model.compile(optimizer=keras.optimizers.Adam(settings.rate_at(0)), loss="categorical_crossentropy", metrics=["accuracy"])
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.LearningRateScheduler(lambda epoch, _: settings.rate_at(epoch)),
+        _EpochLog(progress, settings.epochs, n_train),
+    ]
+    if settings.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience, restore_best_weights=True))
+    with (open_feed(paths["train"], settings.feed, inputs, settings.batch_size, training=True, seed=settings.seed,
+                    num_epochs=settings.epochs - done_before, first_epoch=done_before) as train_data,
+          open_feed(paths["test"], settings.feed, inputs, settings.batch_size) as test_data):  # fmt: skip
+        # A known length spares Keras a search for the end of the test data (and a warning every epoch).
+        test_data = test_data.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(summary["test"]["events"], settings.batch_size)))
+        model.fit(train_data, validation_data=test_data, epochs=settings.epochs, callbacks=callbacks, verbose=0, shuffle=False,
+                  steps_per_epoch=steps_per_epoch(n_train, settings.batch_size))  # fmt: skip
+    history = read_json(progress)
+    with atomic_directory(output) as tmp:
+        model.save(tmp / "model.keras")
+        shutil.copy(prepared / summary["scaler"]["path"], tmp / "scaler.json")
+        write_json(tmp / "history.json", history)
+        result = {
+            "model": settings.model,
+            "inputs": inputs,
+            "settings": asdict(settings),
+            "devices": hardware,
+            "prepared": str(prepared),
+            "feed": {k: str(v) for k, v in paths.items()},
+            "scaler_sha256": summary["scaler"]["sha256"],
+            "train_events": n_train,
+            "test_events": summary["test"]["events"],
+            "epochs_run": len(history),
+            "resumed_after_epochs": done_before,
+            "parameters": int(model.count_params()),
+            "seconds_this_process": round(time.perf_counter() - started, 2),
+            "events_per_s_per_epoch": [history[e]["events_per_s"] for e in sorted(history, key=int)],
+            "final": history[max(history, key=int)],
+        }
+        write_json(tmp / "training.json", result)
+    shutil.rmtree(backup, ignore_errors=True)
+    progress.unlink(missing_ok=True)
+    log.info("trained %s: %d epochs (%d resumed), val_accuracy %.4f -> %s", settings.model, len(history), done_before,
+             result["final"].get("val_accuracy", math.nan), output)  # fmt: skip
+    return result
