@@ -18,9 +18,15 @@ SparkDLTrigger), stage by stage:
    `<data root>/runs/<run id>/prepared`.
 4. **write_feeds**: the same rows as TFRecord shards under
    `<data root>/runs/<run id>/tfrecord`.
+5. **train_model** (one mapped task per model: HLF, particle-sequence GRU,
+   inclusive): Keras training from the chosen feed, on every GPU present or
+   the CPU, resuming from its last epoch backup when retried; per-epoch
+   metrics in the task log. Output: `<data root>/runs/<run id>/models/<model>`.
+6. **evaluate_model** (one per model): ROC/AUC per class, confusion matrix,
+   background rate at 99 % signal efficiency, plots and `report.html` under
+   `<data root>/runs/<run id>/evaluation/<model>`.
 
-Later stages (training, evaluation, registration) are added by the following
-issues. Stage logic lives in `tasks/`; this file only
+Registration and promotion come with the next issue. Stage logic lives in `tasks/`; this file only
 wires it. Settings come from `TOPO_*` environment variables (README).
 """
 
@@ -32,6 +38,11 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
+
+
+TRAINED_MODELS = ("hlf", "gru", "inclusive")
+"""The three classifiers of the paper; the LSTM and Transformer variants are
+trained with `topo train --model ...`."""
 
 
 def _run_key(run_id: str) -> str:
@@ -60,6 +71,11 @@ def _run_key(run_id: str) -> str:
                             description="Seed of undersampling, the train/test split and the shuffle."),  # fmt: skip
         "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1,
                                description="Share of each class kept for the test split."),  # fmt: skip
+        "feed_format": Param("tfrecord", type="string", enum=["tfrecord", "petastorm"],
+                             description="Which feed training reads."),  # fmt: skip
+        "epochs": Param(6, type="integer", minimum=1, maximum=1000, description="Training epochs (the seed used 6)."),
+        "batch_size": Param(128, type="integer", minimum=1, maximum=65536, description="Events per batch (the seed used 128)."),
+        "train_seed": Param(42, type="integer", minimum=0, description="Seed of weights, dropout and data order."),
     },
 )
 def topology_classifier():
@@ -127,7 +143,31 @@ def topology_classifier():
         return {"petastorm": prepared["prepared"], "tfrecord": summary["output"], "train_events": summary["train"]["events"],
                 "test_events": summary["test"]["events"]}  # fmt: skip
 
-    write_feeds(prepare_datasets(ingest_events(generate_sample())))
+    @task
+    def train_model(feeds: dict, model: str) -> dict:
+        """One classifier, resuming from its backup if this is a retry."""
+        from tasks.train import TrainSettings, train
+
+        params = get_current_context()["params"]
+        settings = TrainSettings(model=model, feed=params["feed_format"], epochs=params["epochs"],
+                                 batch_size=params["batch_size"], seed=params["train_seed"])  # fmt: skip
+        output = Path(feeds["petastorm"]).parent / "models" / model
+        result = train(feeds["petastorm"], output, settings, tfrecord=feeds["tfrecord"])
+        return {"model": model, "model_dir": str(output), "epochs_run": result["epochs_run"],
+                "resumed_after_epochs": result["resumed_after_epochs"], "val_accuracy": result["final"].get("val_accuracy")}  # fmt: skip
+
+    @task
+    def evaluate_model(trained: dict) -> dict:
+        """Metrics, plots and the HTML report of one trained model."""
+        from tasks.evaluate import evaluate
+
+        output = Path(trained["model_dir"]).parent.parent / "evaluation" / trained["model"]
+        metrics = evaluate(trained["model_dir"], output)
+        return {"model": trained["model"], "report": str(output / "report.html"), "accuracy": metrics["accuracy"],
+                "auc": {name: c["auc"] for name, c in metrics["classes"].items()}}  # fmt: skip
+
+    feeds = write_feeds(prepare_datasets(ingest_events(generate_sample())))
+    evaluate_model.expand(trained=train_model.partial(feeds=feeds).expand(model=list(TRAINED_MODELS)))
 
 
 topology_classifier()

@@ -44,4 +44,9 @@ if (prepared / "_summary.json").exists():
 tfrecord = events.parent / "tfrecord"
 if (tfrecord / "_summary.json").exists():
     print(f"  TFRecord feed:  {tfrecord}")
+for metrics in sorted((events.parent / "evaluation").glob("*/metrics.json")):
+    m = json.loads(metrics.read_text())
+    aucs = "  ".join(f"{name} {c['auc']:.3f}" for name, c in m["classes"].items())
+    print(f"  {m['model']:9s} model: {events.parent / 'models' / m['model']}  accuracy {m['accuracy']:.3f}, AUC {aucs}")
+    print(f"            report: {metrics.parent / 'report.html'}")
 PY

@@ -24,14 +24,7 @@ from keras import ops
 from tasks import schema
 
 N_CLASSES = len(schema.CLASS_NAMES)
-MODEL_INPUTS = {
-    "hlf": "hlf",
-    "gru": "gru",
-    "inclusive": "inclusive",
-    "inclusive_lstm": "inclusive",
-    "inclusive_transformer": "inclusive",
-}
-"""Model name → the feed inputs it takes (tasks.readers.INPUTS)."""
+MODEL_INPUTS = schema.MODEL_INPUTS
 
 
 @keras.saving.register_keras_serializable(package="topo")

@@ -193,9 +193,15 @@ def _petastorm_pass(urls, columns, training, seed):
     # say nothing a user can act on.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
-        with make_batch_reader(urls, schema_fields=columns, num_epochs=1, shuffle_row_groups=training,
-                               seed=seed, reader_pool_type="dummy") as reader:  # fmt: skip
+        reader = make_batch_reader(urls, schema_fields=columns, num_epochs=1, shuffle_row_groups=training,
+                                   seed=seed, reader_pool_type="dummy")  # fmt: skip
+        try:
             yield from reader
+        finally:
+            # Not `with reader`: its exit prints "Cache cleanup complete." to
+            # stdout (there is no cache), which would corrupt `topo`'s JSON.
+            reader.stop()
+            reader.join()
 
 
 def _is_flat_list(arrow_type) -> bool:

@@ -97,3 +97,14 @@ CUTFLOW_STEPS: tuple[str, ...] = (
     "rejected_non_finite",
     "written",
 )
+
+
+# --- Models (tasks/models.py builds them) ---------------------------------------
+MODEL_INPUTS: dict[str, str] = {
+    "hlf": "hlf",
+    "gru": "gru",
+    "inclusive": "inclusive",
+    "inclusive_lstm": "inclusive",
+    "inclusive_transformer": "inclusive",
+}
+"""Model name → the feed inputs it takes (tasks.readers.INPUTS)."""

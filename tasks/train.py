@@ -27,7 +27,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tasks import schema
 from tasks.errors import SettingsError
+from tasks.readers import FORMATS
 from tasks.storage import atomic_directory, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,8 @@ class TrainSettings:
     mixed_precision: bool = False
 
     def __post_init__(self) -> None:
-        from tasks.models import MODEL_INPUTS
-        from tasks.readers import FORMATS
-
-        if self.model not in MODEL_INPUTS:
-            raise SettingsError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_INPUTS)}")
+        if self.model not in schema.MODEL_INPUTS:
+            raise SettingsError(f"unknown model {self.model!r}; choose one of {', '.join(schema.MODEL_INPUTS)}")
         if self.feed not in FORMATS:
             raise SettingsError(f"unknown feed format {self.feed!r}; choose one of {', '.join(FORMATS)}")
         for name in ("epochs", "batch_size"):
@@ -137,7 +136,7 @@ def train(prepared: str | Path, output: str | Path, settings: TrainSettings = Tr
     import keras
     import tensorflow as tf
 
-    from tasks.models import MODEL_INPUTS, build_model
+    from tasks.models import build_model
     from tasks.prepare import load_prepared
     from tasks.readers import open_feed, steps_per_epoch
 
@@ -160,7 +159,7 @@ def train(prepared: str | Path, output: str | Path, settings: TrainSettings = Tr
              settings.feed, settings.batch_size, settings.epochs)  # fmt: skip
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16" if hardware["gpus"] else "mixed_bfloat16")
-    inputs = MODEL_INPUTS[settings.model]
+    inputs = schema.MODEL_INPUTS[settings.model]
     n_train = summary["train"]["events"]
     started = time.perf_counter()
     with strategy.scope():

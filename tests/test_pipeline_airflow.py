@@ -15,14 +15,14 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 @pytest.mark.slow
-def test_dag_generates_ingests_prepares_and_writes_feeds(tmp_path):
+def test_dag_runs_every_stage_from_generation_to_evaluation(tmp_path):
     env = os.environ | {
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "TOPO_DATA_ROOT": str(tmp_path / "data"),
         "TOPO_DASK_WORKERS": "2",
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
-    run = subprocess.run([AIRFLOW, "dags", "test", "topology_classifier", "--conf", json.dumps({"generate_events": 300, "seed": 5})],
+    run = subprocess.run([AIRFLOW, "dags", "test", "topology_classifier", "--conf", json.dumps({"generate_events": 300, "seed": 5, "epochs": 2, "batch_size": 16})],
                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
@@ -37,3 +37,10 @@ def test_dag_generates_ingests_prepares_and_writes_feeds(tmp_path):
     assert pq.read_table(events.parent / "prepared" / "train").num_rows == prepared["train"]["events"] > 0
     feeds = json.loads((events.parent / "tfrecord" / "_summary.json").read_text())
     assert feeds["train"]["events"] == prepared["train"]["events"] and feeds["test"]["events"] == prepared["test"]["events"]
+    for model in ("hlf", "gru", "inclusive"):
+        training = json.loads((events.parent / "models" / model / "training.json").read_text())
+        assert training["epochs_run"] == 2 and training["settings"]["feed"] == "tfrecord"
+        metrics = json.loads((events.parent / "evaluation" / model / "metrics.json").read_text())
+        assert metrics["events"] == prepared["test"]["events"]
+        assert (events.parent / "evaluation" / model / "report.html").exists()
+    assert "epoch 2/2" in log  # per-epoch metrics reach the task log

@@ -1,0 +1,78 @@
+"""The model builders, without data: shapes, parameter counts, cuDNN-ready recurrent layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")  # a core dependency (TensorFlow), imported lazily because it is slow
+
+from tasks.errors import SettingsError  # noqa: E402
+from tasks.models import build_model  # noqa: E402
+
+
+# Hand-counted: Dense 14→50→20→10→3; GRU(50) on 19 features with reset_after
+# (3 × (19·50 + 50·50 + 2·50)) + Dense 50→3; inclusive adds Dense (50+14)→25→3;
+# LSTM(50): 4 × (19·50 + 50·50 + 50).
+@pytest.mark.parametrize(("name", "params"), [("hlf", 2013), ("gru", 10803), ("inclusive", 12353), ("inclusive_lstm", 15703)])
+def test_parameter_counts_follow_spec(name, params):
+    assert build_model(name).count_params() == params
+
+
+@pytest.mark.parametrize("name", ["hlf", "gru", "inclusive", "inclusive_lstm", "inclusive_transformer"])
+def test_inputs_outputs_and_probabilities(name):
+    model = build_model(name)
+    names = [t.name for t in model.inputs]
+    expected = {"hlf": ["HLF_input"], "gru": ["GRU_input"]}.get(name, ["GRU_input", "HLF_input"])
+    assert names == expected
+    assert tuple(model.output.shape) == (None, 3)
+    rng = np.random.default_rng(0)
+    gru = np.zeros((4, 801, 19), np.float32)
+    gru[:, :30] = rng.normal(size=(4, 30, 19))
+    data = {"HLF_input": rng.uniform(size=(4, 14)).astype(np.float32), "GRU_input": gru}
+    out = np.asarray(model([data[n] for n in names] if len(names) > 1 else data[names[0]]))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    assert model.layers[-1].dtype_policy.compute_dtype == "float32"
+
+
+def test_recurrent_layers_keep_the_cudnn_configuration_and_mask_padding():
+    model = build_model("inclusive")
+    gru = model.get_layer("gru")
+    assert (gru.activation.__name__, gru.recurrent_activation.__name__) == ("tanh", "sigmoid")
+    assert gru.recurrent_dropout == 0 and not gru.unroll and gru.use_bias and gru.reset_after
+    masking = next(layer for layer in model.layers if isinstance(layer, keras.layers.Masking))
+    x = np.zeros((1, 801, 19), np.float32)
+    x[0, :5] = 1.0
+    mask = np.asarray(masking.compute_mask(x))
+    assert mask[0, :5].all() and not mask[0, 5:].any()  # right-padded: what cuDNN needs
+
+
+def test_transformer_ignores_padding_and_particle_order():
+    model = build_model("inclusive_transformer")
+    rng = np.random.default_rng(1)
+    x = np.zeros((1, 801, 19), np.float32)
+    x[0, :10] = rng.normal(size=(10, 19))
+    hlf = rng.uniform(size=(1, 14)).astype(np.float32)
+    base = np.asarray(model([x, hlf], training=False))
+    permuted = x.copy()
+    permuted[0, :10] = x[0, rng.permutation(10)]
+    # Masked attention and a masked mean: a set function of the real particles.
+    np.testing.assert_allclose(np.asarray(model([permuted, hlf], training=False)), base, rtol=1e-5, atol=1e-6)
+    more = x.copy()
+    more[0, 10:12] = rng.normal(size=(2, 19))
+    assert not np.allclose(np.asarray(model([more, hlf], training=False)), base)
+
+
+def test_saved_models_load_back(tmp_path):
+    import tasks.models  # noqa: F401  registers the custom layers
+
+    model = build_model("inclusive_transformer")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x = [np.ones((2, 801, 19), np.float32), np.ones((2, 14), np.float32)]
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(loaded(x)), rtol=1e-6)
+
+
+def test_unknown_model():
+    with pytest.raises(SettingsError, match="unknown model 'cnn'"):
+        build_model("cnn")

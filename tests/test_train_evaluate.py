@@ -1,0 +1,119 @@
+"""Training (resuming after a real kill) and evaluation, on the small prepared fixture."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tasks.errors import SettingsError
+from tasks.evaluate import evaluate, physics_metrics
+from tasks.train import TrainSettings, parse_schedule, train
+
+
+def test_physics_metrics_on_known_scores():
+    labels = np.repeat([0, 1, 2], 200)
+    perfect = np.eye(3)[labels] * 0.9 + 0.05
+    m = physics_metrics(labels, perfect)
+    assert m["accuracy"] == 1.0 and np.allclose(np.diag(m["confusion_matrix"]), 1.0)
+    for name in ("qcd", "ttbar", "wjets"):
+        assert m["classes"][name]["auc"] == 1.0
+    assert m["classes"]["ttbar"]["background_fpr_at_99pct_signal"] == 0.0
+    random = np.random.default_rng(0).dirichlet(np.ones(3), size=len(labels))
+    m = physics_metrics(labels, random)
+    assert all(abs(c["auc"] - 0.5) < 0.1 for c in m["classes"].values())
+    assert m["classes"]["wjets"]["signal_efficiency"] >= 0.99
+    assert m["classes"]["wjets"]["background_fpr_at_99pct_signal"] > 0.9  # a random score keeps everything
+    np.testing.assert_allclose(np.sum(m["confusion_matrix"], axis=1), 1.0)
+
+
+def test_train_then_evaluate(prepared, tmp_path, caplog):
+    out, summary, _ = prepared
+    caplog.set_level(logging.INFO, logger="tasks")
+    settings = TrainSettings(model="hlf", feed="petastorm", epochs=3, batch_size=8, learning_rates=parse_schedule("0:1e-2,2:1e-3"))
+    result = train(out, tmp_path / "hlf", settings)
+    assert [f"epoch {i}/3" in caplog.text for i in (1, 2, 3)] == [True] * 3  # streamed per epoch
+    history = json.loads((tmp_path / "hlf" / "history.json").read_text())
+    assert sorted(history) == ["0", "1", "2"]
+    assert [round(history[e]["learning_rate"], 6) for e in ("0", "1", "2")] == [1e-2, 1e-2, 1e-3]
+    assert result["epochs_run"] == 3 and result["resumed_after_epochs"] == 0
+    assert (tmp_path / "hlf" / "scaler.json").read_bytes() == (out / "scaler.json").read_bytes()
+    assert not (tmp_path / "hlf.backup").exists() and not (tmp_path / "hlf.progress.json").exists()
+
+    metrics = evaluate(tmp_path / "hlf", tmp_path / "eval")
+    assert metrics["events"] == summary["test"]["events"]
+    scores = np.load(tmp_path / "eval" / "scores.npz")
+    assert metrics["accuracy"] == pytest.approx((scores["probabilities"].argmax(1) == scores["labels"]).mean())
+    assert set(metrics["classes"]) == {"qcd", "ttbar", "wjets"}
+    assert "background_fpr_at_99pct_signal" in metrics["classes"]["ttbar"]
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert report.count("<img") == 3 and "Measured on different data" in report and "0.985" in report
+    for plot in ("roc.png", "confusion.png", "curves.png"):
+        assert (tmp_path / "eval" / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+def _train_command(prepared_dir, output):
+    return [sys.executable, "-m", "tasks.cli", "train", "--prepared", str(prepared_dir), "--feed", "petastorm",
+            "--model", "gru", "--epochs", "6", "--batch-size", "4", "--learning-rate", "3e-3", "--output", str(output)]  # fmt: skip
+
+
+def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_path):
+    out, _, _ = prepared
+    model_dir = tmp_path / "gru"
+    progress = tmp_path / "gru.progress.json"
+    process = subprocess.Popen(_train_command(out, model_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if progress.exists() and len(json.loads(progress.read_text() or "{}")) >= 2:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "training ended before it could be killed:\n" + process.stdout.read().decode()[-3000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    done_when_killed = len(json.loads(progress.read_text()))
+    assert 2 <= done_when_killed < 6 and not model_dir.exists()  # nothing half-written
+    assert (tmp_path / "gru.backup").exists()
+
+    resumed = subprocess.run(_train_command(out, model_dir), capture_output=True, text=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads(resumed.stdout)
+    assert result["resumed_after_epochs"] >= done_when_killed - 1  # the last backup is at most one epoch behind
+    assert result["epochs_run"] == 6
+    assert "resuming gru from its backup" in resumed.stderr
+    assert f"epoch 1/6" not in resumed.stderr  # did not start over
+
+    straight = train(out, tmp_path / "straight", TrainSettings(model="gru", feed="petastorm", epochs=6, batch_size=4,
+                                                               learning_rates=parse_schedule("3e-3")))  # fmt: skip
+    # Same data order per epoch, weights and optimizer restored: the same model.
+    assert result["final"]["val_loss"] == pytest.approx(straight["final"]["val_loss"], rel=1e-4, abs=1e-5)
+    assert result["final"]["loss"] == pytest.approx(straight["final"]["loss"], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "cnn"}, "unknown model"),
+        ({"feed": "hdf5"}, "unknown feed format"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"learning_rates": ((1, 1e-3),)}, "must start at epoch 0"),
+    ],
+)
+def test_bad_training_settings(kwargs, message):
+    with pytest.raises(SettingsError, match=message):
+        TrainSettings(**kwargs)
+
+
+def test_bad_schedule_text_and_missing_tfrecord_dir(prepared, tmp_path):
+    with pytest.raises(SettingsError, match="must look like"):
+        parse_schedule("fast")
+    with pytest.raises(SettingsError, match="needs the TFRecord directory"):
+        train(prepared[0], tmp_path / "x", TrainSettings(model="hlf", feed="tfrecord"))
