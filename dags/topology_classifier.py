@@ -26,7 +26,13 @@ SparkDLTrigger), stage by stage:
    background rate at 99 % signal efficiency, plots and `report.html` under
    `<data root>/runs/<run id>/evaluation/<model>`.
 
-Registration and promotion come with the next issue. Stage logic lives in `tasks/`; this file only
+7. **register_model** (one per model): an MLflow run with parameters,
+   per-epoch metrics, test metrics, model and report; a new version of the
+   registered model `topo-<model>`.
+8. **promote_model** (one per model): the explicit promotion step. The new
+   version and the current champion are scored on this run's test split;
+   the `champion` alias moves only if the new version is better by
+   `promotion_metric` and `promotion_margin`. `topo rollback` undoes it. Stage logic lives in `tasks/`; this file only
 wires it. Settings come from `TOPO_*` environment variables (README).
 """
 
@@ -76,6 +82,10 @@ def _run_key(run_id: str) -> str:
         "epochs": Param(6, type="integer", minimum=1, maximum=1000, description="Training epochs (the seed used 6)."),
         "batch_size": Param(128, type="integer", minimum=1, maximum=65536, description="Events per batch (the seed used 128)."),
         "train_seed": Param(42, type="integer", minimum=0, description="Seed of weights, dropout and data order."),
+        "promotion_metric": Param("mean_auc", type="string",
+                                  enum=["mean_auc", "auc_qcd", "auc_ttbar", "auc_wjets", "fpr99_ttbar", "fpr99_wjets", "accuracy"],
+                                  description="What a new model must improve to become champion (fpr99_*: lower is better)."),  # fmt: skip
+        "promotion_margin": Param(0.0, type="number", minimum=0, description="By how much it must improve it."),
     },
 )
 def topology_classifier():
@@ -166,8 +176,33 @@ def topology_classifier():
         return {"model": trained["model"], "report": str(output / "report.html"), "accuracy": metrics["accuracy"],
                 "auc": {name: c["auc"] for name, c in metrics["classes"].items()}}  # fmt: skip
 
+    @task
+    def register_model(evaluated: dict) -> dict:
+        """Track the run in MLflow and add a version to topo-<model> (no promotion)."""
+        from tasks.config import Settings
+        from tasks.registry import register
+
+        model_dir = Path(evaluated["report"]).parent.parent.parent / "models" / evaluated["model"]
+        result = register(model_dir, Path(evaluated["report"]).parent, Settings.from_env().tracking_uri,
+                          run_name=f"{evaluated['model']}-{_run_key(get_current_context()['run_id'])}")  # fmt: skip
+        return {"model": evaluated["model"], "name": result["name"], "version": result["version"], "run_id": result["run_id"]}
+
+    @task
+    def promote_model(registered: dict) -> dict:
+        """Champion only if better than the current one on this run's test split."""
+        from tasks.config import Settings
+        from tasks.registry import promote
+
+        params = get_current_context()["params"]
+        run_dir = Settings.from_env().data_root / "runs" / _run_key(get_current_context()["run_id"])
+        decision = promote(registered["name"], registered["version"], run_dir / "prepared" / "test", "petastorm",
+                           Settings.from_env().tracking_uri, metric=params["promotion_metric"],
+                           margin=params["promotion_margin"], data_scaler_path=run_dir / "prepared" / "scaler.json")  # fmt: skip
+        return {k: decision[k] for k in ("name", "challenger", "champion_before", "promoted", "reason")}
+
     feeds = write_feeds(prepare_datasets(ingest_events(generate_sample())))
-    evaluate_model.expand(trained=train_model.partial(feeds=feeds).expand(model=list(TRAINED_MODELS)))
+    trained = train_model.partial(feeds=feeds).expand(model=list(TRAINED_MODELS))
+    promote_model.expand(registered=register_model.expand(evaluated=evaluate_model.expand(trained=trained)))
 
 
 topology_classifier()

@@ -111,6 +111,41 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", type=Path, help="report directory (default: <model dir>-evaluation)")
     ev.add_argument("--feed", help="petastorm or tfrecord (default: the feed the model was trained from)")
     ev.add_argument("--test", type=Path, help="test split to score (default: the one the model was trained with)")
+
+    reg = sub.add_parser("register", help="track a trained, evaluated model in MLflow and register it as a new version",
+                         description="Log parameters, per-epoch metrics, test metrics, the model directory and the "
+                                     "evaluation to MLflow ($TOPO_MLFLOW_TRACKING_URI, else SQLite under the data root) "
+                                     "and add a version to the registered model topo-<model>. Does not promote.")  # fmt: skip
+    reg.add_argument("--model-dir", type=Path, required=True, help="a directory written by topo train")
+    reg.add_argument("--evaluation", type=Path, help="its evaluation directory (default: <model dir>-evaluation)")
+
+    pro = sub.add_parser("promote", help="make a registered version champion if it beats the current one on the same test data",
+                         description="Score the version and the current champion on the same test split (each with its own "
+                                     "scaler) and move the 'champion' alias only if the version is better by the metric "
+                                     "and margin. The decision is recorded on the version; promotions are kept in a history.")  # fmt: skip
+    pro.add_argument("--model", required=True, help="model kind: hlf, gru, inclusive, ... (registered as topo-<model>)")
+    pro.add_argument("--version", type=int, required=True, help="the challenger's version number")
+    pro.add_argument("--test", type=Path, required=True, help="test split both are scored on (a prepared test/ or TFRecord test/ directory)")
+    pro.add_argument("--feed", default="petastorm", help="format of --test: petastorm or tfrecord (default: petastorm)")
+    pro.add_argument("--scaler", type=Path, help="scaler.json the test split was prepared with (default: found next to a prepared split)")
+    pro.add_argument("--metric", default="mean_auc",
+                     help="mean_auc, auc_<class>, fpr99_ttbar, fpr99_wjets (lower is better) or accuracy (default: mean_auc)")  # fmt: skip
+    pro.add_argument("--margin", type=float, default=0.0, help="how much better the challenger must be (default: 0)")
+
+    rb = sub.add_parser("rollback", help="give the champion alias back to the previous champion",
+                        description="Undo the last change of champion of topo-<model>, using the promotion history.")
+    rb.add_argument("--model", required=True, help="model kind: hlf, gru, inclusive, ...")
+
+    pr = sub.add_parser("predict", help="score ROOT files or an ingested Parquet dataset with a trained or registered model",
+                        description="Select and featurise the events (ROOT input) as ingestion does, scale them with the "
+                                    "model's own scaler, and write event_id, p_qcd, p_ttbar, p_wjets, predicted as Parquet.")  # fmt: skip
+    pr.add_argument("--input", required=True, help="a .root file, a directory or glob of them, or an ingested Parquet dataset")
+    pr.add_argument("--output", type=Path, required=True, help="the predictions Parquet file to write")
+    which = pr.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model-dir", type=Path, help="a directory written by topo train")
+    which.add_argument("--model", help="a registered model kind (topo-<model>), with --alias or --version")
+    pr.add_argument("--alias", default="champion", help="registered alias to use with --model (default: champion)")
+    pr.add_argument("--version", type=int, help="registered version to use with --model (instead of the alias)")
     return parser
 
 
@@ -122,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(dask_scheduler=getattr(args, "scheduler", None), dask_workers=getattr(args, "workers", None))
         result = {"generate": _generate, "ingest": _ingest, "prepare": _prepare, "feeds": _feeds,
-                  "train": _train, "evaluate": _evaluate}[args.command](args, settings)
+                  "train": _train, "evaluate": _evaluate, "register": _register, "promote": _promote,
+                  "rollback": _rollback, "predict": _predict}[args.command](args, settings)
     except TopoError as exc:
         print(f"topo {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -205,6 +241,38 @@ def _evaluate(args, settings: Settings) -> dict:
     metrics = evaluate(args.model_dir, output, fmt=args.feed, test_path=args.test)
     return {"output": str(output), "report": str(output / "report.html"), "accuracy": metrics["accuracy"],
             "auc": {n: c["auc"] for n, c in metrics["classes"].items()}}  # fmt: skip
+
+
+def _register(args, settings: Settings) -> dict:
+    from tasks.registry import register
+
+    evaluation = args.evaluation or args.model_dir.parent / f"{args.model_dir.name}-evaluation"
+    return register(args.model_dir, evaluation, settings.tracking_uri)
+
+
+def _promote(args, settings: Settings) -> dict:
+    from tasks.registry import promote, registered_name
+
+    scaler = args.scaler or (args.test.parent / "scaler.json" if (args.test.parent / "scaler.json").exists() else None)
+    return promote(registered_name(args.model), args.version, args.test, args.feed, settings.tracking_uri,
+                   metric=args.metric, margin=args.margin, data_scaler_path=scaler)  # fmt: skip
+
+
+def _rollback(args, settings: Settings) -> dict:
+    from tasks.registry import registered_name, rollback
+
+    return rollback(registered_name(args.model), settings.tracking_uri)
+
+
+def _predict(args, settings: Settings) -> dict:
+    from tasks.predict import predict
+    from tasks.registry import download, registered_name
+
+    model_dir = args.model_dir
+    if model_dir is None:
+        model_dir = download(registered_name(args.model), settings.tracking_uri, version=args.version,
+                             alias=None if args.version else args.alias)  # fmt: skip
+    return predict(args.input, args.output, model_dir)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ changes environment variables (or DAG Params), never code.
 | TOPO_INGEST_CHUNK | ingest_chunk | 1000 events per Dask task |
 | TOPO_SHARD_EVENTS | shard_events | 2000 events per prepared shard |
 | TOPO_TFRECORD_COMPRESSION | tfrecord_compression | gzip (or none) |
+| TOPO_MLFLOW_TRACKING_URI | mlflow_tracking_uri | empty: SQLite + files under <data root>/mlflow |
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class Settings:
     ingest_chunk: int = 1000
     shard_events: int = 2000
     tfrecord_compression: str = "gzip"
+    mlflow_tracking_uri: str = ""
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: the configured server, else a local SQLite store."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_root / 'mlflow' / 'mlflow.db').resolve()}"
 
     def __post_init__(self) -> None:
         if self.dask_workers < 1:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks import schema
+from tasks.scaling import Scaler
 from tasks.storage import atomic_directory, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,16 @@ def _thin(fpr: np.ndarray, tpr: np.ndarray, points: int = 200) -> dict:
     return {"fpr": fpr[idx].round(6).tolist(), "tpr": tpr[idx].round(6).tolist()}
 
 
-def predict_split(model_dir: Path, path: Path, fmt: str, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities) for a test split, in stored order."""
+def predict_split(model_dir: Path, path: Path, fmt: str, batch_size: int = 1024,
+                  data_scaler: Scaler | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(labels, probabilities) for a test split, in stored order.
+
+    ``data_scaler`` is the scaler the split was prepared with; when the model
+    was trained with another one (a champion from an earlier preparation),
+    the inputs are mapped back and rescaled with the model's own statistics,
+    so that both models are compared on the same events, each as it expects
+    them.
+    """
     import keras
 
     import tasks.models  # noqa: F401  registers the custom layers
@@ -77,12 +86,35 @@ def predict_split(model_dir: Path, path: Path, fmt: str, batch_size: int = 1024)
 
     training = read_json(model_dir / "training.json")
     model = keras.models.load_model(model_dir / "model.keras")
+    own = Scaler.load(model_dir / "scaler.json")
+    convert = data_scaler is not None and data_scaler.sha256 != own.sha256
     labels, probabilities = [], []
     with open_feed(path, fmt, training["inputs"], batch_size) as dataset:
         for x, y in dataset:
+            if convert:
+                x = _rescale(training["inputs"], x, data_scaler, own)
             probabilities.append(np.asarray(model(x, training=False)))
             labels.append(np.asarray(y).argmax(axis=1))
     return np.concatenate(labels), np.concatenate(probabilities)
+
+
+def _rescale(inputs: str, x, source: Scaler, target: Scaler):
+    """Inputs scaled with ``source`` as ``target`` would have scaled them;
+    padding rows (all zero) stay zero."""
+
+    def hlf(h):
+        return target.scale_hlf(source.unscale_hlf(np.asarray(h, np.float64)))
+
+    def gru(g):
+        g = np.asarray(g)
+        real = np.any(g != 0.0, axis=-1)
+        out = np.zeros_like(g)
+        out[real] = target.scale_llf_rows(source.unscale_llf_rows(g[real].astype(np.float64)))
+        return out
+
+    if inputs == "inclusive":
+        return gru(x[0]), hlf(x[1])
+    return hlf(x) if inputs == "hlf" else gru(x)
 
 
 def evaluate(model_dir: str | Path, output: str | Path, fmt: str | None = None, test_path: str | Path | None = None) -> dict:

@@ -213,24 +213,18 @@ def _gather(split: str, bucket: int, pieces: list[str], out: str, scaler: Scaler
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks.features import dense_llf
-    from tasks.ingest import read_lfeatures
-
     # Pieces in part order and a stable sort: the shard's row order depends only
     # on the keys (64-bit, so ties practically never happen) and the part names.
     table = pa.concat_tables([pq.read_table(p) for p in sorted(pieces)])
     table = table.take(pa.array(np.argsort(np.asarray(table.column("order_key")), kind="stable")))
-    llf, offsets = read_lfeatures(table.column("lfeatures"))
-    rows = scaler.scale_llf_rows(llf[order_particles(llf, offsets)])
-    gru = dense_llf(rows, offsets).reshape(len(table), GRU_SIZE)
-    hlf = np.asarray(table.column("hfeatures").combine_chunks().values, np.float32).reshape(-1, schema.HLF_FEATURES)
+    hlf, gru, n_particles = model_inputs(table, scaler)
     labels = np.asarray(table.column("label"), np.int8)
     n = len(table)
     columns = {
         "event_id": table.column("event_id"),
         "label": pa.array(labels, pa.int8()),
-        "n_particles": pa.array(np.diff(offsets), pa.int16()),
-        "HLF_input": _list(scaler.scale_hlf(hlf).ravel(), schema.HLF_FEATURES, n),
+        "n_particles": pa.array(n_particles, pa.int16()),
+        "HLF_input": _list(hlf.ravel(), schema.HLF_FEATURES, n),
         "GRU_input": _list(gru.ravel(), GRU_SIZE, n),
         "encoded_label": _list(np.eye(len(schema.CLASS_NAMES), dtype=np.float32)[labels].ravel(), len(schema.CLASS_NAMES), n),
     }
@@ -238,6 +232,20 @@ def _gather(split: str, bucket: int, pieces: list[str], out: str, scaler: Scaler
                    use_dictionary=["event_id"], write_statistics=["event_id", "label", "n_particles"])  # fmt: skip
     return {"split": split, "bucket": bucket, "path": out, "events": n,
             "per_class": np.bincount(labels, minlength=len(schema.CLASS_NAMES)).tolist()}  # fmt: skip
+
+
+def model_inputs(table, scaler: Scaler) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An ingested table's events as the models see them: scaled HLF (n, 14),
+    ordered, standardised, zero-padded GRU input (n, 801 × 19), and the number
+    of real particles. Training data and inference both go through here."""
+    from tasks.features import dense_llf
+    from tasks.ingest import read_lfeatures
+
+    llf, offsets = read_lfeatures(table.column("lfeatures"))
+    rows = scaler.scale_llf_rows(llf[order_particles(llf, offsets)])
+    gru = dense_llf(rows, offsets).reshape(len(table), GRU_SIZE)
+    hlf = np.asarray(table.column("hfeatures").combine_chunks().values, np.float32).reshape(-1, schema.HLF_FEATURES)
+    return scaler.scale_hlf(hlf), gru, np.diff(offsets)
 
 
 def _list(values: np.ndarray, width: int, n: int):

@@ -15,6 +15,7 @@ doubles, which are cast to float32.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -190,7 +191,9 @@ def _petastorm_pass(urls, columns, training, seed):
     from petastorm import make_batch_reader
 
     # petastorm 0.13 drives pyarrow 14 through deprecated APIs; the FutureWarnings
-    # say nothing a user can act on.
+    # (and its INFO lines about missing petastorm metadata, which plain Parquet
+    # never has) say nothing a user can act on.
+    logging.getLogger("petastorm").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         reader = make_batch_reader(urls, schema_fields=columns, num_epochs=1, shuffle_row_groups=training,

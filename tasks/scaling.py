@@ -96,6 +96,13 @@ class Scaler:
         """Standardise real particle rows (never padding)."""
         return ((rows - self.llf_mean) / np.where(self.llf_std > 0, self.llf_std, 1.0)).astype(np.float32)
 
+    def unscale_hlf(self, scaled: np.ndarray) -> np.ndarray:
+        span = self.hlf_max - self.hlf_min
+        return scaled * np.where(span > 0, span, 1.0) + self.hlf_min
+
+    def unscale_llf_rows(self, rows: np.ndarray) -> np.ndarray:
+        return rows * np.where(self.llf_std > 0, self.llf_std, 1.0) + self.llf_mean
+
     def to_dict(self) -> dict:
         body = {
             "format": FORMAT,

@@ -27,7 +27,8 @@ def test_no_import_errors(dagbag):
 
 def test_topology_classifier_graph(dagbag):
     dag = dagbag.dags["topology_classifier"]
-    chain = ["generate_sample", "ingest_events", "prepare_datasets", "write_feeds", "train_model", "evaluate_model"]
+    chain = ["generate_sample", "ingest_events", "prepare_datasets", "write_feeds", "train_model", "evaluate_model",
+             "register_model", "promote_model"]
     assert set(dag.task_ids) == set(chain)
     for upstream, downstream in zip(chain, chain[1:]):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
@@ -36,7 +37,7 @@ def test_topology_classifier_graph(dagbag):
     for t in dag.tasks:
         assert t.retries == 2, t.task_id
     assert set(dag.params) == {"input_dir", "generate_events", "seed", "split_seed", "test_fraction", "feed_format",
-                               "epochs", "batch_size", "train_seed"}  # fmt: skip
+                               "epochs", "batch_size", "train_seed", "promotion_metric", "promotion_margin"}  # fmt: skip
 
 
 def test_parsing_the_dags_imports_nothing_heavy():

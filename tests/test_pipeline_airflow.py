@@ -44,3 +44,9 @@ def test_dag_runs_every_stage_from_generation_to_evaluation(tmp_path):
         assert metrics["events"] == prepared["test"]["events"]
         assert (events.parent / "evaluation" / model / "report.html").exists()
     assert "epoch 2/2" in log  # per-epoch metrics reach the task log
+    # Registered and, as the first version of each model, promoted to champion.
+    from tasks.registry import champion_history
+
+    tracking = f"sqlite:///{tmp_path / 'data' / 'mlflow' / 'mlflow.db'}"
+    for model in ("hlf", "gru", "inclusive"):
+        assert [h["champion"] for h in champion_history(f"topo-{model}", tracking)] == [1]

@@ -1,0 +1,98 @@
+"""Scoring new events with a trained or registered model.
+
+Input: Delphes ROOT files (a file, a directory, a glob) or an ingested Parquet
+dataset. ROOT input goes through the same selection and features as
+ingestion; every event then goes through the same ordering and scaling as the
+training data (tasks.prepare.model_inputs), with the scaler stored with the
+model. Output: one Parquet file of ``event_id``, ``p_qcd``, ``p_ttbar``,
+``p_wjets`` and ``predicted`` (class name), written atomically.
+
+Runs in one process, chunk by chunk; for large inputs, ingest them on Dask
+first (``topo ingest``) and predict on the Parquet dataset.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tasks import schema
+from tasks.errors import SettingsError, TopoError
+from tasks.storage import read_json, temporary_sibling
+
+log = logging.getLogger(__name__)
+
+
+def _input_files(source: str | Path) -> tuple[str, list[str]]:
+    """('root' | 'parquet', files) of an input given as a file, a directory or a glob."""
+    text = str(source)
+    if glob.has_magic(text):
+        files = sorted(glob.glob(text, recursive=True))
+    elif Path(text).is_dir():
+        files = sorted(str(p) for p in Path(text).rglob("*") if p.suffix in (".root", ".parquet"))
+    else:
+        files = [text] if Path(text).exists() else []
+    if not files:
+        raise SettingsError(f"no input to score at {source} (expected .root files or an ingested .parquet dataset)")
+    kinds = {Path(f).suffix for f in files}
+    if kinds - {".root", ".parquet"} or len(kinds) > 1:
+        raise SettingsError(f"{source}: mix ROOT and Parquet inputs in separate calls (found {', '.join(sorted(kinds))})")
+    return ("root" if kinds == {".root"} else "parquet"), files
+
+
+def _ingest_root(files: list[str], workdir: Path, chunk: int) -> list[str]:
+    """Selection and features of ROOT files into Parquet parts (as ingestion does)."""
+    from tasks.delphes import inspect_file
+    from tasks.ingest import plan_chunks, process_chunk
+
+    for path in files:
+        n = inspect_file(path)  # a bad file stops scoring with a clear error naming it
+        for start, stop in plan_chunks(n, chunk):
+            result = process_chunk("predict", 0, path, start, stop, str(workdir))
+            if "error" in result:
+                raise TopoError(f"{path}: {result['error']}")
+    return sorted(str(p) for p in workdir.glob("*.parquet"))
+
+
+def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch_size: int = 1024, chunk: int = 1000) -> dict:
+    """Score every selected event of ``source`` with the model in ``model_dir``."""
+    import keras
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import tasks.models  # noqa: F401  registers the custom layers
+    from tasks.prepare import model_inputs
+    from tasks.scaling import Scaler
+
+    model_dir, output = Path(model_dir), Path(output)
+    kind, files = _input_files(source)
+    training = read_json(model_dir / "training.json")
+    scaler = Scaler.load(model_dir / "scaler.json")
+    model = keras.models.load_model(model_dir / "model.keras")
+    ids, probabilities = [], []
+    with tempfile.TemporaryDirectory(prefix="topo-predict-") as tmp:
+        parts = _ingest_root(files, Path(tmp), chunk) if kind == "root" else files
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size, columns=["event_id", "hfeatures", "lfeatures"]):
+                table = pa.Table.from_batches([batch])
+                hlf, gru, _ = model_inputs(table, scaler)
+                gru = gru.reshape(-1, schema.LLF_ROWS, schema.LLF_FEATURES)
+                x = {"hlf": hlf, "gru": gru, "inclusive": [gru, hlf]}[training["inputs"]]
+                probabilities.append(np.asarray(model.predict_on_batch(x)))
+                ids += table.column("event_id").to_pylist()
+    p = np.concatenate(probabilities) if probabilities else np.zeros((0, len(schema.CLASS_NAMES)), np.float32)
+    columns = {"event_id": pa.array(ids, pa.string())}
+    columns.update({f"p_{name}": pa.array(p[:, c], pa.float32()) for c, name in enumerate(schema.CLASS_NAMES)})
+    columns["predicted"] = pa.array(np.asarray(schema.CLASS_NAMES)[p.argmax(axis=1)] if len(p) else [], pa.string())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp_file = temporary_sibling(output, "tmp")
+    pq.write_table(pa.table(columns), tmp_file)
+    os.replace(tmp_file, output)
+    counts = {name: int((p.argmax(axis=1) == c).sum()) for c, name in enumerate(schema.CLASS_NAMES)} if len(p) else {}
+    log.info("scored %d events from %d %s file(s) with %s -> %s", len(ids), len(files), kind, training["model"], output)
+    return {"output": str(output), "events": len(ids), "model": training["model"], "predicted_per_class": counts}

@@ -1,0 +1,216 @@
+"""The model registry, on MLflow: tracking, versions, champion, rollback.
+
+- ``register``: one MLflow run per trained model, with its parameters, the
+  per-epoch metrics (step = epoch), the test metrics, and as artifacts the
+  whole model directory (model, scaler statistics, feature order in
+  training.json, history) and the evaluation (metrics, plots, report). The
+  model becomes a new version of the registered model of its kind
+  (``topo-inclusive``, ``topo-hlf``, ...).
+- ``promote``: the only way to become ``champion`` (an MLflow alias). The
+  challenger and the current champion are scored on the same test events, each
+  with its own scaler, and the challenger wins only if it is better by the
+  configured physics metric and margin. The decision and both scores are
+  recorded on the version; every change of champion is appended to a history
+  kept on the registered model, so ``rollback`` can undo it.
+
+Tracking goes to ``Settings.tracking_uri``: a server when configured
+(``TOPO_MLFLOW_TRACKING_URI``), else SQLite and files under
+``<data root>/mlflow``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tasks.errors import SettingsError, TopoError
+from tasks.storage import read_json
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "topology-classifier"
+CHAMPION = "champion"
+HISTORY_TAG = "champion_history"
+METRICS = ("mean_auc", "auc_qcd", "auc_ttbar", "auc_wjets", "fpr99_ttbar", "fpr99_wjets", "accuracy")
+"""Promotion metrics; fpr99_* (background rate at 99 % signal efficiency) are
+better when lower, the others when higher."""
+
+
+class RegistryError(TopoError):
+    """A registry request that cannot be honoured (no such model or version, nothing to roll back)."""
+
+
+def registered_name(model: str) -> str:
+    return f"topo-{model}"
+
+
+def _mlflow(tracking_uri: str):
+    """mlflow with the tracking URI set and the experiment present; a local
+    store keeps its artifacts next to its database, not in the working directory."""
+    import mlflow
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        location = None
+        if tracking_uri.startswith("sqlite:///"):
+            location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    mlflow.set_experiment(EXPERIMENT)
+    return mlflow
+
+
+def summarise(metrics: dict) -> dict[str, float]:
+    """The promotion metrics of an evaluation (tasks.evaluate.physics_metrics)."""
+    classes = metrics["classes"]
+    out = {"accuracy": metrics["accuracy"], "mean_auc": float(np.mean([c["auc"] for c in classes.values()]))}
+    for name, c in classes.items():
+        out[f"auc_{name}"] = c["auc"]
+        if "background_fpr_at_99pct_signal" in c:
+            out[f"fpr99_{name}"] = c["background_fpr_at_99pct_signal"]
+    return out
+
+
+def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: str, run_name: str | None = None) -> dict:
+    """Track a trained and evaluated model and register it as a new version."""
+    model_dir, evaluation_dir = Path(model_dir).resolve(), Path(evaluation_dir).resolve()
+    training = read_json(model_dir / "training.json")
+    history = read_json(model_dir / "history.json")
+    test = summarise(read_json(evaluation_dir / "metrics.json"))
+    mlflow = _mlflow(tracking_uri)
+    from mlflow import MlflowClient
+
+    name = registered_name(training["model"])
+    client = MlflowClient()
+    # A retried task must not register the same model twice.
+    for existing in client.search_model_versions(f"name = '{name}'"):
+        if existing.tags.get("model_dir") == str(model_dir):
+            log.info("%s version %s already registers %s", name, existing.version, model_dir)
+            return {"name": name, "version": int(existing.version), "run_id": existing.run_id, "test": test}
+
+    settings = training["settings"]
+    params = {**{k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v) for k, v in settings.items()},
+              "parameters": training["parameters"], "train_events": training["train_events"],
+              "test_events": training["test_events"], "scaler_sha256": training["scaler_sha256"],
+              "prepared": training["prepared"], "devices": ",".join(training["devices"]["gpus"]) or "cpu"}  # fmt: skip
+    with mlflow.start_run(run_name=run_name or f"{training['model']}-{time.strftime('%Y%m%dT%H%M%S')}") as run:
+        mlflow.log_params(params)
+        for epoch in sorted(history, key=int):
+            mlflow.log_metrics({k: v for k, v in history[epoch].items()}, step=int(epoch))
+        mlflow.log_metrics({f"test_{k}": v for k, v in test.items()})
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        mlflow.log_artifacts(str(evaluation_dir), artifact_path="evaluation")
+        source = mlflow.get_artifact_uri("model")
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name, description=f"{training['model']} topology classifier (SPEC.md)")
+    tags = {f"test_{k}": f"{v:.6f}" for k, v in test.items()} | {"model_dir": str(model_dir)}
+    version = client.create_model_version(name, source=source, run_id=run.info.run_id, tags=tags)
+    log.info("registered %s version %s (run %s): test mean AUC %.4f", name, version.version, run.info.run_id, test["mean_auc"])
+    return {"name": name, "version": int(version.version), "run_id": run.info.run_id, "test": test}
+
+
+def download(name: str, tracking_uri: str, version: int | None = None, alias: str | None = None, dst: str | Path | None = None) -> Path:
+    """A registered version's model directory (model.keras, scaler.json, training.json)."""
+    mlflow = _mlflow(tracking_uri)
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise RegistryError(f"no version {alias or version} of registered model {name!r} ({exc.message})") from exc
+    target = Path(dst or tempfile.mkdtemp(prefix="topo-model-"))
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(target)))
+
+
+def _history(client, name: str) -> list[dict]:
+    tags = client.get_registered_model(name).tags
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def _better(metric: str, challenger: float, champion: float, margin: float) -> bool:
+    """Strictly better by more than ``margin``: a tie keeps the champion."""
+    if metric.startswith("fpr99_"):
+        return challenger < champion - margin
+    return challenger > champion + margin
+
+
+def promote(name: str, version: int, test_path: str | Path, fmt: str, tracking_uri: str,
+            metric: str = "mean_auc", margin: float = 0.0, data_scaler_path: str | Path | None = None) -> dict:  # fmt: skip
+    """Make ``version`` the champion if it beats the current one on the same test data."""
+    from mlflow import MlflowClient
+
+    from tasks.evaluate import physics_metrics, predict_split
+    from tasks.scaling import Scaler
+
+    if metric not in METRICS:
+        raise SettingsError(f"unknown promotion metric {metric!r}; choose one of {', '.join(METRICS)}")
+    _mlflow(tracking_uri)
+    client = MlflowClient()
+    data_scaler = Scaler.load(data_scaler_path) if data_scaler_path else None
+    scores = {}
+    with tempfile.TemporaryDirectory(prefix="topo-promote-") as tmp:
+        challenger_dir = download(name, tracking_uri, version=version, dst=Path(tmp) / "challenger")
+        scores["challenger"] = summarise(physics_metrics(*predict_split(challenger_dir, Path(test_path), fmt, data_scaler=data_scaler)))
+        try:
+            current = client.get_model_version_by_alias(name, CHAMPION)
+        except Exception:  # no champion yet
+            current = None
+        if current is not None and int(current.version) == int(version):
+            raise RegistryError(f"{name} version {version} is already the champion")
+        if current is not None:
+            champion_dir = download(name, tracking_uri, version=int(current.version), dst=Path(tmp) / "champion")
+            scores["champion"] = summarise(physics_metrics(*predict_split(champion_dir, Path(test_path), fmt, data_scaler=data_scaler)))
+    challenger_score = scores["challenger"][metric]
+    if current is None:
+        promoted, reason = True, "no champion yet"
+    else:
+        champion_score = scores["champion"][metric]
+        promoted = _better(metric, challenger_score, champion_score, margin)
+        relation = "beats" if promoted else "does not beat"
+        reason = (f"challenger {metric} {challenger_score:.4f} {relation} champion v{current.version} "
+                  f"{champion_score:.4f} by the margin {margin}")  # fmt: skip
+    decision = {"name": name, "challenger": int(version), "champion_before": int(current.version) if current else None,
+                "metric": metric, "margin": margin, "promoted": promoted, "reason": reason, "scores": scores,
+                "test_data": str(test_path), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+    client.set_model_version_tag(name, str(version), "promotion_decision", json.dumps(decision)[:5000])
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+        history = _history(client, name) + [{"champion": int(version), "previous": decision["champion_before"],
+                                             "metric": metric, "score": challenger_score, "time": decision["time"]}]  # fmt: skip
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    log.info("%s: %s v%s -> %s (%s)", name, "promoted" if promoted else "kept champion;", version,
+             CHAMPION if promoted else f"v{decision['champion_before']} stays", reason)  # fmt: skip
+    return decision
+
+
+def rollback(name: str, tracking_uri: str) -> dict:
+    """Give the champion alias back to the version that held it before."""
+    from mlflow import MlflowClient
+
+    _mlflow(tracking_uri)
+    client = MlflowClient()
+    history = _history(client, name)
+    if not history or history[-1]["previous"] is None:
+        raise RegistryError(f"{name} has no earlier champion to roll back to")
+    last = history[-1]
+    client.set_registered_model_alias(name, CHAMPION, str(last["previous"]))
+    history.append({"champion": last["previous"], "previous": last["champion"], "rollback": True,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})  # fmt: skip
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    log.info("%s: rolled back, champion is v%s again (was v%s)", name, last["previous"], last["champion"])
+    return {"name": name, "champion": last["previous"], "replaced": last["champion"]}
+
+
+def champion_history(name: str, tracking_uri: str) -> list[dict]:
+    from mlflow import MlflowClient
+
+    _mlflow(tracking_uri)
+    return _history(MlflowClient(), name)
