@@ -1,4 +1,4 @@
-.PHONY: setup test run bench-ingest bench-feeds
+.PHONY: setup test run bench-ingest bench-feeds bench-train
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -10,3 +10,6 @@ bench-ingest: setup
 
 bench-feeds: setup
 	.venv/bin/python benchmarks/feed_benchmark.py
+
+bench-train: setup
+	.venv/bin/python benchmarks/train_benchmark.py

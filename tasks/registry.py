@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +53,7 @@ def registered_name(model: str) -> str:
 def _mlflow(tracking_uri: str):
     """mlflow with the tracking URI set and the experiment present; a local
     store keeps its artifacts next to its database, not in the working directory."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # task logs are not terminals
     import mlflow
 
     if tracking_uri.startswith("sqlite:///"):

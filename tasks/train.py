@@ -157,14 +157,18 @@ def train(prepared: str | Path, output: str | Path, settings: TrainSettings = Tr
     log.info("training %s on %s (%s, %d replica(s)); feed %s, batch %d, %d epochs",
              settings.model, ", ".join(hardware["gpus"]) or "CPU", hardware["strategy"], hardware["replicas"],
              settings.feed, settings.batch_size, settings.epochs)  # fmt: skip
-    if settings.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16" if hardware["gpus"] else "mixed_bfloat16")
     inputs = schema.MODEL_INPUTS[settings.model]
     n_train = summary["train"]["events"]
     started = time.perf_counter()
-    with strategy.scope():
-        model = build_model(settings.model)
-        model.compile(optimizer=keras.optimizers.Adam(settings.rate_at(0)), loss="categorical_crossentropy", metrics=["accuracy"])
+    policy = keras.mixed_precision.global_policy()
+    if settings.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16" if hardware["gpus"] else "mixed_bfloat16")
+    try:  # the policy is global: only this model is built under it
+        with strategy.scope():
+            model = build_model(settings.model)
+            model.compile(optimizer=keras.optimizers.Adam(settings.rate_at(0)), loss="categorical_crossentropy", metrics=["accuracy"])
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.LearningRateScheduler(lambda epoch, _: settings.rate_at(epoch)),

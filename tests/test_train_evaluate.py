@@ -98,6 +98,17 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_
     assert result["final"]["loss"] == pytest.approx(straight["final"]["loss"], rel=1e-4, abs=1e-5)
 
 
+def test_mixed_precision_builds_in_low_precision_and_leaves_the_global_policy_alone(prepared, tmp_path):
+    import keras
+
+    result = train(prepared[0], tmp_path / "mp", TrainSettings(model="hlf", feed="petastorm", epochs=1, batch_size=16, mixed_precision=True))
+    model = keras.models.load_model(tmp_path / "mp" / "model.keras")
+    assert model.layers[1].dtype_policy.compute_dtype == "bfloat16"  # no GPU here: bfloat16 on the CPU
+    assert model.layers[-1].dtype_policy.compute_dtype == "float32"  # probabilities stay float32
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert np.isfinite(result["final"]["loss"])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

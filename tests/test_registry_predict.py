@@ -1,0 +1,105 @@
+"""Registry (MLflow, local SQLite store), promotion, rollback, and scoring new events."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.errors import SettingsError
+from tasks.evaluate import _rescale, evaluate
+from tasks.predict import predict
+from tasks.prepare import PrepareSettings, model_inputs, prepare
+from tasks.registry import CHAMPION, RegistryError, champion_history, download, promote, register, rollback
+from tasks.scaling import Scaler
+from tasks.train import TrainSettings, parse_schedule, train
+
+
+@pytest.fixture(scope="module")
+def models(prepared, tmp_path_factory):
+    """A trained HLF model and a useless one (constant output) of the same kind."""
+    import keras
+
+    out, _, _ = prepared
+    root = tmp_path_factory.mktemp("models")
+    settings = TrainSettings(model="hlf", feed="petastorm", epochs=30, batch_size=8, learning_rates=parse_schedule("1e-2"))
+    train(out, root / "good", settings)
+    shutil.copytree(root / "good", root / "constant")
+    model = keras.models.load_model(root / "constant" / "model.keras")
+    for layer in model.layers:
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    model.save(root / "constant" / "model.keras")
+    for name in ("good", "constant"):
+        evaluate(root / name, root / f"{name}-evaluation")
+    return root
+
+
+def test_register_promote_only_better_and_roll_back(models, prepared, tmp_path):
+    out, _, _ = prepared
+    tracking = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    constant = register(models / "constant", models / "constant-evaluation", tracking)
+    assert register(models / "constant", models / "constant-evaluation", tracking)["version"] == constant["version"]  # a retry
+    good = register(models / "good", models / "good-evaluation", tracking)
+    assert (constant["version"], good["version"]) == (1, 2)
+    # Scored on the training split, where the trained model is surely better than a constant one.
+    data = dict(test_path=out / "train", fmt="petastorm", tracking_uri=tracking, data_scaler_path=out / "scaler.json")
+    first = promote("topo-hlf", 1, **data)
+    assert first["promoted"] and first["reason"] == "no champion yet"
+    second = promote("topo-hlf", 2, **data)
+    assert second["promoted"] and second["champion_before"] == 1
+    assert second["scores"]["challenger"]["mean_auc"] > second["scores"]["champion"]["mean_auc"]
+    with pytest.raises(RegistryError, match="already the champion"):
+        promote("topo-hlf", 2, **data)
+    # The constant model again as a challenger: it must not displace the trained one.
+    from mlflow import MlflowClient
+
+    kept = promote("topo-hlf", 1, **data)
+    assert not kept["promoted"] and "does not beat" in kept["reason"]
+    assert int(MlflowClient().get_model_version_by_alias("topo-hlf", CHAMPION).version) == 2
+    decision = json.loads(MlflowClient().get_model_version("topo-hlf", "1").tags["promotion_decision"])
+    assert decision["promoted"] is False and decision["scores"]["champion"]["mean_auc"] > decision["scores"]["challenger"]["mean_auc"]
+    assert [h["champion"] for h in champion_history("topo-hlf", tracking)] == [1, 2]
+    assert rollback("topo-hlf", tracking) == {"name": "topo-hlf", "champion": 1, "replaced": 2}
+    assert int(MlflowClient().get_model_version_by_alias("topo-hlf", CHAMPION).version) == 1
+    champion_dir = download("topo-hlf", tracking, alias=CHAMPION, dst=tmp_path / "dl")
+    assert {"model.keras", "scaler.json", "training.json"} <= {p.name for p in champion_dir.iterdir()}
+    with pytest.raises(SettingsError, match="unknown promotion metric"):
+        promote("topo-hlf", 2, metric="speed", **data)
+    with pytest.raises(RegistryError, match="no version 7"):
+        download("topo-hlf", tracking, version=7)
+
+
+def test_a_model_is_fed_its_own_scaling(ingested_events, prepared, dask_client, tmp_path):
+    out, _, _ = prepared
+    other = prepare(ingested_events, tmp_path / "other", dask_client, PrepareSettings(seed=11, shard_events=100))
+    a, b = Scaler.load(out / "scaler.json"), Scaler.load(tmp_path / "other" / "scaler.json")
+    assert a.sha256 != b.sha256
+    table = pq.read_table(ingested_events).slice(0, 6)
+    hlf_a, gru_a, _ = model_inputs(table, a)
+    hlf_b, gru_b, _ = model_inputs(table, b)
+    gru_a, gru_b = gru_a.reshape(-1, 801, 19), gru_b.reshape(-1, 801, 19)
+    gru, hlf = _rescale("inclusive", (gru_b, hlf_b), b, a)
+    np.testing.assert_allclose(hlf, hlf_a, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gru, gru_a, rtol=1e-4, atol=1e-4)
+    assert np.all(gru[gru_a.any(axis=-1) == 0] == 0)  # padding stays exactly zero
+    assert other["scaler"]["sha256"] == b.sha256
+
+
+def test_predict_root_and_parquet_agree(models, generated_sample, ingested_events, tmp_path):
+    from_root = predict(generated_sample / "ttbar", tmp_path / "root.parquet", models / "good")
+    from_parquet = predict(ingested_events, tmp_path / "parquet.parquet", models / "good")
+    a = pq.read_table(tmp_path / "root.parquet").to_pandas().set_index("event_id")
+    b = pq.read_table(tmp_path / "parquet.parquet").to_pandas().set_index("event_id")
+    ttbar_ingested = [e for e in b.index if e.startswith("ttbar/")]
+    assert from_root["events"] == len(ttbar_ingested) > 0 and from_parquet["events"] == len(b)
+    # Same events (ids name the file and entry), same scores whichever way they came in.
+    a.index = ["ttbar/" + e.split("/", 1)[1] for e in a.index]
+    np.testing.assert_allclose(a.loc[ttbar_ingested, ["p_qcd", "p_ttbar", "p_wjets"]].to_numpy(),
+                               b.loc[ttbar_ingested, ["p_qcd", "p_ttbar", "p_wjets"]].to_numpy(), rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(b[["p_qcd", "p_ttbar", "p_wjets"]].sum(axis=1), 1.0, rtol=1e-5)
+    assert set(b["predicted"]) <= {"qcd", "ttbar", "wjets"}
+    with pytest.raises(SettingsError, match="no input to score"):
+        predict(tmp_path / "nothing-here", tmp_path / "x.parquet", models / "good")
