@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks import schema
-from tasks.scaling import Scaler
+from tasks.scaling import Scaler, ScalerError
 from tasks.storage import atomic_directory, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,10 @@ def predict_split(model_dir: Path, path: Path, fmt: str, batch_size: int = 1024,
 
     training = read_json(model_dir / "training.json")
     model = keras.models.load_model(model_dir / "model.keras")
-    own = Scaler.load(model_dir / "scaler.json")
+    own = Scaler.load(model_dir / "scaler.json") if (model_dir / "scaler.json").exists() else None
+    if data_scaler is not None and own is None:
+        raise ScalerError(f"{model_dir} has no scaler (trained on an external, already scaled dataset): "
+                          "it cannot be compared on data prepared here")  # fmt: skip
     convert = data_scaler is not None and data_scaler.sha256 != own.sha256
     labels, probabilities = [], []
     with open_feed(path, fmt, training["inputs"], batch_size) as dataset:

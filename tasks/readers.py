@@ -55,6 +55,9 @@ def feed_files(path: str | Path, fmt: str) -> list[str]:
     suffixes = (".parquet",) if fmt == "petastorm" else (".tfrecord", ".tfrecord.gz")
     if path.is_dir():
         files = sorted(str(p) for p in path.iterdir() if p.name.endswith(suffixes))
+        if not files and fmt == "tfrecord":
+            # Spark's TFRecord writer (the published files) names shards part-r-NNNNN, without a suffix.
+            files = sorted(str(p) for p in path.glob("part-*") if p.suffix == "")
     else:
         files = [str(path)] if path.exists() else []
     if not files:

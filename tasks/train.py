@@ -77,12 +77,56 @@ class TrainSettings:
         return [r for e, r in self.learning_rates if e <= epoch][-1]
 
 
-def feed_paths(prepared: Path, tfrecord: Path | None, feed: str) -> dict[str, Path]:
+def feed_paths(prepared: Path | None, tfrecord: Path | None, feed: str) -> dict[str, Path]:
     if feed == "petastorm":
+        if prepared is None:
+            raise SettingsError("feed 'petastorm' needs the prepared (Parquet) directory")
         return {"train": prepared / "train", "test": prepared / "test"}
     if tfrecord is None:
         raise SettingsError("feed 'tfrecord' needs the TFRecord directory (tfrecord=...)")
     return {"train": tfrecord / "train", "test": tfrecord / "test"}
+
+
+def dataset_info(paths: dict[str, Path], feed: str) -> dict:
+    """Event counts and scaler of the data to train on.
+
+    A prepared dataset says both in its ``_summary.json`` (and its scaler is
+    checked against the data). Other datasets in the same layout, such as the
+    published SparkDLTrigger files (already scaled, no scaler shipped), are
+    counted from their files; the model is then saved without a scaler and
+    can be evaluated on such data but not used on raw events.
+    """
+    from tasks.prepare import load_prepared
+    from tasks.readers import feed_files
+
+    root = paths["train"].parent
+    if (root / "_summary.json").exists():
+        summary = read_json(root / "_summary.json")
+        source = Path(summary.get("prepared", root))  # a TFRecord feed names the preparation it came from
+        _, scaler = load_prepared(source)  # checks that data and scaler belong together
+        return {"train": summary["train"]["events"], "test": summary["test"]["events"],
+                "scaler": source / summary["scaler"]["path"], "scaler_sha256": summary["scaler"]["sha256"]}  # fmt: skip
+    log.warning("no _summary.json in %s: an external dataset, counted from its files, without a scaler", root)
+    return {split: sum(count_events(f, feed) for f in feed_files(paths[split], feed)) for split in ("train", "test")} | {
+        "scaler": None, "scaler_sha256": None}
+
+
+def count_events(path: str, feed: str) -> int:
+    """Rows of a Parquet file, or records of a TFRecord file (read through its framing)."""
+    import gzip
+    import struct
+
+    if feed == "petastorm":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    n = 0
+    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+        while header := f.read(12):
+            (length,) = struct.unpack("<Q", header[:8])
+            f.seek(length + 4, 1)
+            n += 1
+    return n
 
 
 def devices() -> dict:
@@ -130,19 +174,18 @@ class _EpochLog:
         return EpochLog(*args, **kwargs)
 
 
-def train(prepared: str | Path, output: str | Path, settings: TrainSettings = TrainSettings(),
+def train(prepared: str | Path | None, output: str | Path, settings: TrainSettings = TrainSettings(),
           tfrecord: str | Path | None = None) -> dict:  # fmt: skip
     """Train ``settings.model`` on a prepared dataset; see the module docstring."""
     import keras
     import tensorflow as tf
 
     from tasks.models import build_model
-    from tasks.prepare import load_prepared
     from tasks.readers import open_feed, steps_per_epoch
 
-    prepared, output = Path(prepared), Path(output)
-    summary, _ = load_prepared(prepared)
+    prepared, output = (Path(prepared) if prepared else None), Path(output)
     paths = feed_paths(prepared, Path(tfrecord) if tfrecord else None, settings.feed)
+    data = dataset_info(paths, settings.feed)
     backup = output.with_name(output.name + ".backup")
     progress = output.with_name(output.name + ".progress.json")
     done_before = len(read_json(progress)) if progress.exists() and backup.exists() else 0
@@ -158,7 +201,7 @@ def train(prepared: str | Path, output: str | Path, settings: TrainSettings = Tr
              settings.model, ", ".join(hardware["gpus"]) or "CPU", hardware["strategy"], hardware["replicas"],
              settings.feed, settings.batch_size, settings.epochs)  # fmt: skip
     inputs = schema.MODEL_INPUTS[settings.model]
-    n_train = summary["train"]["events"]
+    n_train = data["train"]
     started = time.perf_counter()
     policy = keras.mixed_precision.global_policy()
     if settings.mixed_precision:
@@ -180,24 +223,25 @@ def train(prepared: str | Path, output: str | Path, settings: TrainSettings = Tr
                     num_epochs=settings.epochs - done_before, first_epoch=done_before) as train_data,
           open_feed(paths["test"], settings.feed, inputs, settings.batch_size) as test_data):  # fmt: skip
         # A known length spares Keras a search for the end of the test data (and a warning every epoch).
-        test_data = test_data.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(summary["test"]["events"], settings.batch_size)))
+        test_data = test_data.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(data["test"], settings.batch_size)))
         model.fit(train_data, validation_data=test_data, epochs=settings.epochs, callbacks=callbacks, verbose=0, shuffle=False,
                   steps_per_epoch=steps_per_epoch(n_train, settings.batch_size))  # fmt: skip
     history = read_json(progress)
     with atomic_directory(output) as tmp:
         model.save(tmp / "model.keras")
-        shutil.copy(prepared / summary["scaler"]["path"], tmp / "scaler.json")
+        if data["scaler"] is not None:
+            shutil.copy(data["scaler"], tmp / "scaler.json")
         write_json(tmp / "history.json", history)
         result = {
             "model": settings.model,
             "inputs": inputs,
             "settings": asdict(settings),
             "devices": hardware,
-            "prepared": str(prepared),
+            "prepared": str(prepared) if prepared else None,
             "feed": {k: str(v) for k, v in paths.items()},
-            "scaler_sha256": summary["scaler"]["sha256"],
+            "scaler_sha256": data["scaler_sha256"],
             "train_events": n_train,
-            "test_events": summary["test"]["events"],
+            "test_events": data["test"],
             "epochs_run": len(history),
             "resumed_after_epochs": done_before,
             "parameters": int(model.count_params()),

@@ -77,6 +77,29 @@ def test_training_reshuffles_every_epoch_and_covers_every_row(prepared, tfrecord
     assert not all(np.array_equal(epochs[0], e) for e in epochs[1:]), "the same order every epoch"
 
 
+def test_training_directly_on_published_tfrecords(tmp_path):
+    """The published files come without our _summary.json or scaler: counted from the files."""
+    from tasks.train import TrainSettings, count_events, train
+
+    rng = np.random.default_rng(2)
+    for split, n in (("train", 24), ("test", 9)):
+        (tmp_path / "published" / split).mkdir(parents=True)
+        with tf.io.TFRecordWriter(str(tmp_path / "published" / split / "part-r-00000")) as writer:
+            for i in range(n):
+                gru = np.zeros(GRU_SIZE, np.float32)
+                gru[: 19 * 5] = rng.normal(size=19 * 5)
+                feature = {"HLF_input": tf.train.Feature(float_list=tf.train.FloatList(value=rng.uniform(size=14))),
+                           "GRU_input": tf.train.Feature(float_list=tf.train.FloatList(value=gru)),
+                           "encoded_label": tf.train.Feature(float_list=tf.train.FloatList(value=np.eye(3)[i % 3]))}  # fmt: skip
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        (tmp_path / "published" / split / "_SUCCESS").touch()  # as Spark leaves it
+    assert count_events(str(tmp_path / "published" / "train" / "part-r-00000"), "tfrecord") == 24
+    result = train(None, tmp_path / "model", TrainSettings(model="inclusive", feed="tfrecord", epochs=1, batch_size=8),
+                   tfrecord=tmp_path / "published")  # fmt: skip
+    assert (result["train_events"], result["test_events"], result["scaler_sha256"]) == (24, 9, None)
+    assert not (tmp_path / "model" / "scaler.json").exists()
+
+
 def test_published_sparkdltrigger_layouts_are_read(tmp_path):
     rng = np.random.default_rng(0)
     gru = np.zeros((3, GRU_SIZE), np.float32)
