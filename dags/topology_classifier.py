@@ -79,8 +79,15 @@ def _run_key(run_id: str) -> str:
                                description="Share of each class kept for the test split."),  # fmt: skip
         "feed_format": Param("tfrecord", type="string", enum=["tfrecord", "petastorm"],
                              description="Which feed training reads."),  # fmt: skip
-        "epochs": Param(6, type="integer", minimum=1, maximum=1000, description="Training epochs (the seed used 6)."),
-        "batch_size": Param(128, type="integer", minimum=1, maximum=65536, description="Events per batch (the seed used 128)."),
+        # Defaults sized for the embedded demo sample (~800 training events): the
+        # seed's 6 epochs of batch 128 at 5e-4 were ~27,000 steps an epoch on
+        # 3.4 M events and leave a model trained on this sample near chance.
+        "epochs": Param(30, type="integer", minimum=1, maximum=1000,
+                        description="Training epochs. The seed: 6, on 3.4 M events."),  # fmt: skip
+        "batch_size": Param(64, type="integer", minimum=1, maximum=65536,
+                            description="Events per batch. The seed: 128."),  # fmt: skip
+        "learning_rate": Param("0:2e-3,18:5e-4", type="string", pattern=r"^\s*(\d+:)?[0-9.eE+-]+(\s*,\s*\d+:[0-9.eE+-]+)*\s*$",
+                               description="A rate, or epoch:rate steps. The seed: 0:5e-4,2:2e-4,4:1e-4."),  # fmt: skip
         "train_seed": Param(42, type="integer", minimum=0, description="Seed of weights, dropout and data order."),
         "promotion_metric": Param("mean_auc", type="string",
                                   enum=["mean_auc", "auc_qcd", "auc_ttbar", "auc_wjets", "fpr99_ttbar", "fpr99_wjets", "accuracy"],
@@ -156,11 +163,11 @@ def topology_classifier():
     @task
     def train_model(feeds: dict, model: str) -> dict:
         """One classifier, resuming from its backup if this is a retry."""
-        from tasks.train import TrainSettings, train
+        from tasks.train import TrainSettings, parse_schedule, train
 
         params = get_current_context()["params"]
-        settings = TrainSettings(model=model, feed=params["feed_format"], epochs=params["epochs"],
-                                 batch_size=params["batch_size"], seed=params["train_seed"])  # fmt: skip
+        settings = TrainSettings(model=model, feed=params["feed_format"], epochs=params["epochs"], batch_size=params["batch_size"],
+                                 learning_rates=parse_schedule(params["learning_rate"]), seed=params["train_seed"])  # fmt: skip
         output = Path(feeds["petastorm"]).parent / "models" / model
         result = train(feeds["petastorm"], output, settings, tfrecord=feeds["tfrecord"])
         return {"model": model, "model_dir": str(output), "epochs_run": result["epochs_run"],

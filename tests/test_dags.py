@@ -37,7 +37,8 @@ def test_topology_classifier_graph(dagbag):
     for t in dag.tasks:
         assert t.retries == 2, t.task_id
     assert set(dag.params) == {"input_dir", "generate_events", "seed", "split_seed", "test_fraction", "feed_format",
-                               "epochs", "batch_size", "train_seed", "promotion_metric", "promotion_margin"}  # fmt: skip
+                               "epochs", "batch_size", "learning_rate", "train_seed", "promotion_metric",
+                               "promotion_margin"}  # fmt: skip
 
 
 def test_parsing_the_dags_imports_nothing_heavy():
