@@ -34,6 +34,21 @@ sys.path.insert(0, str(REPO))
 from benchmarks.ingest_benchmark import machine  # noqa: E402
 
 
+def scores(metrics: dict, trained: dict) -> dict:
+    """What the tables show of one trained and evaluated model."""
+    return {
+        "test_auc": {n: round(c["auc"], 4) for n, c in metrics["classes"].items()},
+        "test_accuracy": round(metrics["accuracy"], 4),
+        "fpr99": {n: round(c["background_fpr_at_99pct_signal"], 4) for n, c in metrics["classes"].items()
+                  if "background_fpr_at_99pct_signal" in c},  # fmt: skip
+        "final_val_loss": round(trained["final"]["val_loss"], 4),
+    }
+
+
+def joined(values: dict, digits: int) -> str:
+    return " / ".join(f"{v:.{digits}f}" for v in values.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=30000, help="generated events of the feed benchmark's sample (default 30000)")
@@ -62,10 +77,7 @@ def main() -> None:
         results[f"{model}, {feed}"] = {
             "events_per_s_per_epoch": rates,
             "events_per_s_after_first_epoch": round(sum(rates[1:]) / max(1, len(rates) - 1), 1),
-            "test_auc": {n: round(c["auc"], 4) for n, c in metrics["classes"].items()},
-            "test_accuracy": round(metrics["accuracy"], 4),
-            "fpr99": {n: round(c["background_fpr_at_99pct_signal"], 4) for n, c in metrics["classes"].items() if "background_fpr_at_99pct_signal" in c},
-            "final_val_loss": round(trained["final"]["val_loss"], 4),
+            **scores(metrics, trained),
         }
         print(model, feed, json.dumps(results[f"{model}, {feed}"]), flush=True)
     quality = {}
@@ -76,10 +88,7 @@ def main() -> None:
         out = args.workdir / "train-bench" / f"quality-{model}"
         trained = train(work / "prepared", out, settings, tfrecord=work / "tfrecord-none")
         metrics = evaluate(out, args.workdir / "train-bench" / f"quality-{model}-evaluation")
-        quality[model] = {"epochs": epochs, "test_auc": {n: round(c["auc"], 4) for n, c in metrics["classes"].items()},
-                          "test_accuracy": round(metrics["accuracy"], 4), "final_val_loss": round(trained["final"]["val_loss"], 4),
-                          "fpr99": {n: round(c["background_fpr_at_99pct_signal"], 4) for n, c in metrics["classes"].items()
-                                    if "background_fpr_at_99pct_signal" in c}}  # fmt: skip
+        quality[model] = {"epochs": epochs, **scores(metrics, trained)}
         print("quality", model, json.dumps(quality[model]), flush=True)
     inclusive_beats_hlf = {n: quality["inclusive"]["test_auc"][n] > quality["hlf"]["test_auc"][n] for n in quality["hlf"]["test_auc"]}
     summary = {
@@ -98,15 +107,11 @@ def main() -> None:
     print("\n| model, feed | events/s per epoch (after the first) | test AUC QCD / tt̄ / W+jets | accuracy | bkg FPR at 99 % tt̄ / W |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
-        auc = " / ".join(f"{v:.3f}" for v in r["test_auc"].values())
-        fpr = " / ".join(f"{v:.3f}" for v in r["fpr99"].values())
-        print(f"| {name} | {r['events_per_s_after_first_epoch']:,.0f} | {auc} | {r['test_accuracy']:.3f} | {fpr} |")
+        print(f"| {name} | {r['events_per_s_after_first_epoch']:,.0f} | {joined(r['test_auc'], 3)} | {r['test_accuracy']:.3f} | {joined(r['fpr99'], 3)} |")
     print("\n| model (converged) | epochs | test AUC QCD / tt̄ / W+jets | accuracy | val loss | bkg FPR at 99 % tt̄ / W |")
     print("|---|---|---|---|---|---|")
     for name, r in quality.items():
-        auc = " / ".join(f"{v:.4f}" for v in r["test_auc"].values())
-        fpr = " / ".join(f"{v:.3f}" for v in r["fpr99"].values())
-        print(f"| {name} | {r['epochs']} | {auc} | {r['test_accuracy']:.4f} | {r['final_val_loss']:.4f} | {fpr} |")
+        print(f"| {name} | {r['epochs']} | {joined(r['test_auc'], 4)} | {r['test_accuracy']:.4f} | {r['final_val_loss']:.4f} | {joined(r['fpr99'], 3)} |")
     print(f"\ninclusive beats HLF on AUC: {inclusive_beats_hlf}")
 
 
