@@ -86,12 +86,8 @@ def open_feed(path: str | Path, fmt: str, inputs: str = "inclusive", batch_size:
     one_epoch = make_epoch(files, inputs, batch_size, training, seed, workers)
     import tensorflow as tf
 
-    if num_epochs == 1 and first_epoch == 0:
-        dataset = one_epoch(tf.constant(0, tf.int64))
-    else:
-        last = first_epoch + num_epochs if num_epochs is not None else 2**62
-        dataset = tf.data.Dataset.range(first_epoch, last).flat_map(one_epoch)
-    yield dataset.prefetch(tf.data.AUTOTUNE)
+    last = first_epoch + num_epochs if num_epochs is not None else 2**62
+    yield tf.data.Dataset.range(first_epoch, last).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def steps_per_epoch(events: int, batch_size: int) -> int:
