@@ -201,9 +201,10 @@ def topology_classifier():
         from tasks.registry import promote
 
         params = get_current_context()["params"]
-        run_dir = Settings.from_env().data_root / "runs" / _run_key(get_current_context()["run_id"])
+        settings = Settings.from_env()
+        run_dir = settings.data_root / "runs" / _run_key(get_current_context()["run_id"])
         decision = promote(registered["name"], registered["version"], run_dir / "prepared" / "test", "petastorm",
-                           Settings.from_env().tracking_uri, metric=params["promotion_metric"],
+                           settings.tracking_uri, metric=params["promotion_metric"],
                            margin=params["promotion_margin"], data_scaler_path=run_dir / "prepared" / "scaler.json")  # fmt: skip
         return {k: decision[k] for k in ("name", "challenger", "champion_before", "promoted", "reason")}
 

@@ -67,6 +67,7 @@ def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch
 
     import tasks.models  # noqa: F401  registers the custom layers
     from tasks.prepare import model_inputs
+    from tasks.readers import model_input
     from tasks.scaling import Scaler
 
     model_dir, output = Path(model_dir), Path(output)
@@ -82,8 +83,7 @@ def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch
                 table = pa.Table.from_batches([batch])
                 hlf, gru, _ = model_inputs(table, scaler)
                 gru = gru.reshape(-1, schema.LLF_ROWS, schema.LLF_FEATURES)
-                x = {"hlf": hlf, "gru": gru, "inclusive": [gru, hlf]}[training["inputs"]]
-                probabilities.append(np.asarray(model.predict_on_batch(x)))
+                probabilities.append(np.asarray(model.predict_on_batch(model_input(training["inputs"], gru, hlf))))
                 ids += table.column("event_id").to_pylist()
     p = np.concatenate(probabilities) if probabilities else np.zeros((0, len(schema.CLASS_NAMES)), np.float32)
     columns = {"event_id": pa.array(ids, pa.string())}

@@ -94,10 +94,15 @@ def steps_per_epoch(events: int, batch_size: int) -> int:
     return -(-events // batch_size)
 
 
-def _arrange(inputs: str, gru, hlf, label):
+def model_input(inputs: str, gru, hlf):
+    """What a model of this input kind is fed: (GRU_input, HLF_input), or one of them."""
     if inputs == "inclusive":
-        return (gru, hlf), label
-    return (hlf if inputs == "hlf" else gru), label
+        return gru, hlf
+    return hlf if inputs == "hlf" else gru
+
+
+def _arrange(inputs: str, gru, hlf, label):
+    return model_input(inputs, gru, hlf), label
 
 
 # --- TFRecord -------------------------------------------------------------------

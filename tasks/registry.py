@@ -56,13 +56,12 @@ def _mlflow(tracking_uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # task logs are not terminals
     import mlflow
 
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    local_store = Path(tracking_uri.removeprefix("sqlite:///")).parent if tracking_uri.startswith("sqlite:///") else None
+    if local_store is not None:
+        local_store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        location = None
-        if tracking_uri.startswith("sqlite:///"):
-            location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+        location = (local_store / "artifacts").resolve().as_uri() if local_store is not None else None
         mlflow.create_experiment(EXPERIMENT, artifact_location=location)
     mlflow.set_experiment(EXPERIMENT)
     return mlflow
@@ -148,6 +147,7 @@ def promote(name: str, version: int, test_path: str | Path, fmt: str, tracking_u
             metric: str = "mean_auc", margin: float = 0.0, data_scaler_path: str | Path | None = None) -> dict:  # fmt: skip
     """Make ``version`` the champion if it beats the current one on the same test data."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from tasks.evaluate import physics_metrics, predict_split
     from tasks.scaling import Scaler
@@ -156,20 +156,19 @@ def promote(name: str, version: int, test_path: str | Path, fmt: str, tracking_u
         raise SettingsError(f"unknown promotion metric {metric!r}; choose one of {', '.join(METRICS)}")
     _mlflow(tracking_uri)
     client = MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:  # no champion yet
+        current = None
+    if current is not None and int(current.version) == int(version):
+        raise RegistryError(f"{name} version {version} is already the champion")
     data_scaler = Scaler.load(data_scaler_path) if data_scaler_path else None
     scores = {}
     with tempfile.TemporaryDirectory(prefix="topo-promote-") as tmp:
-        challenger_dir = download(name, tracking_uri, version=version, dst=Path(tmp) / "challenger")
-        scores["challenger"] = summarise(physics_metrics(*predict_split(challenger_dir, Path(test_path), fmt, data_scaler=data_scaler)))
-        try:
-            current = client.get_model_version_by_alias(name, CHAMPION)
-        except Exception:  # no champion yet
-            current = None
-        if current is not None and int(current.version) == int(version):
-            raise RegistryError(f"{name} version {version} is already the champion")
-        if current is not None:
-            champion_dir = download(name, tracking_uri, version=int(current.version), dst=Path(tmp) / "champion")
-            scores["champion"] = summarise(physics_metrics(*predict_split(champion_dir, Path(test_path), fmt, data_scaler=data_scaler)))
+        contenders = {"challenger": int(version)} | ({"champion": int(current.version)} if current is not None else {})
+        for role, number in contenders.items():
+            model_dir = download(name, tracking_uri, version=number, dst=Path(tmp) / role)
+            scores[role] = summarise(physics_metrics(*predict_split(model_dir, Path(test_path), fmt, data_scaler=data_scaler)))
     challenger_score = scores["challenger"][metric]
     if current is None:
         promoted, reason = True, "no champion yet"

@@ -144,34 +144,31 @@ def devices() -> dict:
             "_strategy": strategy}  # fmt: skip
 
 
-class _EpochLog:
-    """Keras callback: one log line per epoch, as it ends, and the metrics kept
-    in a progress file that survives a kill."""
+def _epoch_log(progress: Path, total_epochs: int, n_train: int):
+    """A Keras callback: one log line per epoch, as it ends, and the metrics
+    kept in a progress file that survives a kill."""
+    import keras
 
-    def __new__(cls, *args, **kwargs):
-        import keras
+    class EpochLog(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.history = read_json(progress) if progress.exists() else {}
 
-        class EpochLog(keras.callbacks.Callback):
-            def __init__(self, progress: Path, total_epochs: int, n_train: int):
-                super().__init__()
-                self.progress, self.total, self.n_train = progress, total_epochs, n_train
-                self.history = read_json(progress) if progress.exists() else {}
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self.started = time.perf_counter()
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.started
+            record = {k: float(v) for k, v in (logs or {}).items()}
+            record.update(seconds=round(seconds, 3), events_per_s=round(n_train / seconds, 1),
+                          learning_rate=float(self.model.optimizer.learning_rate))  # fmt: skip
+            self.history[str(epoch)] = record
+            write_json(progress, self.history)
+            shown = "  ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("seconds", "events_per_s", "learning_rate"))
+            log.info("epoch %d/%d: %s  lr=%.1e  %.1f s, %.0f events/s", epoch + 1, total_epochs, shown,
+                     record["learning_rate"], seconds, record["events_per_s"])  # fmt: skip
 
-            def on_epoch_end(self, epoch, logs=None):
-                seconds = time.perf_counter() - self.started
-                record = {k: float(v) for k, v in (logs or {}).items()}
-                record.update(seconds=round(seconds, 3), events_per_s=round(self.n_train / seconds, 1),
-                              learning_rate=float(self.model.optimizer.learning_rate))  # fmt: skip
-                self.history[str(epoch)] = record
-                write_json(self.progress, self.history)
-                shown = "  ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("seconds", "events_per_s", "learning_rate"))
-                log.info("epoch %d/%d: %s  lr=%.1e  %.1f s, %.0f events/s", epoch + 1, self.total, shown,
-                         record["learning_rate"], seconds, record["events_per_s"])  # fmt: skip
-
-        return EpochLog(*args, **kwargs)
+    return EpochLog()
 
 
 def train(prepared: str | Path | None, output: str | Path, settings: TrainSettings = TrainSettings(),
@@ -215,7 +212,7 @@ def train(prepared: str | Path | None, output: str | Path, settings: TrainSettin
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.LearningRateScheduler(lambda epoch, _: settings.rate_at(epoch)),
-        _EpochLog(progress, settings.epochs, n_train),
+        _epoch_log(progress, settings.epochs, n_train),
     ]
     if settings.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience, restore_best_weights=True))
