@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks import schema
-from tasks.errors import SettingsError
+from tasks.errors import SettingsError, TopoError
 from tasks.prepare import GRU_SIZE, SPLITS, PrepareError, load_prepared
 from tasks.storage import atomic_directory, write_json
 
@@ -83,6 +83,112 @@ def frame_record(data: bytes) -> bytes:
     length = struct.pack("<Q", len(data))
     return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
 
+
+
+# --- reading back (the feeds contract; training reads with tf.data) -------------------
+class FeedError(TopoError):
+    """A TFRecord shard that cannot be read back; names the shard and record."""
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: bytes):
+    """(field number, wire type, value) of a protobuf message, in order."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(buf, pos)
+        elif wire == 2:
+            size, pos = _read_varint(buf, pos)
+            value, pos = buf[pos : pos + size], pos + size
+        elif wire == 5:
+            value, pos = buf[pos : pos + 4], pos + 4
+        elif wire == 1:
+            value, pos = buf[pos : pos + 8], pos + 8
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield number, wire, value
+
+
+_KINDS = {1: "bytes_list", 2: "float_list", 3: "int64_list"}
+
+
+def parse_example(data: bytes) -> dict[str, tuple[str, object]]:
+    """A serialised ``tf.train.Example`` as {feature name: (kind, values)}:
+    float_list as float32 array, int64_list as int64 array, bytes_list as a
+    list of bytes. Packed and unpacked encodings both parse."""
+    out = {}
+    for _, _, features in _fields(data):  # Example.features
+        for _, _, entry in _fields(features):  # Features.feature map entries
+            name, feature = "", b""
+            for number, _, value in _fields(entry):
+                if number == 1:
+                    name = value.decode()
+                else:
+                    feature = value
+            kind, values = "empty", None
+            for number, _, inner in _fields(feature):  # Feature oneof kind
+                kind = _KINDS[number]
+                parts = [(wire, value) for _, wire, value in _fields(inner)]
+                if kind == "bytes_list":
+                    values = [bytes(v) for _, v in parts]
+                elif kind == "float_list":
+                    values = np.frombuffer(b"".join(v for _, v in parts), "<f4")
+                else:
+                    ints = []
+                    for wire, value in parts:
+                        if wire == 0:
+                            ints.append(value)
+                        else:  # packed
+                            pos = 0
+                            while pos < len(value):
+                                v, pos = _read_varint(value, pos)
+                                ints.append(v)
+                    values = np.array([v - (1 << 64) if v >= 1 << 63 else v for v in ints], np.int64)
+            out[name] = (kind, values)
+    return out
+
+
+def iter_records(path: str | Path):
+    """The records of a TFRecord shard (gzip when the name ends in .gz), each
+    checked against its CRC32C; a truncated or corrupt shard raises FeedError
+    naming the shard and the record."""
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    index = 0
+    try:
+        with opener(path, "rb") as f:
+            while True:
+                head = f.read(12)
+                if not head:
+                    return
+                if len(head) < 12:
+                    raise FeedError(f"{path}: truncated at record {index} (incomplete length header)")
+                (length,) = struct.unpack("<Q", head[:8])
+                if struct.unpack("<I", head[8:])[0] != _masked_crc(head[:8]):
+                    raise FeedError(f"{path}: record {index} has a corrupt length header (CRC mismatch)")
+                body = f.read(length + 4)
+                if len(body) < length + 4:
+                    raise FeedError(f"{path}: truncated in record {index}")
+                if struct.unpack("<I", body[length:])[0] != _masked_crc(body[:length]):
+                    raise FeedError(f"{path}: record {index} is corrupt (data CRC mismatch)")
+                yield body[:length]
+                index += 1
+    except (OSError, EOFError) as exc:
+        raise FeedError(f"{path}: cannot read record {index}: {exc}") from None
 
 # --- writing ------------------------------------------------------------------------
 COMPRESSIONS = {"none": ".tfrecord", "gzip": ".tfrecord.gz"}

@@ -1,0 +1,249 @@
+"""Validate a dataset against its contract: partition by partition on Dask,
+then the dataset-level tables, then one verdict.
+
+Each worker reads one partition, builds its tables (views.py) and runs the
+contract's ``schema`` and ``partition`` suites on them; only the GX results and
+a few facts come back. The client combines the facts into the dataset-level
+tables (datasets.py), runs their suites, and then
+
+- keeps the run: the GX results in ``<root>/<contract>/runs/<run>.json``, a line
+  in ``<root>/<contract>/history.jsonl`` (counts, cutflow, verdict), so drift
+  can be followed run after run, and GX data docs under
+  ``<root>/gx/uncommitted/data_docs/local_site/``,
+- copies every failing partition to ``<quarantine>/<contract>/<run>/``,
+- raises ContractError, naming each failed rule, partition, column and a few
+  example values and events, when a critical expectation failed.
+
+The dataset itself is never modified or moved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.contracts import datasets
+from tasks.contracts.suites import Contract, ephemeral_context, failures, import_gx, load_contract, run_suite
+from tasks.errors import TopoError
+from tasks.storage import write_json
+
+log = logging.getLogger(__name__)
+
+DOCS_PASSING_PARTITIONS = 20
+"""Passing partitions rendered in the data docs per run (every failing one is)."""
+
+
+class ContractError(TopoError):
+    """A dataset broke its contract; ``report`` has the details."""
+
+    def __init__(self, report: dict):
+        super().__init__(format_report(report))
+        self.report = report
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    root: Path
+    """History, per-run results and GX data docs: ``<data root>/validation``."""
+    quarantine: Path
+    """Copies of failing partitions: ``<data root>/quarantine``."""
+    run_name: str = ""
+    """Names this validation in the history and the docs; default: a UTC timestamp."""
+
+    @classmethod
+    def under(cls, data_root: str | Path, run_name: str = "") -> ValidationSettings:
+        return cls(Path(data_root) / "validation", Path(data_root) / "quarantine", run_name)
+
+
+def check_partition(contract: Contract, partition: datasets.Partition) -> dict:
+    """Run on a worker: one partition's tables against the schema and partition suites."""
+    out = {"name": partition.name, "split": partition.split, "files": list(partition.files), "facts": {}, "results": {}}
+    try:
+        view = datasets.view(contract.name, partition)
+    except Exception as exc:  # a file that cannot be read fails its contract, naming the file
+        out["error"] = f"{partition.files[0]}: cannot be read: {type(exc).__name__}: {exc}"
+        return out
+    context = ephemeral_context()
+    out["facts"] = view.facts
+    out["rows"] = view.facts.get("rows", len(view.rows))
+    for table, frame in (("schema", view.schema), ("partition", view.rows)):
+        out["results"][table] = run_suite(context, f"{contract.name}.{table}", contract.expectations(table, partition.split), frame, partition.name)
+    return out
+
+
+def validate(contract: str, dataset: str | Path, settings: ValidationSettings, client=None) -> dict:
+    """Validate ``dataset`` against the contract named ``contract``; the report,
+    or ContractError when a critical expectation failed."""
+    started = time.perf_counter()
+    spec = load_contract(contract)
+    dataset = Path(dataset).resolve()
+    parts = datasets.partitions(spec.name, dataset, spec.parameters)
+    run_name = settings.run_name or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    log.info("contract %s v%d: validating %s, %d partition(s), on %s", spec.name, spec.version, dataset, len(parts), "Dask" if client else "this process")
+    if client is not None and parts:
+        checked = client.gather(client.map(check_partition, [spec] * len(parts), parts, pure=False))
+    else:
+        checked = [check_partition(spec, p) for p in parts]
+    history = settings.root / spec.name / "history.jsonl"
+    previous = _previous_success(history, dataset)
+    tables, facts, notes = datasets.tables(spec.name, dataset, [c for c in checked if "error" not in c], spec.parameters, previous)
+    context = ephemeral_context()
+    dataset_results = {name: run_suite(context, f"{spec.name}.{name}", spec.expectations(name), frame, name) for name, frame in tables.items()}
+
+    problems = []
+    if not parts:
+        problems.append({"where": "dataset", "why": "the dataset has partitions to check", "expectation": "partitions present", "observed": 0, "severity": "critical"})
+    for c in checked:
+        if "error" in c:
+            problems.append({"where": c["name"], "why": "the partition can be read", "expectation": "readable", "error": c["error"], "severity": "critical"})
+        for table, result in c["results"].items():
+            problems += [{"where": c["name"], "table": table, **f} for f in failures(result)]
+    for table, result in dataset_results.items():
+        problems += [{"where": "dataset", "table": table, **f} for f in failures(result)]
+    for table, frame in tables.items():  # the rows behind a failed table-level rule are its examples
+        for p in problems:
+            if p["where"] == "dataset" and p.get("table") == table and "examples" not in p and len(frame):
+                p["examples"] = json.loads(frame.head(5).to_json(orient="records"))
+    critical = [p for p in problems if p.get("severity", "critical") == "critical"]
+    report = {
+        "contract": spec.name,
+        "version": spec.version,
+        "dataset": str(dataset),
+        "run": run_name,
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "success": not critical,
+        "partitions": len(parts),
+        "rows": sum(c.get("rows", 0) for c in checked),
+        "failures": critical,
+        "warnings": [p for p in problems if p not in critical] + [{"where": "dataset", "why": n} for n in notes],
+        "facts": facts,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    report["quarantined"] = _quarantine(settings.quarantine / spec.name / _safe(run_name), dataset, checked, critical, tables)
+    report["docs"] = _publish(settings.root, spec, run_name, checked, dataset_results, failing={p["where"] for p in critical})
+    write_json(settings.root / spec.name / "runs" / f"{_safe(run_name)}.json",
+               {**report, "results": {"partitions": {c["name"]: c["results"] for c in checked}, "dataset": dataset_results}})  # fmt: skip
+    _append(history, {k: report[k] for k in ("time", "run", "dataset", "contract", "version", "success", "partitions", "rows", "facts")} |
+            {"failed": sorted({f"{p.get('expectation')}({', '.join(p.get('columns', []))})" for p in critical})})  # fmt: skip
+    for w in report["warnings"]:
+        log.warning("contract %s: %s", spec.name, _describe(w))
+    if critical:
+        raise ContractError(report)
+    log.info("contract %s v%d passed on %s: %d partition(s), %d rows, %.1f s; report %s",
+             spec.name, spec.version, dataset, len(parts), report["rows"], report["seconds"], report["docs"])  # fmt: skip
+    return report
+
+
+# --- the message ------------------------------------------------------------------------
+def _describe(p: dict) -> str:
+    where = "dataset" if p["where"] == "dataset" else f"partition {p['where']}"
+    if p.get("table") and p["where"] == "dataset":
+        where += f" (table {p['table']})"
+    text = f"{where}: {p.get('why', '')}"
+    if p.get("expectation"):
+        text += f" [{p['expectation']}"
+        text += f" on {', '.join(p['columns'])}]" if p.get("columns") else "]"
+    if p.get("unexpected_count") is not None:
+        text += f": {p['unexpected_count']} of {p.get('element_count', '?')} rows"
+    if "observed" in p and p.get("unexpected_count") is None:
+        text += f": observed {json.dumps(p['observed'], default=str)}"
+    if p.get("details"):
+        text += f" {json.dumps(p['details'], default=str)}"
+    if p.get("error"):
+        text += f"; error: {p['error']}"
+    if p.get("examples"):
+        text += f"; e.g. {json.dumps(p['examples'], default=str)}"
+    if p.get("events"):
+        text += f" in events {', '.join(map(str, p['events']))}"
+    return text
+
+
+def format_report(report: dict) -> str:
+    lines = [f"contract {report['contract']} v{report['version']} FAILED on {report['dataset']} "
+             f"({report['partitions']} partition(s), {report['rows']} rows): {len(report['failures'])} failed rule(s)"]  # fmt: skip
+    lines += [f"  - {_describe(p)}" for p in report["failures"][:20]]
+    if len(report["failures"]) > 20:
+        lines.append(f"  ... and {len(report['failures']) - 20} more (see the report)")
+    lines.append(f"  full report (GX data docs): {report.get('docs', '-')}")
+    if report.get("quarantined"):
+        lines.append(f"  failing partitions copied to: {report['quarantined']}")
+    return "\n".join(lines)
+
+
+# --- keeping the run ----------------------------------------------------------------------
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _previous_success(history: Path, dataset: Path) -> dict | None:
+    if not history.exists():
+        return None
+    entries = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    good = [e for e in entries if e.get("success") and e.get("dataset") != str(dataset)]
+    return good[-1] if good else None
+
+
+def _append(path: Path, entry: dict) -> None:
+    """One line per run; a single O_APPEND write, so concurrent runs interleave whole lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(entry, sort_keys=True, default=_plain) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def _plain(value):
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _quarantine(target: Path, dataset: Path, checked: list[dict], critical: list[dict], tables: dict) -> str:
+    """Copy the failing partitions' files (and those holding repeated identities)."""
+    names = {p["where"] for p in critical if p["where"] != "dataset"}
+    identity = tables.get("identity")
+    if identity is not None and any(p.get("table") == "identity" for p in critical):
+        names |= {n.strip() for cell in identity["partitions"] for n in cell.split(",")}
+    files = [(c["name"], f) for c in checked if c["name"] in names for f in c["files"]]
+    if not files:
+        return ""
+    for name, f in files:
+        destination = target / Path(name).parent / Path(f).name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if Path(f).exists():
+            shutil.copy2(f, destination)
+    log.warning("copied %d file(s) of %d failing partition(s) of %s to %s", len(files), len(names), dataset, target)
+    return str(target)
+
+
+def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dataset_results: dict, failing: set[str]) -> str:
+    """GX data docs of this run in the shared site: the dataset tables, every
+    failing partition and the first passing ones; the site's index lists every
+    run kept so far."""
+    import_gx()
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuiteValidationResult
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier, ValidationResultIdentifier
+
+    root.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(root))
+    run_id = RunIdentifier(run_name=_safe(run_name), run_time=dt.datetime.now(dt.UTC))
+    shown = [c for c in checked if c["name"] in failing] + [c for c in checked if c["name"] not in failing][:DOCS_PASSING_PARTITIONS]
+    results = [(f"{spec.name}.{table}", c["name"], r) for c in shown for table, r in c["results"].items()]
+    results += [(f"{spec.name}.{table}", f"dataset-{table}", r) for table, r in dataset_results.items()]
+    keys = []
+    for suite, batch, result in results:
+        key = ValidationResultIdentifier(ExpectationSuiteIdentifier(suite), run_id, _safe(batch))
+        context.validation_results_store.set(key, ExpectationSuiteValidationResult(**result))
+        keys.append(key)
+    sites = context.build_data_docs(resource_identifiers=keys)
+    index = next(iter(sites.values())) if sites else ""
+    return index
