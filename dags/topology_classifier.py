@@ -23,17 +23,29 @@ SparkDLTrigger), stage by stage:
    the CPU, resuming from its last epoch backup when retried; per-epoch
    metrics in the task log. Output: `<data root>/runs/<run id>/models/<model>`.
 6. **evaluate_model** (one per model): ROC/AUC per class, confusion matrix,
-   background rate at 99 % signal efficiency, plots and `report.html` under
+   background rate at 99 % signal efficiency, plots, `report.html` and the
+   per-event scores `predictions.parquet` under
    `<data root>/runs/<run id>/evaluation/<model>`.
-
 7. **register_model** (one per model): an MLflow run with parameters,
    per-epoch metrics, test metrics, model and report; a new version of the
    registered model `topo-<model>`.
 8. **promote_model** (one per model): the explicit promotion step. The new
    version and the current champion are scored on this run's test split;
    the `champion` alias moves only if the new version is better by
-   `promotion_metric` and `promotion_margin`. `topo rollback` undoes it. Stage logic lives in `tasks/`; this file only
-wires it. Settings come from `TOPO_*` environment variables (README).
+   `promotion_metric` and `promotion_margin`. `topo rollback` undoes it.
+
+**Quality gates** (`validate_events`, `validate_prepared`, `validate_feeds`,
+`validate_predictions`) check each dataset against its Great Expectations
+contract in `data_contracts/`, partition by partition on Dask. A broken
+contract fails its gate at once, without retries: nothing downstream runs,
+no model is trained or promoted. The task log names each failed rule,
+partition, column and example values; the GX data docs are under
+`<data root>/validation/gx/uncommitted/data_docs/local_site/`, the history of
+every validation in `<data root>/validation/<contract>/history.jsonl`, and
+failing partitions are copied to `<data root>/quarantine/<contract>/<run>/`.
+
+Stage logic lives in `tasks/`; this file only wires it. Settings come from
+`TOPO_*` environment variables (README).
 """
 
 from __future__ import annotations
@@ -55,6 +67,31 @@ def _run_key(run_id: str) -> str:
     """A directory name for the run's outputs: retries and re-runs of the same
     run write to the same place."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+
+
+def _check_contract(contract: str, dataset: str, dask: bool = True) -> dict:
+    """A quality gate: validate ``dataset`` against data_contracts/<contract>.json.
+
+    A broken contract fails the task at once (AirflowFailException: no retry
+    can fix the data), so nothing downstream runs; the log names the failed
+    rules and where the GX data docs are."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tasks.config import Settings
+    from tasks.contracts import ContractError, ValidationSettings, validate
+    from tasks.runtime import dask_client
+
+    settings = Settings.from_env()
+    options = ValidationSettings.under(settings.data_root, run_name=f"{_run_key(get_current_context()['run_id'])}-{Path(dataset).name}")
+    try:
+        if dask:
+            with dask_client(settings) as client:
+                report = validate(contract, dataset, options, client)
+        else:
+            report = validate(contract, dataset, options)
+    except ContractError as exc:
+        raise AirflowFailException(str(exc)) from None
+    return {"contract": contract, "rows": report["rows"], "docs": report["docs"], "warnings": len(report["warnings"])}
 
 
 @dag(
@@ -130,6 +167,11 @@ def topology_classifier():
             "bad_files": sorted(summary["bad_files"]),
         }
 
+    @task(retries=0)
+    def validate_events(ingested: dict) -> dict:
+        """Gate: the ingested events keep data_contracts/ingested_events.json."""
+        return ingested | {"contract": _check_contract("ingested_events", ingested["events"])}
+
     @task
     def prepare_datasets(ingested: dict) -> dict:
         """Balanced, split, scaled training data (Petastorm-ready Parquet), on Dask."""
@@ -146,6 +188,11 @@ def topology_classifier():
         return {"prepared": summary["output"], "train_events": summary["train"]["events"],
                 "test_events": summary["test"]["events"], "scaler_sha256": summary["scaler"]["sha256"]}  # fmt: skip
 
+    @task(retries=0)
+    def validate_prepared(prepared: dict) -> dict:
+        """Gate: the training data keeps data_contracts/prepared.json (balanced, disjoint, scaled, padded)."""
+        return prepared | {"contract": _check_contract("prepared", prepared["prepared"])}
+
     @task
     def write_feeds(prepared: dict) -> dict:
         """The prepared rows as TFRecord shards, on Dask."""
@@ -159,6 +206,11 @@ def topology_classifier():
             summary = write_tfrecords(prepared["prepared"], output, client, compression=settings.tfrecord_compression)
         return {"petastorm": prepared["prepared"], "tfrecord": summary["output"], "train_events": summary["train"]["events"],
                 "test_events": summary["test"]["events"]}  # fmt: skip
+
+    @task(retries=0)
+    def validate_feeds(feeds: dict) -> dict:
+        """Gate: Petastorm and TFRecord feeds keep data_contracts/feeds.json (same rows, same values)."""
+        return feeds | {"contract": _check_contract("feeds", feeds["tfrecord"])}
 
     @task
     def train_model(feeds: dict, model: str) -> dict:
@@ -182,6 +234,12 @@ def topology_classifier():
         metrics = evaluate(trained["model_dir"], output)
         return {"model": trained["model"], "report": str(output / "report.html"), "accuracy": metrics["accuracy"],
                 "auc": {name: c["auc"] for name, c in metrics["classes"].items()}}  # fmt: skip
+
+    @task(retries=0)
+    def validate_predictions(evaluated: dict) -> dict:
+        """Gate: the model's test-split scores keep data_contracts/predictions.json."""
+        predictions = str(Path(evaluated["report"]).parent / "predictions.parquet")
+        return evaluated | {"contract": _check_contract("predictions", predictions, dask=False)}
 
     @task
     def register_model(evaluated: dict) -> dict:
@@ -208,9 +266,11 @@ def topology_classifier():
                            margin=params["promotion_margin"], data_scaler_path=run_dir / "prepared" / "scaler.json")  # fmt: skip
         return {k: decision[k] for k in ("name", "challenger", "champion_before", "promoted", "reason")}
 
-    feeds = write_feeds(prepare_datasets(ingest_events(generate_sample())))
+    ingested = validate_events(ingest_events(generate_sample()))
+    feeds = validate_feeds(write_feeds(validate_prepared(prepare_datasets(ingested))))
     trained = train_model.partial(feeds=feeds).expand(model=list(TRAINED_MODELS))
-    promote_model.expand(registered=register_model.expand(evaluated=evaluate_model.expand(trained=trained)))
+    evaluated = validate_predictions.expand(evaluated=evaluate_model.expand(trained=trained))
+    promote_model.expand(registered=register_model.expand(evaluated=evaluated))
 
 
 topology_classifier()

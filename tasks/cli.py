@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from tasks.config import Settings
-from tasks.errors import TopoError
+from tasks.contracts.validate import ContractError
+from tasks.errors import SettingsError, TopoError
 
 
 def _add_dask_options(p: argparse.ArgumentParser) -> None:
@@ -146,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--model", help="a registered model kind (topo-<model>), with --alias or --version")
     pr.add_argument("--alias", default="champion", help="registered alias to use with --model (default: champion)")
     pr.add_argument("--version", type=int, help="registered version to use with --model (instead of the alias)")
+
+    val = sub.add_parser("validate", help="check a dataset against its data contract (Great Expectations), on Dask",
+                         description="Validate a dataset against a contract in data_contracts/ (ingested_events, prepared, "
+                                     "feeds, predictions) partition by partition on Dask. Exit status 1 when a critical "
+                                     "expectation fails; the report names each failed rule, partition, column and examples. "
+                                     "Results are kept under <data root>/validation (history.jsonl, per-run JSON, GX data "
+                                     "docs) and failing partitions copied to <data root>/quarantine.")  # fmt: skip
+    val.add_argument("contract", help="contract name (a file in data_contracts/) or path to a contract .json")
+    val.add_argument("dataset", type=Path, nargs="?",
+                     help="the dataset: an ingested events dir, a prepared dir, a TFRecord feed dir, or a predictions file/dir")  # fmt: skip
+    val.add_argument("--run-name", default="", help="name of this validation in the history and docs (default: UTC time)")
+    val.add_argument("--history", action="store_true", help="print the contract's validation history instead of validating")
+    val.add_argument("--local", action="store_true", help="validate in this process instead of on Dask")
+    _add_dask_options(val)
     return parser
 
 
@@ -158,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(dask_scheduler=getattr(args, "scheduler", None), dask_workers=getattr(args, "workers", None))
         result = {"generate": _generate, "ingest": _ingest, "prepare": _prepare, "feeds": _feeds,
                   "train": _train, "evaluate": _evaluate, "register": _register, "promote": _promote,
-                  "rollback": _rollback, "predict": _predict}[args.command](args, settings)
+                  "rollback": _rollback, "predict": _predict, "validate": _validate}[args.command](args, settings)
+    except ContractError as exc:
+        print(f"topo {args.command}: {exc}", file=sys.stderr)
+        return 1
     except TopoError as exc:
         print(f"topo {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -272,7 +290,30 @@ def _predict(args, settings: Settings) -> dict:
     if model_dir is None:
         model_dir = download(registered_name(args.model), settings.tracking_uri, version=args.version,
                              alias=None if args.version else args.alias)  # fmt: skip
-    return predict(args.input, args.output, model_dir)
+    from tasks.contracts import ValidationSettings
+
+    return predict(args.input, args.output, model_dir, contracts=ValidationSettings.under(settings.data_root))
+
+
+def _validate(args, settings: Settings) -> dict:
+    from tasks.contracts import ValidationSettings, validate
+    from tasks.runtime import dask_client
+
+    options = ValidationSettings.under(settings.data_root, args.run_name)
+    if args.history:
+        from tasks.contracts import load_contract
+
+        path = options.root / load_contract(args.contract).name / "history.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return {"history": str(path), "runs": [json.loads(line) for line in lines if line.strip()]}
+    if args.dataset is None:
+        raise SettingsError("give the dataset to validate (or --history)")
+    if args.local:
+        report = validate(args.contract, args.dataset, options)
+    else:
+        with dask_client(settings) as client:
+            report = validate(args.contract, args.dataset, options, client)
+    return {k: report[k] for k in ("contract", "version", "dataset", "success", "partitions", "rows", "warnings", "docs", "run")}
 
 
 if __name__ == "__main__":

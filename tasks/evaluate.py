@@ -121,12 +121,21 @@ def _rescale(inputs: str, x, source: Scaler, target: Scaler):
 
 
 def evaluate(model_dir: str | Path, output: str | Path, fmt: str | None = None, test_path: str | Path | None = None) -> dict:
-    """Score the model's test split and write metrics, plots and the report."""
+    """Score the model's test split and write metrics, plots, the report and
+    ``predictions.parquet`` (the scores per event, for the predictions contract)."""
+    import pyarrow.parquet as pq
+
+    from tasks.predict import predictions_table
+    from tasks.readers import FeedError, feed_event_ids
+
     model_dir, output = Path(model_dir), Path(output)
     training = read_json(model_dir / "training.json")
     fmt = fmt or training["settings"]["feed"]
     test_path = Path(test_path) if test_path else Path(training["feed"]["test"])
     labels, probabilities = predict_split(model_dir, test_path, fmt)
+    ids = feed_event_ids(test_path, fmt)
+    if len(ids) != len(labels):
+        raise FeedError(f"{test_path}: read {len(labels)} events but found {len(ids)} event identities")
     metrics = physics_metrics(labels, probabilities)
     metrics.update(model=training["model"], model_dir=str(model_dir), test_data=str(test_path), feed=fmt,
                    epochs=training["epochs_run"], train_events=training["train_events"])  # fmt: skip
@@ -134,6 +143,7 @@ def evaluate(model_dir: str | Path, output: str | Path, fmt: str | None = None, 
     with atomic_directory(output) as tmp:
         write_json(tmp / "metrics.json", metrics)
         np.savez_compressed(tmp / "scores.npz", labels=labels, probabilities=probabilities)
+        pq.write_table(predictions_table(ids, probabilities, labels), tmp / "predictions.parquet")
         _plot_roc(metrics, tmp / "roc.png")
         _plot_confusion(metrics, tmp / "confusion.png")
         _plot_curves(history, tmp / "curves.png")

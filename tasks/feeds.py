@@ -87,7 +87,8 @@ def frame_record(data: bytes) -> bytes:
 
 # --- reading back (the feeds contract; training reads with tf.data) -------------------
 class FeedError(TopoError):
-    """A TFRecord shard that cannot be read back; names the shard and record."""
+    """A feed that cannot be opened or read: unknown format, missing files,
+    wrong columns, a truncated or corrupt shard (named, with the record)."""
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:

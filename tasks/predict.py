@@ -18,12 +18,16 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tasks import schema
 from tasks.errors import SettingsError, TopoError
 from tasks.storage import read_json, temporary_sibling
+
+if TYPE_CHECKING:
+    from tasks.contracts import ValidationSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +63,11 @@ def _ingest_root(files: list[str], workdir: Path, chunk: int) -> list[str]:
     return sorted(str(p) for p in workdir.glob("*.parquet"))
 
 
-def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch_size: int = 1024, chunk: int = 1000) -> dict:
-    """Score every selected event of ``source`` with the model in ``model_dir``."""
+def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch_size: int = 1024, chunk: int = 1000,
+            contracts: ValidationSettings | None = None) -> dict:  # fmt: skip
+    """Score every selected event of ``source`` with the model in ``model_dir``;
+    with ``contracts``, the scores must pass the predictions contract before
+    ``output`` is written."""
     import keras
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -86,13 +93,30 @@ def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch
                 probabilities.append(np.asarray(model.predict_on_batch(model_input(training["inputs"], gru, hlf))))
                 ids += table.column("event_id").to_pylist()
     p = np.concatenate(probabilities) if probabilities else np.zeros((0, len(schema.CLASS_NAMES)), np.float32)
-    columns = {"event_id": pa.array(ids, pa.string())}
-    columns.update({f"p_{name}": pa.array(p[:, c], pa.float32()) for c, name in enumerate(schema.CLASS_NAMES)})
-    columns["predicted"] = pa.array(np.asarray(schema.CLASS_NAMES)[p.argmax(axis=1)] if len(p) else [], pa.string())
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp_file = temporary_sibling(output, "tmp")
-    pq.write_table(pa.table(columns), tmp_file)
-    os.replace(tmp_file, output)
+    pq.write_table(predictions_table(ids, p), tmp_file)
+    try:
+        if contracts is not None:  # the predictions contract gates the output: a failing file never replaces it
+            from tasks.contracts import validate
+
+            validate("predictions", tmp_file, contracts)
+        os.replace(tmp_file, output)
+    finally:
+        tmp_file.unlink(missing_ok=True)
     counts = {name: int((p.argmax(axis=1) == c).sum()) for c, name in enumerate(schema.CLASS_NAMES)} if len(p) else {}
     log.info("scored %d events from %d %s file(s) with %s -> %s", len(ids), len(files), kind, training["model"], output)
     return {"output": str(output), "events": len(ids), "model": training["model"], "predicted_per_class": counts}
+
+
+def predictions_table(ids: list[str], probabilities: np.ndarray, labels: np.ndarray | None = None):
+    """The predictions as an Arrow table: event_id, [label], p_<class>..., predicted."""
+    import pyarrow as pa
+
+    columns = {"event_id": pa.array(ids, pa.string())}
+    if labels is not None:
+        columns["label"] = pa.array(np.asarray(labels, np.int8), pa.int8())
+    columns.update({f"p_{name}": pa.array(probabilities[:, c], pa.float32()) for c, name in enumerate(schema.CLASS_NAMES)})
+    predicted = np.asarray(schema.CLASS_NAMES)[probabilities.argmax(axis=1)] if len(probabilities) else []
+    columns["predicted"] = pa.array(predicted, pa.string())
+    return pa.table(columns)

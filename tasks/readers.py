@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from tasks import schema
-from tasks.errors import SettingsError, TopoError
+from tasks.errors import SettingsError
+from tasks.feeds import FeedError  # noqa: F401  (raised here, defined with the format)
 from tasks.prepare import GRU_SIZE
 
 FORMATS = ("petastorm", "tfrecord")
@@ -34,10 +35,6 @@ INPUTS = {
     "gru": ("GRU_input",),
 }
 N_CLASSES = len(schema.CLASS_NAMES)
-
-
-class FeedError(TopoError):
-    """A feed that cannot be opened: unknown format, missing files, wrong columns."""
 
 
 def check_feed_options(fmt: str, inputs: str, batch_size: int) -> None:
@@ -66,6 +63,30 @@ def feed_files(path: str | Path, fmt: str) -> list[str]:
         raise FeedError(f"{path} mixes compressed (.tfrecord.gz) and plain (.tfrecord) shards")
     return files
 
+
+
+def feed_event_ids(path: str | Path, fmt: str) -> list[str]:
+    """The event identities of a split in the order an evaluation reads it
+    (shards sorted, rows in stored order). Feeds without an ``event_id``
+    (the published files) get ``<shard>:<row>``."""
+    import pyarrow.parquet as pq
+
+    from tasks.feeds import iter_records, parse_example
+
+    ids = []
+    for f in feed_files(path, fmt):
+        name = Path(f).name
+        if fmt == "petastorm":
+            parquet = pq.ParquetFile(f)
+            if "event_id" in parquet.schema_arrow.names:
+                ids += parquet.read(columns=["event_id"]).column("event_id").to_pylist()
+            else:
+                ids += [f"{name}:{i}" for i in range(parquet.metadata.num_rows)]
+        else:
+            for i, record in enumerate(iter_records(f)):
+                found = parse_example(record).get("event_id", ("", []))[1]
+                ids.append(found[0].decode() if found else f"{name}:{i}")
+    return ids
 
 @contextmanager
 def open_feed(path: str | Path, fmt: str, inputs: str = "inclusive", batch_size: int = 128, training: bool = False,

@@ -102,16 +102,18 @@ def import_gx():
 def ephemeral_context():
     """An in-memory GX context without progress bars (they flood task logs)."""
     gx = import_gx()
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
+    # No docs site: GX's default makes a temporary directory per context, never removed.
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
+    context = gx.get_context(mode="ephemeral", project_config=config)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
 
 
-def run_suite(context, suite_name: str, expectations: list[dict], frame, asset: str) -> dict:
+def run_suite(context, suite_name: str, expectations: list[dict], frame, asset: str, key: str = "event_id") -> dict:
     """Validate ``frame`` (a pandas DataFrame) against ``expectations``; the GX
-    validation result as JSON."""
+    validation result as JSON. Failures list the ``key`` of their rows."""
     gx = import_gx()
 
     suite = gx.ExpectationSuite(name=suite_name, expectations=[dict(e) for e in expectations])
@@ -119,8 +121,8 @@ def run_suite(context, suite_name: str, expectations: list[dict], frame, asset: 
     batch_definition = source.add_dataframe_asset(asset).add_batch_definition_whole_dataframe("whole")
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     result_format = dict(RESULT_FORMAT)
-    if "event_id" in frame.columns:
-        result_format["unexpected_index_column_names"] = ["event_id"]  # examples name their events
+    if key in frame.columns:
+        result_format["unexpected_index_column_names"] = [key]  # examples name their events (samples, shards)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = batch.validate(suite, result_format=result_format)
@@ -139,6 +141,7 @@ def failures(result: dict) -> list[dict]:
         kwargs = config.get("kwargs", {})
         res = r.get("result") or {}
         columns = [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs]
+        key = (res.get("unexpected_index_column_names") or [None])[0]
         failure = {
             "why": config.get("meta", {}).get("why", ""),
             "expectation": config["type"],
@@ -147,7 +150,9 @@ def failures(result: dict) -> list[dict]:
             "unexpected_count": res.get("unexpected_count"),
             "element_count": res.get("element_count"),
             "examples": res.get("partial_unexpected_list", [])[:5],
-            "events": [row.get("event_id") for row in res.get("partial_unexpected_index_list", [])[:5] if isinstance(row, dict)],
+            "key": key,
+            "at": [row.get(key) for row in res.get("partial_unexpected_index_list", [])[:5] if isinstance(row, dict)],
+            "missing": res.get("partial_missing_list"),
             "observed": res.get("observed_value"),
             "details": res.get("details"),
         }

@@ -95,7 +95,8 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
     previous = _previous_success(history, dataset)
     tables, facts, notes = datasets.tables(spec.name, dataset, [c for c in checked if "error" not in c], spec.parameters, previous)
     context = ephemeral_context()
-    dataset_results = {name: run_suite(context, f"{spec.name}.{name}", spec.expectations(name), frame, name) for name, frame in tables.items()}
+    dataset_results = {name: run_suite(context, f"{spec.name}.{name}", spec.expectations(name), frame, name, key=frame.columns[0])
+                       for name, frame in tables.items()}  # fmt: skip
 
     problems = []
     if not parts:
@@ -127,7 +128,8 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
         "seconds": round(time.perf_counter() - started, 2),
     }
     report["quarantined"] = _quarantine(settings.quarantine / spec.name / _safe(run_name), dataset, checked, critical, tables)
-    report["docs"] = _publish(settings.root, spec, run_name, checked, dataset_results, failing={p["where"] for p in critical})
+    report["docs"], report["pages"] = _publish(settings.root, spec, run_name, checked, dataset_results,
+                                               failing={p["where"] for p in critical})  # fmt: skip
     write_json(settings.root / spec.name / "runs" / f"{_safe(run_name)}.json",
                {**report, "results": {"partitions": {c["name"]: c["results"] for c in checked}, "dataset": dataset_results}})  # fmt: skip
     _append(history, {k: report[k] for k in ("time", "run", "dataset", "contract", "version", "success", "partitions", "rows", "facts")} |
@@ -152,7 +154,9 @@ def _describe(p: dict) -> str:
         text += f" on {', '.join(p['columns'])}]" if p.get("columns") else "]"
     if p.get("unexpected_count") is not None:
         text += f": {p['unexpected_count']} of {p.get('element_count', '?')} rows"
-    if "observed" in p and p.get("unexpected_count") is None:
+    if p.get("missing"):
+        text += f": missing {', '.join(map(str, p['missing']))}"
+    elif "observed" in p and p.get("unexpected_count") is None:
         text += f": observed {json.dumps(p['observed'], default=str)}"
     if p.get("details"):
         text += f" {json.dumps(p['details'], default=str)}"
@@ -160,8 +164,8 @@ def _describe(p: dict) -> str:
         text += f"; error: {p['error']}"
     if p.get("examples"):
         text += f"; e.g. {json.dumps(p['examples'], default=str)}"
-    if p.get("events"):
-        text += f" in events {', '.join(map(str, p['events']))}"
+    if p.get("at"):
+        text += f" at {p['key']} " + ", ".join(map(str, p["at"]))
     return text
 
 
@@ -172,6 +176,8 @@ def format_report(report: dict) -> str:
     if len(report["failures"]) > 20:
         lines.append(f"  ... and {len(report['failures']) - 20} more (see the report)")
     lines.append(f"  full report (GX data docs): {report.get('docs', '-')}")
+    for where, page in list(report.get("pages", {}).items())[:5]:
+        lines.append(f"    {where}: {page}")
     if report.get("quarantined"):
         lines.append(f"  failing partitions copied to: {report['quarantined']}")
     return "\n".join(lines)
@@ -223,10 +229,12 @@ def _quarantine(target: Path, dataset: Path, checked: list[dict], critical: list
     return str(target)
 
 
-def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dataset_results: dict, failing: set[str]) -> str:
+def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dataset_results: dict,
+             failing: set[str]) -> tuple[str, dict[str, str]]:  # fmt: skip
     """GX data docs of this run in the shared site: the dataset tables, every
     failing partition and the first passing ones; the site's index lists every
-    run kept so far."""
+    run kept so far. Returns the index URL and the pages of failing partitions
+    and tables."""
     import_gx()
     import great_expectations as gx
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -246,4 +254,11 @@ def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dat
         keys.append(key)
     sites = context.build_data_docs(resource_identifiers=keys)
     index = next(iter(sites.values())) if sites else ""
-    return index
+    site = Path(index.removeprefix("file://")).parent
+    pages = {}
+    for suite, batch, result in results:
+        if not result.get("success") and (batch in failing or batch.startswith("dataset-")):
+            found = sorted(site.glob(f"validations/{suite.replace('.', '/')}/{_safe(run_id.run_name)}/*/{_safe(batch)}.html"))
+            if found:
+                pages[batch.removeprefix("dataset-") if batch.startswith("dataset-") else batch] = f"file://{found[-1]}"
+    return index, pages
