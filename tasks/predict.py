@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,16 +95,17 @@ def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch
                 ids += table.column("event_id").to_pylist()
     p = np.concatenate(probabilities) if probabilities else np.zeros((0, len(schema.CLASS_NAMES)), np.float32)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_file = temporary_sibling(output, "tmp")
-    pq.write_table(predictions_table(ids, p), tmp_file)
+    staging = temporary_sibling(output, "tmp")  # the file keeps its name there: reports and quarantine show it
+    staging.mkdir()
     try:
+        pq.write_table(predictions_table(ids, p), staging / output.name)
         if contracts is not None:  # the predictions contract gates the output: a failing file never replaces it
             from tasks.contracts import validate
 
-            validate("predictions", tmp_file, contracts)
-        os.replace(tmp_file, output)
+            validate("predictions", staging / output.name, contracts)
+        os.replace(staging / output.name, output)
     finally:
-        tmp_file.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
     counts = {name: int((p.argmax(axis=1) == c).sum()) for c, name in enumerate(schema.CLASS_NAMES)} if len(p) else {}
     log.info("scored %d events from %d %s file(s) with %s -> %s", len(ids), len(files), kind, training["model"], output)
     return {"output": str(output), "events": len(ids), "model": training["model"], "predicted_per_class": counts}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,47 @@ def test_dag_runs_every_stage_from_generation_to_evaluation(tmp_path):
         assert (events.parent / "evaluation" / model / "report.html").exists()
     assert "epoch 2/2" in log  # per-epoch metrics reach the task log
     # Registered and, as the first version of each model, promoted to champion.
+    # Every quality gate ran and kept its result; no partition was quarantined.
+    for contract in ("ingested_events", "prepared", "feeds", "predictions"):
+        history = (tmp_path / "data" / "validation" / contract / "history.jsonl").read_text().splitlines()
+        assert all(json.loads(line)["success"] for line in history) and history, contract
+    assert len((tmp_path / "data" / "validation" / "predictions" / "history.jsonl").read_text().splitlines()) == 3
+    assert not (tmp_path / "data" / "quarantine").exists()
     from tasks.registry import champion_history
 
     tracking = f"sqlite:///{tmp_path / 'data' / 'mlflow' / 'mlflow.db'}"
     for model in ("hlf", "gru", "inclusive"):
         assert [h["champion"] for h in champion_history(f"topo-{model}", tracking)] == [1]
+
+
+@pytest.mark.slow
+def test_dag_stops_at_the_first_broken_contract(tmp_path, generated_sample):
+    """Input with events whose MET is negative (a corrupt MissingET branch): the
+    ingested-events contract fails, its task is not retried, and nothing
+    after it runs: no preparation, no training, no registration."""
+    from tests.events import write_root
+    from tests.test_ingest import good_events
+
+    raw = tmp_path / "raw"
+    shutil.copytree(generated_sample, raw)
+    broken = good_events(4)
+    for e in broken:
+        e["met"] = (-25.0, 0.3)
+    write_root(raw / "qcd" / "corrupt_met.root", broken)
+    env = os.environ | {"AIRFLOW_HOME": str(tmp_path / "airflow"), "TOPO_DATA_ROOT": str(tmp_path / "data"), "TOPO_DASK_WORKERS": "2"}
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+    run = subprocess.run([AIRFLOW, "dags", "test", "topology_classifier", "--conf", json.dumps({"input_dir": str(raw), "epochs": 1})],
+                         env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    log = run.stdout + run.stderr
+    assert "contract ingested_events v1 FAILED" in log, log[-5000:]
+    assert "HLF MET >= 0 [expect_column_values_to_be_between on MET]: 4 of" in log
+    assert "corrupt_met.root" in log  # the events are named
+    assert "validation/gx/uncommitted/data_docs/local_site" in log  # and where the full report is
+    assert log.count("starting task_id=validate_events") == 1 and "up_for_retry" not in log  # failed at once, no retry
+    assert "starting task_id=prepare_datasets" not in log
+    [run_dir] = list((tmp_path / "data" / "runs").iterdir())
+    assert (run_dir / "events" / "_summary.json").exists()
+    assert not (run_dir / "prepared").exists() and not (run_dir / "models").exists()
+    assert not (tmp_path / "data" / "mlflow").exists()
+    quarantined = list((tmp_path / "data" / "quarantine" / "ingested_events").rglob("*corrupt_met*.parquet"))
+    assert len(quarantined) == 1

@@ -103,3 +103,31 @@ def test_predict_root_and_parquet_agree(models, generated_sample, ingested_event
     assert set(b["predicted"]) <= {"qcd", "ttbar", "wjets"}
     with pytest.raises(SettingsError, match="no input to score"):
         predict(tmp_path / "nothing-here", tmp_path / "x.parquet", models / "good")
+
+
+def test_predictions_contract_gates_scoring_and_evaluation(models, ingested_events, tmp_path):
+    """A diverged model (NaN weights) scores NaN: the predictions contract
+    refuses the file, the previous output stays, the file is quarantined. The
+    evaluation's per-event scores of a good model pass."""
+    import keras
+
+    from tasks.contracts import ContractError, ValidationSettings, validate
+
+    contracts = ValidationSettings.under(tmp_path / "data", run_name="predict")
+    output = tmp_path / "scores.parquet"
+    predict(ingested_events, output, models / "good", contracts=contracts)
+    before = output.read_bytes()
+    shutil.copytree(models / "good", tmp_path / "diverged")
+    model = keras.models.load_model(tmp_path / "diverged" / "model.keras")
+    model.layers[-1].set_weights([np.full_like(w, np.nan) for w in model.layers[-1].get_weights()])
+    model.save(tmp_path / "diverged" / "model.keras")
+    with pytest.raises(ContractError, match="probabilities are numbers"):
+        predict(ingested_events, output, tmp_path / "diverged", contracts=contracts)
+    assert output.read_bytes() == before and not list(tmp_path.glob(".scores.parquet*"))
+    assert (tmp_path / "data" / "quarantine" / "predictions" / "predict" / "scores.parquet").exists()
+
+    evaluation = models / "good-evaluation" / "predictions.parquet"
+    table = pq.read_table(evaluation)
+    assert table.column_names == ["event_id", "label", "p_qcd", "p_ttbar", "p_wjets", "predicted"]
+    assert validate("predictions", evaluation, contracts)["rows"] == table.num_rows > 0
+    assert all(e.count("/") == 1 for e in table.column("event_id").to_pylist())  # real identities, not positions
