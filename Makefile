@@ -1,4 +1,4 @@
-.PHONY: setup test run bench-ingest bench-feeds bench-train
+.PHONY: setup test run bench-ingest bench-feeds bench-train bench-contracts
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -13,3 +13,6 @@ bench-feeds: setup
 
 bench-train: setup
 	.venv/bin/python benchmarks/train_benchmark.py
+
+bench-contracts: setup
+	.venv/bin/python benchmarks/contracts_benchmark.py

@@ -287,3 +287,24 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SettingsError, match="_summary.json is missing"):
         validate("prepared", tmp_path / "empty", settings(tmp_path))
+
+
+def test_the_contracts_readme_lists_every_rule():
+    readme = (load_contract("prepared").path.parent / "README.md").read_text()
+    for name in available():
+        contract = load_contract(name)
+        assert f"`{name}` (v{contract.version})" in readme
+        for table, suite in contract.suites.items():
+            for e in suite["expectations"]:
+                assert e["meta"]["why"] in readme, (name, table, e["meta"]["why"])
+
+
+def test_gx_imports_in_a_process_without_a_main_file():
+    """pyspark (imported by GX) exits the process when __main__ has no file,
+    as in `python -c` and some worker processes; import_gx keeps it alive."""
+    import subprocess
+    import sys
+
+    code = "from tasks.contracts.suites import import_gx; gx = import_gx(); print('alive', gx.__version__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(load_contract("prepared").path.parents[1]))
+    assert out.returncode == 0 and "alive 1." in out.stdout, out.stderr[-2000:]

@@ -128,8 +128,13 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
         "seconds": round(time.perf_counter() - started, 2),
     }
     report["quarantined"] = _quarantine(settings.quarantine / spec.name / _safe(run_name), dataset, checked, critical, tables)
-    report["docs"], report["pages"] = _publish(settings.root, spec, run_name, checked, dataset_results,
-                                               failing={p["where"] for p in critical})  # fmt: skip
+    try:
+        report["docs"], report["pages"] = _publish(settings.root, spec, run_name, checked, dataset_results,
+                                                   failing={p["where"] for p in critical})  # fmt: skip
+    except Exception as exc:  # the verdict stands without its HTML rendering
+        log.warning("contract %s: GX data docs not rendered (%s: %s); the results are in %s", spec.name,
+                    type(exc).__name__, exc, settings.root / spec.name / "runs")  # fmt: skip
+        report["docs"], report["pages"] = "", {}
     write_json(settings.root / spec.name / "runs" / f"{_safe(run_name)}.json",
                {**report, "results": {"partitions": {c["name"]: c["results"] for c in checked}, "dataset": dataset_results}})  # fmt: skip
     _append(history, {k: report[k] for k in ("time", "run", "dataset", "contract", "version", "success", "partitions", "rows", "facts")} |
