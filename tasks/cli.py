@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from tasks.config import Settings
-from tasks.contracts.validate import ContractError
+from tasks.contracts.validation import ContractError
 from tasks.errors import SettingsError, TopoError
 
 

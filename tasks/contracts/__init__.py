@@ -6,6 +6,6 @@ in ``data_contracts/``, checked partition by partition on Dask.
 """
 
 from tasks.contracts.suites import available, load_contract
-from tasks.contracts.validate import ContractError, ValidationSettings, format_report, validate
+from tasks.contracts.validation import ContractError, ValidationSettings, format_report, validate
 
 __all__ = ["ContractError", "ValidationSettings", "available", "format_report", "load_contract", "validate"]

@@ -37,7 +37,8 @@ from tasks.storage import write_json
 log = logging.getLogger(__name__)
 
 DOCS_PASSING_PARTITIONS = 20
-"""Passing partitions rendered in the data docs per run (every failing one is)."""
+"""Passing GX runs (partitions or groups of them) rendered in the data docs per
+run; every failing one is."""
 
 
 class ContractError(TopoError):
@@ -62,19 +63,65 @@ class ValidationSettings:
         return cls(Path(data_root) / "validation", Path(data_root) / "quarantine", run_name)
 
 
-def check_partition(contract: Contract, partition: datasets.Partition) -> dict:
-    """Run on a worker: one partition's tables against the schema and partition suites."""
-    out = {"name": partition.name, "split": partition.split, "files": list(partition.files), "facts": {}, "results": {}}
-    try:
-        view = datasets.view(contract.name, partition)
-    except Exception as exc:  # a file that cannot be read fails its contract, naming the file
-        out["error"] = f"{partition.files[0]}: cannot be read: {type(exc).__name__}: {exc}"
-        return out
+GROUP_PARTITIONS = 50
+"""Partitions validated together by one GX run at most. GX costs ~0.2 s per
+suite run whatever the size, so partitions are grouped: one run for the
+group's rows, one per distinct schema. A failing group is re-validated
+partition by partition, so failures and quarantine name exact partitions."""
+
+
+def check_group(contract: Contract, group: list[datasets.Partition]) -> list[dict]:
+    """Run on a worker: the schema and partition suites over a group of
+    partitions of one split; one entry per partition. Entries share result
+    objects ({"label", "result"}) where one GX run covered several."""
+    import pandas as pd
+
     context = ephemeral_context()
-    out["facts"] = view.facts
-    out["rows"] = view.facts.get("rows", len(view.rows))
-    for table, frame in (("schema", view.schema), ("partition", view.rows)):
-        out["results"][table] = run_suite(context, f"{contract.name}.{table}", contract.expectations(table, partition.split), frame, partition.name)
+    entries, frames = [], []
+    for partition in group:
+        entry = {"name": partition.name, "split": partition.split, "files": list(partition.files), "facts": {}, "results": {}}
+        entries.append(entry)
+        try:
+            view = datasets.view(contract.name, partition)
+        except Exception as exc:  # a file that cannot be read fails its contract, naming the file
+            entry["error"] = f"{partition.files[0]}: cannot be read: {type(exc).__name__}: {exc}"
+            continue
+        entry["facts"], entry["rows"] = view.facts, view.facts.get("rows", len(view.rows))
+        frames.append((entry, view))
+
+    def run(table, frame, label, split):
+        result = run_suite(context, f"{contract.name}.{table}", contract.expectations(table, split), frame, label)
+        return {"label": label, "result": result}
+
+    schemas: dict[tuple, dict] = {}
+    for entry, view in frames:
+        signature = tuple(map(tuple, view.schema.astype(str).to_numpy().tolist()))
+        if signature not in schemas:
+            schemas[signature] = run("schema", view.schema, entry["name"], entry["split"])
+        entry["results"]["schema"] = schemas[signature]
+    if not frames:
+        return entries
+    split = frames[0][0]["split"]
+    if len(frames) == 1:
+        together = run("partition", frames[0][1].rows, frames[0][0]["name"], split)
+    else:
+        label = f"{frames[0][0]['name']} and {len(frames) - 1} more"
+        together = run("partition", pd.concat([v.rows for _, v in frames], ignore_index=True), label, split)
+    for entry, view in frames:
+        if together["result"]["success"] or len(frames) == 1:
+            entry["results"]["partition"] = together
+        else:  # find which partitions broke the rules
+            entry["results"]["partition"] = run("partition", view.rows, entry["name"], split)
+    return entries
+
+
+def _groups(parts: list[datasets.Partition], workers: int) -> list[list[datasets.Partition]]:
+    """Partitions of one split at a time, in about two groups per worker."""
+    size = max(1, min(GROUP_PARTITIONS, -(-len(parts) // (2 * workers))))
+    out = []
+    for split in dict.fromkeys(p.split for p in parts):
+        mine = [p for p in parts if p.split == split]
+        out += [mine[i : i + size] for i in range(0, len(mine), size)]
     return out
 
 
@@ -88,9 +135,10 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
     run_name = settings.run_name or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     log.info("contract %s v%d: validating %s, %d partition(s), on %s", spec.name, spec.version, dataset, len(parts), "Dask" if client else "this process")
     if client is not None and parts:
-        checked = client.gather(client.map(check_partition, [spec] * len(parts), parts, pure=False))
+        groups = _groups(parts, len(client.scheduler_info(n_workers=-1)["workers"]) or 1)
+        checked = [c for group in client.gather(client.map(check_group, [spec] * len(groups), groups, pure=False)) for c in group]
     else:
-        checked = [check_partition(spec, p) for p in parts]
+        checked = [c for group in _groups(parts, 1) for c in check_group(spec, group)]
     history = settings.root / spec.name / "history.jsonl"
     previous = _previous_success(history, dataset)
     tables, facts, notes = datasets.tables(spec.name, dataset, [c for c in checked if "error" not in c], spec.parameters, previous)
@@ -105,7 +153,7 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
         if "error" in c:
             problems.append({"where": c["name"], "why": "the partition can be read", "expectation": "readable", "error": c["error"], "severity": "critical"})
         for table, result in c["results"].items():
-            problems += [{"where": c["name"], "table": table, **f} for f in failures(result)]
+            problems += [{"where": c["name"], "table": table, **f} for f in failures(result["result"])]
     for table, result in dataset_results.items():
         problems += [{"where": "dataset", "table": table, **f} for f in failures(result)]
     for table, frame in tables.items():  # the rows behind a failed table-level rule are its examples
@@ -135,8 +183,10 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
         log.warning("contract %s: GX data docs not rendered (%s: %s); the results are in %s", spec.name,
                     type(exc).__name__, exc, settings.root / spec.name / "runs")  # fmt: skip
         report["docs"], report["pages"] = "", {}
+    runs = {id(r): r for c in checked for r in c["results"].values()}  # each GX run once, however many partitions it covered
     write_json(settings.root / spec.name / "runs" / f"{_safe(run_name)}.json",
-               {**report, "results": {"partitions": {c["name"]: c["results"] for c in checked}, "dataset": dataset_results}})  # fmt: skip
+               {**report, "results": {"partitions": [{"label": r["label"], **r["result"]} for r in runs.values()],
+                                      "dataset": dataset_results}})  # fmt: skip
     _append(history, {k: report[k] for k in ("time", "run", "dataset", "contract", "version", "success", "partitions", "rows", "facts")} |
             {"failed": sorted({f"{p.get('expectation')}({', '.join(p.get('columns', []))})" for p in critical})})  # fmt: skip
     for w in report["warnings"]:
@@ -249,8 +299,12 @@ def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dat
     root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(root))
     run_id = RunIdentifier(run_name=_safe(run_name), run_time=dt.datetime.now(dt.UTC))
-    shown = [c for c in checked if c["name"] in failing] + [c for c in checked if c["name"] not in failing][:DOCS_PASSING_PARTITIONS]
-    results = [(f"{spec.name}.{table}", c["name"], r) for c in shown for table, r in c["results"].items()]
+    runs = {}
+    for c in [c for c in checked if c["name"] in failing] + [c for c in checked if c["name"] not in failing]:
+        for table, r in c["results"].items():
+            runs.setdefault(id(r), (f"{spec.name}.{table}", r["label"], r["result"]))
+    failing_runs = [r for r in runs.values() if not r[2].get("success")]
+    results = failing_runs + [r for r in runs.values() if r[2].get("success")][:DOCS_PASSING_PARTITIONS]
     results += [(f"{spec.name}.{table}", f"dataset-{table}", r) for table, r in dataset_results.items()]
     keys = []
     for suite, batch, result in results:
