@@ -100,6 +100,22 @@ def _per_event(values: np.ndarray, lengths: np.ndarray, fn) -> np.ndarray:
     return out
 
 
+def _non_finite(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """NaN and infinite values per event."""
+    return _per_event((~np.isfinite(values)).astype(np.int64), lengths, np.add).astype(np.int64)
+
+
+def _unpack_hlf(table, column: str, rows: dict) -> np.ndarray:
+    """The 14 HLF of list ``column`` as named columns of ``rows`` (when every
+    event has 14), and ``<column>_length``; returns non-finite values per event."""
+    hlf, lengths = _flat(table, column)
+    rows[f"{column}_length"] = lengths
+    if (lengths == schema.HLF_FEATURES).all():
+        for i, name in enumerate(schema.HLF_COLUMNS):
+            rows[name] = hlf.reshape(-1, schema.HLF_FEATURES)[:, i]
+    return _non_finite(hlf, lengths)
+
+
 # --- ingested events -----------------------------------------------------------
 def ingested_view(path: str | Path, labels: dict[str, int] | None = None) -> PartitionView:
     """``labels``: sample name → label, from the ingestion summary (default:
@@ -112,15 +128,10 @@ def ingested_view(path: str | Path, labels: dict[str, int] | None = None) -> Par
     n = table.num_rows
     non_finite = np.zeros(n, np.int64)
     if "hfeatures" in table.column_names:
-        hlf, lengths = _flat(table, "hfeatures")
-        rows["hfeatures_length"] = lengths
-        non_finite += _per_event((~np.isfinite(hlf)).astype(np.int64), lengths, np.add).astype(np.int64)
-        if (lengths == schema.HLF_FEATURES).all():
-            for i, name in enumerate(schema.HLF_COLUMNS):
-                rows[name] = hlf.reshape(n, schema.HLF_FEATURES)[:, i]
+        non_finite += _unpack_hlf(table, "hfeatures", rows)
     if "lfeatures" in table.column_names:
         llf, lengths = _flat(table, "lfeatures")
-        non_finite += _per_event((~np.isfinite(llf)).astype(np.int64), lengths, np.add).astype(np.int64)
+        non_finite += _non_finite(llf, lengths)
         whole = lengths % schema.LLF_FEATURES == 0
         rows["lfeatures_whole_rows"] = whole
         rows["llf_rows"] = lengths / schema.LLF_FEATURES
@@ -170,16 +181,11 @@ def prepared_view(path: str | Path) -> PartitionView:
     rows = _scalars(table, ("event_id", "label", "n_particles"))
     non_finite = np.zeros(n, np.int64)
     if "HLF_input" in table.column_names:
-        hlf, lengths = _flat(table, "HLF_input")
-        rows["HLF_input_length"] = lengths
-        non_finite += _per_event((~np.isfinite(hlf)).astype(np.int64), lengths, np.add).astype(np.int64)
-        if (lengths == schema.HLF_FEATURES).all():
-            for i, name in enumerate(schema.HLF_COLUMNS):
-                rows[name] = hlf.reshape(n, schema.HLF_FEATURES)[:, i]
+        non_finite += _unpack_hlf(table, "HLF_input", rows)
     if "GRU_input" in table.column_names:
         gru, lengths = _flat(table, "GRU_input")
         rows["GRU_input_length"] = lengths
-        non_finite += _per_event((~np.isfinite(gru)).astype(np.int64), lengths, np.add).astype(np.int64)
+        non_finite += _non_finite(gru, lengths)
         size = schema.LLF_ROWS * schema.LLF_FEATURES
         if (lengths == size).all() and "n_particles" in rows:
             matrix = gru.reshape(n, schema.LLF_ROWS, schema.LLF_FEATURES)
@@ -189,7 +195,7 @@ def prepared_view(path: str | Path) -> PartitionView:
             rows["empty_particle_rows"] = (real & ~row_nonzero).sum(axis=1)
     if "encoded_label" in table.column_names and "label" in rows:
         onehot, lengths = _flat(table, "encoded_label")
-        non_finite += _per_event((~np.isfinite(onehot)).astype(np.int64), lengths, np.add).astype(np.int64)
+        non_finite += _non_finite(onehot, lengths)
         k = len(schema.CLASS_NAMES)
         if (lengths == k).all():
             expected = np.eye(k, dtype=np.float32)[np.clip(rows["label"].astype(np.int64), 0, k - 1)]
