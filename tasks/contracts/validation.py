@@ -290,8 +290,7 @@ def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dat
     failing partition and the first passing ones; the site's index lists every
     run kept so far. Returns the index URL and the pages of failing partitions
     and tables."""
-    import_gx()
-    import great_expectations as gx
+    gx = import_gx()
     from great_expectations.core import ExpectationSuiteValidationResult
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier, ValidationResultIdentifier
