@@ -302,10 +302,10 @@ def _validate(args, settings: Settings) -> dict:
     options = ValidationSettings.under(settings.data_root, args.run_name)
     if args.history:
         from tasks.contracts import load_contract
+        from tasks.contracts.validation import history_path, read_history
 
-        path = options.root / load_contract(args.contract).name / "history.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        return {"history": str(path), "runs": [json.loads(line) for line in lines if line.strip()]}
+        path = history_path(options, load_contract(args.contract).name)
+        return {"history": str(path), "runs": read_history(path)}
     if args.dataset is None:
         raise SettingsError("give the dataset to validate (or --history)")
     if args.local:

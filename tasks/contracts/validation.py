@@ -102,16 +102,12 @@ def check_group(contract: Contract, group: list[datasets.Partition]) -> list[dic
     if not frames:
         return entries
     split = frames[0][0]["split"]
-    if len(frames) == 1:
-        together = run("partition", frames[0][1].rows, frames[0][0]["name"], split)
-    else:
-        label = f"{frames[0][0]['name']} and {len(frames) - 1} more"
-        together = run("partition", pd.concat([v.rows for _, v in frames], ignore_index=True), label, split)
+    label = frames[0][0]["name"] + (f" and {len(frames) - 1} more" if len(frames) > 1 else "")
+    together = run("partition", pd.concat([v.rows for _, v in frames], ignore_index=True), label, split)
     for entry, view in frames:
-        if together["result"]["success"] or len(frames) == 1:
-            entry["results"]["partition"] = together
-        else:  # find which partitions broke the rules
-            entry["results"]["partition"] = run("partition", view.rows, entry["name"], split)
+        exact = together["result"]["success"] or len(frames) == 1
+        # a failing group is re-run part by part, to find which partitions broke the rules
+        entry["results"]["partition"] = together if exact else run("partition", view.rows, entry["name"], split)
     return entries
 
 
@@ -139,7 +135,7 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
         checked = [c for group in client.gather(client.map(check_group, [spec] * len(groups), groups, pure=False)) for c in group]
     else:
         checked = [c for group in _groups(parts, 1) for c in check_group(spec, group)]
-    history = settings.root / spec.name / "history.jsonl"
+    history = history_path(settings, spec.name)
     previous = _previous_success(history, dataset)
     tables, facts, notes = datasets.tables(spec.name, dataset, [c for c in checked if "error" not in c], spec.parameters, previous)
     context = ephemeral_context()
@@ -177,8 +173,7 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
     }
     report["quarantined"] = _quarantine(settings.quarantine / spec.name / _safe(run_name), dataset, checked, critical, tables)
     try:
-        report["docs"], report["pages"] = _publish(settings.root, spec, run_name, checked, dataset_results,
-                                                   failing={p["where"] for p in critical})  # fmt: skip
+        report["docs"], report["pages"] = _publish(settings.root, spec, run_name, checked, dataset_results)
     except Exception as exc:  # the verdict stands without its HTML rendering
         log.warning("contract %s: GX data docs not rendered (%s: %s); the results are in %s", spec.name,
                     type(exc).__name__, exc, settings.root / spec.name / "runs")  # fmt: skip
@@ -243,11 +238,17 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
+def history_path(settings: ValidationSettings, contract: str) -> Path:
+    return settings.root / contract / "history.jsonl"
+
+
+def read_history(path: Path) -> list[dict]:
+    """Every validation kept for a contract, oldest first."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def _previous_success(history: Path, dataset: Path) -> dict | None:
-    if not history.exists():
-        return None
-    entries = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    good = [e for e in entries if e.get("success") and e.get("dataset") != str(dataset)]
+    good = [e for e in read_history(history) if e.get("success") and e.get("dataset") != str(dataset)]
     return good[-1] if good else None
 
 
@@ -284,12 +285,11 @@ def _quarantine(target: Path, dataset: Path, checked: list[dict], critical: list
     return str(target)
 
 
-def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dataset_results: dict,
-             failing: set[str]) -> tuple[str, dict[str, str]]:  # fmt: skip
+def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dataset_results: dict) -> tuple[str, dict[str, str]]:
     """GX data docs of this run in the shared site: the dataset tables, every
-    failing partition and the first passing ones; the site's index lists every
-    run kept so far. Returns the index URL and the pages of failing partitions
-    and tables."""
+    failing GX run and the first passing ones; the site's index lists every
+    run kept so far. Returns the index URL and the page of each failing run
+    (a failing run covers one partition, or one table)."""
     gx = import_gx()
     from great_expectations.core import ExpectationSuiteValidationResult
     from great_expectations.core.run_identifier import RunIdentifier
@@ -298,12 +298,8 @@ def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dat
     root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(root))
     run_id = RunIdentifier(run_name=_safe(run_name), run_time=dt.datetime.now(dt.UTC))
-    runs = {}
-    for c in [c for c in checked if c["name"] in failing] + [c for c in checked if c["name"] not in failing]:
-        for table, r in c["results"].items():
-            runs.setdefault(id(r), (f"{spec.name}.{table}", r["label"], r["result"]))
-    failing_runs = [r for r in runs.values() if not r[2].get("success")]
-    results = failing_runs + [r for r in runs.values() if r[2].get("success")][:DOCS_PASSING_PARTITIONS]
+    runs = {id(r): (f"{spec.name}.{table}", r["label"], r["result"]) for c in checked for table, r in c["results"].items()}
+    results = [r for r in runs.values() if not r[2].get("success")] + [r for r in runs.values() if r[2].get("success")][:DOCS_PASSING_PARTITIONS]
     results += [(f"{spec.name}.{table}", f"dataset-{table}", r) for table, r in dataset_results.items()]
     keys = []
     for suite, batch, result in results:
@@ -315,8 +311,8 @@ def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dat
     site = Path(index.removeprefix("file://")).parent
     pages = {}
     for suite, batch, result in results:
-        if not result.get("success") and (batch in failing or batch.startswith("dataset-")):
+        if not result.get("success"):
             found = sorted(site.glob(f"validations/{suite.replace('.', '/')}/{_safe(run_id.run_name)}/*/{_safe(batch)}.html"))
             if found:
-                pages[batch.removeprefix("dataset-") if batch.startswith("dataset-") else batch] = f"file://{found[-1]}"
+                pages[batch.removeprefix("dataset-")] = f"file://{found[-1]}"
     return index, pages

@@ -62,7 +62,7 @@ def schema_table(arrow_schema):
 def event_hashes(ids) -> np.ndarray:
     """64-bit hashes of event identities: what identity checks compare across
     partitions (8 bytes an event travel, not the identities)."""
-    return np.fromiter((int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little") for i in ids), np.uint64, len(ids))
+    return np.frombuffer(b"".join(hashlib.blake2b(i.encode(), digest_size=8).digest() for i in ids), "<u8").astype(np.uint64)
 
 
 def _flat(table, column: str, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
