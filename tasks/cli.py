@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Write a generated sample: <output>/<qcd|ttbar|wjets>/<sample>_NNN.root. "
                                      "Same options and seed give identical files.")  # fmt: skip
     gen.add_argument("--output", type=Path, help="output directory (default: <data root>/raw/generated)")
+    gen.add_argument("--day", help="land the sample as that day's raw files, <raw root>/<YYYY-MM-DD>/ (the daily layout)")
     gen.add_argument("--events", type=int, default=7000, help="total events over the three classes (default: 7000)")
     gen.add_argument("--files-per-sample", type=int, default=2, help="ROOT files per class (default: 2)")
     gen.add_argument("--mix", default="1:2:4", help="QCD:tt̄:W+jets ratio of generated events (default: 1:2:4)")
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop after this many epochs without a better validation loss, keeping the best (default: 0, off)")  # fmt: skip
     tr.add_argument("--seed", type=int, default=42, help="seed of weights, dropout and data order (default: 42)")
     tr.add_argument("--mixed-precision", action="store_true", help="float16 compute on GPUs (bfloat16 on CPU)")
+    tr.add_argument("--tuned", action="store_true",
+                    help="use the best hyperparameters of the last search, <data root>/hyperparameters/<model>.json")  # fmt: skip
 
     ev = sub.add_parser("evaluate", help="score a trained model on its test split: metrics.json, plots, report.html",
                         description="Per-class ROC/AUC, row-normalised confusion matrix, accuracy, background rate at "
@@ -148,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--alias", default="champion", help="registered alias to use with --model (default: champion)")
     pr.add_argument("--version", type=int, help="registered version to use with --model (instead of the alias)")
 
+    sub.add_parser("training-slots", help="how many training tasks may run at once: the size of the Airflow pool 'gpu'",
+                   description="The number of NVIDIA GPUs (nvidia-smi), or $TOPO_CPU_TRAINING_SLOTS (default 1) without one. "
+                               "scripts/airflow-init.sh sizes the pool 'gpu' with it.")  # fmt: skip
     val = sub.add_parser("validate", help="check a dataset against its data contract (Great Expectations), on Dask",
                          description="Validate a dataset against a contract in data_contracts/ (ingested_events, prepared, "
                                      "feeds, predictions) partition by partition on Dask. Exit status 1 when a critical "
@@ -173,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(dask_scheduler=getattr(args, "scheduler", None), dask_workers=getattr(args, "workers", None))
         result = {"generate": _generate, "ingest": _ingest, "prepare": _prepare, "feeds": _feeds,
                   "train": _train, "evaluate": _evaluate, "register": _register, "promote": _promote,
-                  "rollback": _rollback, "predict": _predict, "validate": _validate}[args.command](args, settings)
+                  "rollback": _rollback, "predict": _predict, "validate": _validate,
+                  "training-slots": _training_slots}[args.command](args, settings)
     except ContractError as exc:
         print(f"topo {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -189,7 +196,14 @@ def _generate(args, settings: Settings) -> dict:
 
     request = SampleRequest(events=args.events, files_per_sample=args.files_per_sample, mix=parse_mix(args.mix),
                             seed=args.seed, branch_style=args.branch_style)  # fmt: skip
-    output = args.output or settings.data_root / "raw" / "generated"
+    if args.day and args.output:
+        raise SettingsError("give --day or --output, not both")
+    if args.day:
+        from tasks.daily import raw_day
+
+        output = raw_day(settings.raw_dir, args.day)
+    else:
+        output = args.output or settings.data_root / "raw" / "generated"
     if args.parallel:
         from tasks.runtime import dask_client
 
@@ -198,6 +212,12 @@ def _generate(args, settings: Settings) -> dict:
     else:
         summary = generate(output, request)
     return {"output": str(output), "events_per_sample": summary["events_per_sample"]}
+
+
+def _training_slots(args, settings: Settings) -> dict:
+    from tasks.runtime import gpu_count, training_slots
+
+    return {"gpus": gpu_count(), "slots": training_slots(settings)}
 
 
 def _ingest(args, settings: Settings) -> dict:
@@ -245,6 +265,12 @@ def _train(args, settings: Settings) -> dict:
     options = TrainSettings(model=args.model, feed=args.feed, epochs=args.epochs, batch_size=args.batch_size,
                             learning_rates=parse_schedule(args.learning_rate), early_stopping_patience=args.early_stopping,
                             seed=args.seed, mixed_precision=args.mixed_precision)  # fmt: skip
+    if args.tuned:
+        from tasks.hyperparameters import tuned_path, tuned_settings
+
+        options, tuned = tuned_settings(options, settings.data_root)
+        if tuned is None:
+            raise SettingsError(f"--tuned: no search has written {tuned_path(settings.data_root, args.model)} yet")
     prepared = args.prepared or settings.data_root / "prepared" / "manual"
     tfrecord = args.tfrecord or prepared.parent / f"{prepared.name}-tfrecord"
     output = args.output or settings.data_root / "models" / "manual" / args.model

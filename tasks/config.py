@@ -12,6 +12,9 @@ changes environment variables (or DAG Params), never code.
 | TOPO_SHARD_EVENTS | shard_events | 2000 events per prepared shard |
 | TOPO_TFRECORD_COMPRESSION | tfrecord_compression | gzip (or none) |
 | TOPO_MLFLOW_TRACKING_URI | mlflow_tracking_uri | empty: SQLite + files under <data root>/mlflow |
+| TOPO_RAW_ROOT | raw_root | empty: <data root>/raw (the dated layout raw/<YYYY-MM-DD>/<sample>/) |
+| TOPO_CPU_TRAINING_SLOTS | cpu_training_slots | 1: slots of the Airflow pool `gpu` on a machine without GPUs |
+| TOPO_HPO_MAX_PARALLEL_TRIALS | hpo_max_parallel_trials | 2: trials of one search running at once |
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ class Settings:
     shard_events: int = 2000
     tfrecord_compression: str = "gzip"
     mlflow_tracking_uri: str = ""
+    raw_root: str = ""
+    cpu_training_slots: int = 1
+    hpo_max_parallel_trials: int = 2
+
+    @property
+    def raw_dir(self) -> Path:
+        """Where raw files land by day (tasks/daily.py)."""
+        return Path(self.raw_root).expanduser() if self.raw_root else self.data_root / "raw"
 
     @property
     def tracking_uri(self) -> str:
@@ -51,6 +62,9 @@ class Settings:
             raise SettingsError(f"ingest_chunk must be at least 1 event, got {self.ingest_chunk}")
         if self.shard_events < 1:
             raise SettingsError(f"shard_events must be at least 1 event, got {self.shard_events}")
+        for name in ("cpu_training_slots", "hpo_max_parallel_trials"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.tfrecord_compression not in ("gzip", "none"):
             raise SettingsError(f"tfrecord_compression must be gzip or none, got {self.tfrecord_compression!r}")
 
@@ -74,6 +88,6 @@ class Settings:
 def _parse(name: str, raw: str) -> object:
     if name == "data_root":
         return Path(raw).expanduser()
-    if name in ("dask_workers", "ingest_chunk", "shard_events"):
+    if name in ("dask_workers", "ingest_chunk", "shard_events", "cpu_training_slots", "hpo_max_parallel_trials"):
         return int(raw)
     return raw

@@ -14,6 +14,10 @@ recurrent dropout, reset_after), which is what lets them run on the cuDNN
 kernel on a GPU; the padding rows are at the end and exactly zero, so the
 Masking layer's mask is right-padded, which cuDNN requires. The output layer
 is float32 even under mixed precision.
+
+The hyperparameter search (tasks/hyperparameters.py) varies an
+``Architecture``: the widths of the dense hidden layers, their activation, and
+the width of the recurrent layer. ``Architecture()`` is the paper's model.
 """
 
 from __future__ import annotations
@@ -22,9 +26,15 @@ import keras
 from keras import ops
 
 from tasks import schema
+from tasks.errors import SettingsError
+from tasks.hyperparameters import Architecture
 
 N_CLASSES = len(schema.CLASS_NAMES)
 MODEL_INPUTS = schema.MODEL_INPUTS
+def _dense_stack(x, widths: tuple[int, ...], activation: str):
+    for units in widths:
+        x = keras.layers.Dense(units, activation=activation)(x)
+    return x
 
 
 @keras.saving.register_keras_serializable(package="topo")
@@ -64,18 +74,17 @@ def _softmax(x):
     return keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="class_probabilities")(x)
 
 
-def build_hlf_model() -> keras.Model:
+def build_hlf_model(arch: Architecture = Architecture()) -> keras.Model:
     hlf = _hlf()
-    x = hlf
-    for units in (50, 20, 10):
-        x = keras.layers.Dense(units, activation="relu")(x)
+    x = _dense_stack(hlf, arch.hidden_of("hlf"), arch.activation)
     return keras.Model(hlf, _softmax(x), name="hlf")
 
 
-def build_gru_model(units: int = 50) -> keras.Model:
+def build_gru_model(arch: Architecture = Architecture()) -> keras.Model:
     particles = _particles()
     x = keras.layers.Masking(mask_value=0.0)(particles)
-    x = keras.layers.GRU(units, activation="tanh", name="gru")(x)
+    x = keras.layers.GRU(arch.recurrent_units, activation="tanh", name="gru")(x)
+    x = _dense_stack(x, arch.hidden_of("gru"), arch.activation)
     return keras.Model(particles, _softmax(x), name="gru")
 
 
@@ -94,7 +103,7 @@ def _transformer_branch(particles, d_model: int = 16, heads: int = 2, blocks: in
     return MaskedMean(name="masked_mean")(x, real)
 
 
-def build_inclusive_model(recurrent: str = "gru", units: int = 50, dropout: float = 0.2, dense_units: int = 25) -> keras.Model:
+def build_inclusive_model(recurrent: str = "gru", arch: Architecture = Architecture(), dropout: float = 0.2) -> keras.Model:
     """The inclusive classifier; ``recurrent`` is gru, lstm or transformer."""
     particles, hlf = _particles(), _hlf()
     if recurrent == "transformer":
@@ -102,25 +111,23 @@ def build_inclusive_model(recurrent: str = "gru", units: int = 50, dropout: floa
     else:
         masked = keras.layers.Masking(mask_value=0.0)(particles)
         layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[recurrent]
-        x = layer(units, activation="tanh", name=recurrent)(masked)
+        x = layer(arch.recurrent_units, activation="tanh", name=recurrent)(masked)
     x = keras.layers.Dropout(dropout)(x)
     h = keras.layers.Dropout(dropout)(hlf)
     x = keras.layers.Concatenate()([x, h])
-    x = keras.layers.Dense(dense_units, activation="relu")(x)
     name = "inclusive" if recurrent == "gru" else f"inclusive_{recurrent}"
+    x = _dense_stack(x, arch.hidden_of(name), arch.activation)
     return keras.Model([particles, hlf], _softmax(x), name=name)
 
 
-def build_model(name: str):
-    """A fresh, uncompiled model by name (``MODEL_INPUTS``)."""
-    from tasks.errors import SettingsError
-
+def build_model(name: str, arch: Architecture = Architecture()):
+    """A fresh, uncompiled model by name (``MODEL_INPUTS``), the paper's unless ``arch`` says otherwise."""
     builders = {
-        "hlf": build_hlf_model,
-        "gru": build_gru_model,
-        "inclusive": build_inclusive_model,
-        "inclusive_lstm": lambda: build_inclusive_model("lstm"),
-        "inclusive_transformer": lambda: build_inclusive_model("transformer"),
+        "hlf": lambda: build_hlf_model(arch),
+        "gru": lambda: build_gru_model(arch),
+        "inclusive": lambda: build_inclusive_model("gru", arch),
+        "inclusive_lstm": lambda: build_inclusive_model("lstm", arch),
+        "inclusive_transformer": lambda: build_inclusive_model("transformer", arch),
     }
     if name not in builders:
         raise SettingsError(f"unknown model {name!r}; choose one of {', '.join(builders)}")

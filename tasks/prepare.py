@@ -87,12 +87,14 @@ def event_keys(event_ids: list[str], seed: int) -> np.ndarray:
     return np.frombuffer(digest, "<u8").reshape(-1, 3)
 
 
-def _part_files(events_dir: Path) -> list[str]:
-    if not events_dir.is_dir():
-        raise PrepareError(f"ingested dataset {events_dir} does not exist; run ingestion first")
-    parts = sorted(str(p) for p in events_dir.glob("*.parquet"))
+def _part_files(events_dirs: list[Path]) -> list[str]:
+    parts: list[str] = []
+    for events_dir in events_dirs:
+        if not events_dir.is_dir():
+            raise PrepareError(f"ingested dataset {events_dir} does not exist; run ingestion first")
+        parts += sorted(str(p) for p in events_dir.glob("*.parquet"))
     if not parts:
-        raise PrepareError(f"ingested dataset {events_dir} holds no Parquet parts (no event passed the selection?)")
+        raise PrepareError(f"ingested dataset {', '.join(map(str, events_dirs))} holds no Parquet parts (no event passed the selection?)")
     return parts
 
 
@@ -258,14 +260,16 @@ def _list(values: np.ndarray, width: int, n: int):
 
 
 # --- the stage -----------------------------------------------------------------
-def prepare(events_dir: str | Path, output: str | Path, client, settings: PrepareSettings = PrepareSettings()) -> dict:
-    """Turn an ingested dataset into balanced, split, scaled training data."""
+def prepare(events_dir: str | Path | list[str | Path], output: str | Path, client, settings: PrepareSettings = PrepareSettings()) -> dict:
+    """Turn an ingested dataset (or several, such as the daily partitions of a
+    window) into balanced, split, scaled training data."""
     from distributed import wait
 
     started = time.perf_counter()
-    events_dir, output = Path(events_dir), Path(output)
-    parts = _part_files(events_dir)
-    log.info("preparing %d ingested parts from %s (seed %d)", len(parts), events_dir, settings.seed)
+    events_dirs = [Path(d) for d in events_dir] if isinstance(events_dir, (list, tuple)) else [Path(events_dir)]
+    output = Path(output)
+    parts = _part_files(events_dirs)
+    log.info("preparing %d ingested parts from %s (seed %d)", len(parts), ", ".join(map(str, events_dirs)), settings.seed)
     keyed = client.gather(client.map(_label_keys, parts, seed=settings.seed, pure=False))
     labels = np.concatenate([lab for lab, _ in keyed])
     keys = np.concatenate([k for _, k in keyed])

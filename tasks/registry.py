@@ -50,7 +50,7 @@ def registered_name(model: str) -> str:
     return f"topo-{model}"
 
 
-def _mlflow(tracking_uri: str):
+def tracking(tracking_uri: str, experiment: str = EXPERIMENT):
     """mlflow with the tracking URI set and the experiment present; a local
     store keeps its artifacts next to its database, not in the working directory."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # task logs are not terminals
@@ -60,10 +60,10 @@ def _mlflow(tracking_uri: str):
     if local_store is not None:
         local_store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+    if mlflow.get_experiment_by_name(experiment) is None:
         location = (local_store / "artifacts").resolve().as_uri() if local_store is not None else None
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    mlflow.set_experiment(EXPERIMENT)
+        mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
     return mlflow
 
 
@@ -84,7 +84,7 @@ def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: st
     training = read_json(model_dir / "training.json")
     history = read_json(model_dir / "history.json")
     test = summarise(read_json(evaluation_dir / "metrics.json"))
-    mlflow = _mlflow(tracking_uri)
+    mlflow = tracking(tracking_uri)
     from mlflow import MlflowClient
 
     name = registered_name(training["model"])
@@ -118,7 +118,7 @@ def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: st
 
 def download(name: str, tracking_uri: str, version: int | None = None, alias: str | None = None, dst: str | Path | None = None) -> Path:
     """A registered version's model directory (model.keras, scaler.json, training.json)."""
-    mlflow = _mlflow(tracking_uri)
+    mlflow = tracking(tracking_uri)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -154,7 +154,7 @@ def promote(name: str, version: int, test_path: str | Path, fmt: str, tracking_u
 
     if metric not in METRICS:
         raise SettingsError(f"unknown promotion metric {metric!r}; choose one of {', '.join(METRICS)}")
-    _mlflow(tracking_uri)
+    tracking(tracking_uri)
     client = MlflowClient()
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
@@ -196,7 +196,7 @@ def rollback(name: str, tracking_uri: str) -> dict:
     """Give the champion alias back to the version that held it before."""
     from mlflow import MlflowClient
 
-    _mlflow(tracking_uri)
+    tracking(tracking_uri)
     client = MlflowClient()
     history = _history(client, name)
     if not history or history[-1]["previous"] is None:
@@ -213,5 +213,5 @@ def rollback(name: str, tracking_uri: str) -> dict:
 def champion_history(name: str, tracking_uri: str) -> list[dict]:
     from mlflow import MlflowClient
 
-    _mlflow(tracking_uri)
+    tracking(tracking_uri)
     return _history(MlflowClient(), name)

@@ -36,3 +36,25 @@ def dask_client(settings: Settings) -> Iterator["distributed.Client"]:  # noqa: 
         dashboard_address=None,
     ) as cluster, Client(cluster) as client:
         yield client
+
+
+def gpu_count() -> int:
+    """NVIDIA GPUs on this machine, asked of nvidia-smi (importing TensorFlow
+    to count them would take 15 s); 0 without a driver."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def training_slots(settings: Settings) -> int:
+    """Size of the Airflow pool ``gpu``: one training task per GPU, or
+    ``cpu_training_slots`` on a machine without one (TensorFlow already spreads
+    one training over every core, so more at once mostly contend)."""
+    return gpu_count() or settings.cpu_training_slots

@@ -34,10 +34,17 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_directory(tmp, final)
+
+
+def replace_directory(src: Path, final: Path) -> None:
+    """Move the complete directory ``src`` to ``final`` (same file system),
+    replacing what was there; readers see the old or the new, never a mix."""
+    final.parent.mkdir(parents=True, exist_ok=True)
     old = temporary_sibling(final, "old") if final.exists() else None
     if old is not None:
         os.rename(final, old)
-    os.rename(tmp, final)
+    os.rename(src, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

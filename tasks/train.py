@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tasks import schema
 from tasks.errors import SettingsError
+from tasks.hyperparameters import Architecture
 from tasks.readers import FORMATS
 from tasks.storage import atomic_directory, read_json, write_json
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SEED_SCHEDULE = ((0, 5e-4), (2, 2e-4), (4, 1e-4))
 """The seed's inclusive-classifier learning rates: (first epoch, rate)."""
+OPTIMIZERS = ("adam", "nadam", "rmsprop", "sgd", "adagrad")
 
 
 def parse_schedule(text: str) -> tuple[tuple[int, float], ...]:
@@ -60,8 +62,17 @@ class TrainSettings:
     early_stopping_patience: int = 0  # epochs without val_loss improvement; 0: off
     seed: int = 42
     mixed_precision: bool = False
+    # The architecture and optimizer (tasks.models.Architecture); the defaults
+    # are the paper's, a hyperparameter search changes them.
+    hidden: tuple[int, ...] | None = None
+    activation: str = "relu"
+    recurrent_units: int = 50
+    optimizer: str = "adam"
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise SettingsError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        self.architecture  # validates hidden, activation, recurrent_units
         if self.model not in schema.MODEL_INPUTS:
             raise SettingsError(f"unknown model {self.model!r}; choose one of {', '.join(schema.MODEL_INPUTS)}")
         if self.feed not in FORMATS:
@@ -75,6 +86,11 @@ class TrainSettings:
 
     def rate_at(self, epoch: int) -> float:
         return [r for e, r in self.learning_rates if e <= epoch][-1]
+
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(hidden=None if self.hidden is None else tuple(self.hidden), activation=self.activation,
+                            recurrent_units=self.recurrent_units)  # fmt: skip
 
 
 def feed_paths(prepared: Path | None, tfrecord: Path | None, feed: str) -> dict[str, Path]:
@@ -205,8 +221,10 @@ def train(prepared: str | Path | None, output: str | Path, settings: TrainSettin
         keras.mixed_precision.set_global_policy("mixed_float16" if hardware["gpus"] else "mixed_bfloat16")
     try:  # the policy is global: only this model is built under it
         with strategy.scope():
-            model = build_model(settings.model)
-            model.compile(optimizer=keras.optimizers.Adam(settings.rate_at(0)), loss="categorical_crossentropy", metrics=["accuracy"])
+            model = build_model(settings.model, settings.architecture)
+            optimizer = {"adam": keras.optimizers.Adam, "nadam": keras.optimizers.Nadam, "rmsprop": keras.optimizers.RMSprop,
+                         "sgd": keras.optimizers.SGD, "adagrad": keras.optimizers.Adagrad}[settings.optimizer]  # fmt: skip
+            model.compile(optimizer=optimizer(settings.rate_at(0)), loss="categorical_crossentropy", metrics=["accuracy"])
     finally:
         keras.mixed_precision.set_global_policy(policy)
     callbacks = [

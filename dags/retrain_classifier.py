@@ -1,0 +1,123 @@
+"""
+### retrain_classifier
+
+Scheduled retraining with champion and challenger. Runs every Monday at 04:00
+UTC **and** whenever `ingest_daily` publishes a validated partition (Asset
+`topo://events/daily`); trigger it by hand with Params as well.
+
+1. **select_window**: the validated daily partitions of the last
+   `window_days` calendar days up to `window_end` (default: the newest
+   published day). No partition: the run is skipped, with the reason logged.
+2. **prepare_window**: one balanced, split, scaled dataset from the whole
+   window, under `<data root>/retraining/<run id>/prepared`, then the
+   `prepared` contract (**validate_prepared**).
+3. **train_challenger** (one per model in `models`, pool `gpu`), then
+   **evaluate_challenger**, the predictions contract
+   (**validate_predictions**) and **register_challenger** (a new version of
+   `topo-<model>`).
+4. **promote_challenger**: champion and challenger are scored on the same
+   held-out test split of this window, each with its own scaler; the
+   challenger becomes champion only if it beats the champion by
+   `promotion_margin` in `promotion_metric` (for example `fpr99_ttbar`, the
+   background rate at 99 % signal efficiency, or `mean_auc`). The decision and
+   both scores are logged and stored on the model version
+   (`promotion_decision` tag) and in the champion history.
+5. **report_run**: the AUC table and the decisions, in
+   `<data root>/retraining/<run id>/report.html`.
+
+Rollback to the previous champion: `topo rollback <model>`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from topo_airflow import stages
+from topo_airflow.params import smoke_param, training_params, validated_events_asset
+
+
+@dag(
+    dag_id="retrain_classifier",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=validated_events_asset()),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    tags=["hep", "topology-classifier", "retraining"],
+    params={
+        "window_days": Param(7, type="integer", minimum=1, maximum=3660, description="Days of validated partitions to train on."),
+        "window_end": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+                            description="Last day of the window, YYYY-MM-DD. Empty: the newest published day."),  # fmt: skip
+        "split_seed": Param(42, type="integer", minimum=0,
+                            description="Seed of undersampling, the train/test split and the shuffle."),  # fmt: skip
+        "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1,
+                               description="Share of each class held out to judge champion and challenger."),  # fmt: skip
+        "smoke": smoke_param(),
+        **training_params(feed=False),
+    },
+)
+def retrain_classifier():
+    @task
+    def select_window() -> dict:
+        """The validated partitions of the window; skipped when there are none."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from tasks.daily import window
+
+        params, settings = stages.params(), stages.settings()
+        found = window(settings.data_root, params["window_days"], params["window_end"])
+        if not found:
+            raise AirflowSkipException(f"no validated partition under {settings.data_root / 'events'} in the "
+                                       f"{params['window_days']} days up to {params['window_end'] or 'the newest'}: nothing to retrain on")  # fmt: skip
+        return {"partitions": [str(p) for p in found], "days": [p.name for p in found]}
+
+    @task
+    def prepare_window(selected: dict) -> dict:
+        """One training dataset from the window's partitions, on Dask."""
+        output = stages.settings().data_root / "retraining" / stages.run_key() / "prepared"
+        return stages.prepare(selected["partitions"], output) | {"days": selected["days"]}
+
+    @task(retries=0)
+    def validate_prepared(prepared: dict) -> dict:
+        """Gate: the window's training data keeps data_contracts/prepared.json."""
+        return prepared | {"contract": stages.check_contract("prepared", prepared["prepared"])}
+
+    @task
+    def choose_models() -> list[str]:
+        return list(stages.params()["models"])
+
+    @task(pool="gpu")
+    def train_challenger(prepared: dict, model: str) -> dict:
+        return stages.train({"petastorm": prepared["prepared"]}, model)
+
+    @task
+    def evaluate_challenger(trained: dict) -> dict:
+        return stages.evaluate(trained)
+
+    @task(retries=0)
+    def validate_predictions(evaluated: dict) -> dict:
+        return stages.check_predictions(evaluated)
+
+    @task
+    def register_challenger(evaluated: dict) -> dict:
+        return stages.register(evaluated)
+
+    @task
+    def promote_challenger(registered: dict) -> dict:
+        """Champion and challenger on the same test data; promote only if better by the margin."""
+        return stages.promote(registered)
+
+    @task
+    def report_run(decisions: list[dict]) -> dict:
+        return stages.report(decisions)
+
+    prepared = validate_prepared(prepare_window(select_window()))
+    trained = train_challenger.partial(prepared=prepared).expand(model=choose_models())
+    evaluated = validate_predictions.expand(evaluated=evaluate_challenger.expand(trained=trained))
+    report_run(promote_challenger.expand(registered=register_challenger.expand(evaluated=evaluated)))
+
+
+retrain_classifier()

@@ -1,0 +1,75 @@
+"""DAG Params shared by the DAGs: one definition, one JSON schema, one form.
+
+Airflow validates a run's conf against these schemas when the run is created
+(trigger form, REST API, CLI, ``airflow dags test``), so a wrong value is
+refused with a message before any task starts. Only light imports here: DAG
+files import this at parse time.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param
+
+ALL_MODELS = ("hlf", "gru", "inclusive", "inclusive_lstm", "inclusive_transformer")
+PAPER_MODELS = ["hlf", "gru", "inclusive"]
+PROMOTION_METRICS = ["mean_auc", "auc_qcd", "auc_ttbar", "auc_wjets", "fpr99_ttbar", "fpr99_wjets", "accuracy"]
+SMOKE = {"generate_events": 300, "max_events_per_file": 300, "files_per_sample": 1, "epochs": 1}
+"""What the smoke mode caps: a few hundred events, one file per sample, one epoch."""
+
+LEARNING_RATE_PATTERN = r"^\s*(\d+:)?[0-9.eE+-]+(\s*,\s*\d+:[0-9.eE+-]+)*\s*$"
+
+
+def models_param(default: list[str]) -> Param:
+    return Param(default, type="array", items={"type": "string", "enum": list(ALL_MODELS)}, minItems=1, uniqueItems=True,
+                 description="Classifiers to train (the paper's: hlf, gru, inclusive).")  # fmt: skip
+
+
+def training_params(epochs: int = 30, models: list[str] | None = None, feed: bool = True) -> dict[str, Param]:
+    """Training, registration and promotion: the same in every DAG that trains
+    (``feed``: whether the DAG writes both feeds and lets the run choose)."""
+    choice = {"feed_format": Param("tfrecord", type="string", enum=["tfrecord", "petastorm"],
+                                   description="Which feed training reads.")} if feed else {}  # fmt: skip
+    return {
+        "models": models_param(models or PAPER_MODELS),
+        **choice,
+        # Defaults sized for the embedded demo sample (~800 training events): the
+        # seed's 6 epochs of batch 128 at 5e-4 were ~27,000 steps an epoch on
+        # 3.4 M events and leave a model trained on this sample near chance.
+        "epochs": Param(epochs, type="integer", minimum=1, maximum=1000,
+                        description="Training epochs. The seed: 6, on 3.4 M events."),  # fmt: skip
+        "batch_size": Param(64, type="integer", minimum=1, maximum=65536,
+                            description="Events per batch. The seed: 128."),  # fmt: skip
+        "learning_rate": Param("0:2e-3,18:5e-4", type="string", pattern=LEARNING_RATE_PATTERN,
+                               description="A rate, or epoch:rate steps. The seed: 0:5e-4,2:2e-4,4:1e-4."),  # fmt: skip
+        "train_seed": Param(42, type="integer", minimum=0, description="Seed of weights, dropout and data order."),
+        "use_tuned": Param(True, type="boolean",
+                           description="Use the best hyperparameters of the last search (tune_hyperparameters) "
+                                       "where one was written: architecture, optimizer, batch size, learning rate."),  # fmt: skip
+        "promotion_metric": Param("mean_auc", type="string", enum=PROMOTION_METRICS,
+                                  description="What a new model must improve to become champion (fpr99_*: lower is better)."),  # fmt: skip
+        "promotion_margin": Param(0.0, type="number", minimum=0, description="By how much it must improve it."),
+    }
+
+
+def smoke_param() -> Param:
+    return Param(False, type="boolean",
+                 description="Smoke mode: a quick check of the whole chain on a small subset (at most 300 events "
+                             "generated or read per file, one file per sample, one epoch).")  # fmt: skip
+
+
+def effective(params: dict) -> dict:
+    """The run's Params with the smoke caps applied (``smoke`` true)."""
+    out = dict(params)
+    if out.get("smoke"):
+        out["generate_events"] = min(out.get("generate_events", SMOKE["generate_events"]), SMOKE["generate_events"])
+        out["epochs"] = min(out["epochs"], SMOKE["epochs"])
+        out["max_events_per_file"] = SMOKE["max_events_per_file"]
+        out["files_per_sample"] = SMOKE["files_per_sample"]
+    return out
+
+
+def validated_events_asset():
+    """The Asset a published daily partition updates; retraining listens to it."""
+    from airflow.sdk import Asset
+
+    return Asset("topo://events/daily", group="topology-classifier")
