@@ -11,7 +11,8 @@ UTC **and** whenever `ingest_daily` publishes a validated partition (Asset
 2. **prepare_window**: one balanced, split, scaled dataset from the whole
    window, under `<data root>/retraining/<run id>/prepared`, then the
    `prepared` contract (**validate_prepared**).
-3. **train_challenger** (one per model in `models`, pool `gpu`), then
+3. **choose_models** (the Param `models`), **train_challenger** (one per
+   model, pool `gpu`, tuned hyperparameters when `use_tuned`), then
    **evaluate_challenger**, the predictions contract
    (**validate_predictions**) and **register_challenger** (a new version of
    `topo-<model>`).
@@ -25,7 +26,7 @@ UTC **and** whenever `ingest_daily` publishes a validated partition (Asset
 5. **report_run**: the AUC table and the decisions, in
    `<data root>/retraining/<run id>/report.html`.
 
-Rollback to the previous champion: `topo rollback <model>`.
+Rollback to the previous champion: `topo rollback --model <model>`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ SparkDLTrigger), stage by stage:
    `<data root>/runs/<run id>/prepared`.
 4. **write_feeds**: the same rows as TFRecord shards under
    `<data root>/runs/<run id>/tfrecord`.
-5. **train_model** (one mapped task per model chosen in `models`, by
+5. **choose_models**, then **train_model** (one mapped task per model in `models`, by
    default the paper's HLF, particle-sequence GRU and inclusive): Keras
    training from the chosen feed, on every GPU present or the CPU, in the
    Airflow pool `gpu` (one slot per GPU), resuming from its last epoch backup
@@ -35,7 +35,7 @@ SparkDLTrigger), stage by stage:
 8. **promote_model** (one per model): the explicit promotion step. The new
    version and the current champion are scored on this run's test split;
    the `champion` alias moves only if the new version is better by
-   `promotion_metric` and `promotion_margin`. `topo rollback` undoes it.
+   `promotion_metric` and `promotion_margin`. `topo rollback --model <model>` undoes it.
 9. **report_run**: `<data root>/runs/<run id>/report.html` and
    `summary.json`: the AUC table of every model, its promotion decision, and
    links to each model's report; the AUC table is also in the task log.

@@ -4,6 +4,7 @@ LocalCluster sized to the machine. Dask is imported here, lazily."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,13 +30,39 @@ def dask_client(settings: Settings) -> Iterator["distributed.Client"]:  # noqa: 
     # in a task log that buries the pipeline's own progress.
     for name in ("distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.batched", "distributed.http.proxy"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    with LocalCluster(
+    with _workers_skip_airflow_main(), LocalCluster(
         n_workers=settings.dask_workers,
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
     ) as cluster, Client(cluster) as client:
         yield client
+
+
+@contextmanager
+def _workers_skip_airflow_main() -> Iterator[None]:
+    """Dask starts worker processes with multiprocessing's "spawn", which
+    re-executes the parent's main script in each of them. In an Airflow task
+    that script is the ``airflow`` CLI, and in a task process (where Airflow
+    deliberately puts the metadata database out of reach) importing it fails:
+    every worker would die at birth. The workers need nothing from it, so while
+    the cluster lives the main module does not say where it came from."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    path = getattr(main, "__file__", None) or ""
+    if main is None or not (path.endswith("/airflow") or (spec is not None and spec.name.startswith("airflow"))):
+        yield
+        return
+    had_file = hasattr(main, "__file__")
+    try:
+        if had_file:
+            del main.__file__
+        main.__spec__ = None
+        yield
+    finally:
+        if had_file:
+            main.__file__ = path
+        main.__spec__ = spec
 
 
 def gpu_count() -> int:

@@ -22,25 +22,71 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "topology_classifier" in dagbag.dag_ids
+    assert set(dagbag.dag_ids) == {"topology_classifier", "ingest_daily", "retrain_classifier", "tune_hyperparameters"}
+
+
+def _assert_chain(dag, chain):
+    for upstream, downstream in zip(chain, chain[1:]):
+        assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+
+
+def _assert_retries(dag, default=2):
+    for t in dag.tasks:
+        # a broken contract is not fixed by retrying; every other stage retries
+        assert t.retries == (0 if t.task_id.startswith("validate_") else default), t.task_id
+
+
+def test_every_dag_is_documented_and_tagged(dagbag):
+    for dag in dagbag.dags.values():
+        assert {"hep", "topology-classifier"} <= set(dag.tags), dag.dag_id
+        assert dag.doc_md and all(task_id in dag.doc_md for task_id in dag.task_ids), dag.dag_id
+        for t in dag.tasks:
+            if t.task_id.startswith(("train_", "run_trial")):
+                assert t.pool == "gpu", (dag.dag_id, t.task_id)  # training shares the GPUs
 
 
 def test_topology_classifier_graph(dagbag):
     dag = dagbag.dags["topology_classifier"]
     chain = ["generate_sample", "ingest_events", "validate_events", "prepare_datasets", "validate_prepared", "write_feeds",
-             "validate_feeds", "train_model", "evaluate_model", "validate_predictions", "register_model", "promote_model"]
-    assert set(dag.task_ids) == set(chain)
-    for upstream, downstream in zip(chain, chain[1:]):
-        assert dag.get_task(upstream).downstream_task_ids == {downstream}
-    assert set(dag.tags) == {"hep", "topology-classifier"}
-    assert dag.doc_md and all(task_id in dag.doc_md for task_id in chain)
-    gates = {t for t in chain if t.startswith("validate_")}
-    for t in dag.tasks:
-        # a broken contract is not fixed by retrying; every other stage retries
-        assert t.retries == (0 if t.task_id in gates else 2), t.task_id
-    assert set(dag.params) == {"input_dir", "generate_events", "seed", "split_seed", "test_fraction", "feed_format",
-                               "epochs", "batch_size", "learning_rate", "train_seed", "promotion_metric",
-                               "promotion_margin"}  # fmt: skip
+             "validate_feeds", "train_model", "evaluate_model", "validate_predictions", "register_model", "promote_model",
+             "report_run"]  # fmt: skip
+    assert set(dag.task_ids) == set(chain) | {"choose_models"}
+    _assert_chain(dag, chain)
+    assert dag.get_task("choose_models").downstream_task_ids == {"train_model"}
+    _assert_retries(dag)
+    assert set(dag.params) == {"input_dir", "generate_events", "seed", "split_seed", "test_fraction", "smoke", "models",
+                               "feed_format", "epochs", "batch_size", "learning_rate", "train_seed", "use_tuned",
+                               "promotion_metric", "promotion_margin"}  # fmt: skip
+    assert dag.params["models"] == ["hlf", "gru", "inclusive"]
+
+
+def test_ingest_daily_is_keyed_on_the_day_and_announces_its_partition(dagbag):
+    dag = dagbag.dags["ingest_daily"]
+    _assert_chain(dag, ["find_day_files", "ingest_day", "validate_day", "publish_day"])
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and dag.timetable.expression == "0 0 * * *"
+    assert [a.uri for a in dag.get_task("publish_day").outlets] == ["topo://events/daily"]
+    assert dag.get_task("validate_day").retries == 0 and dag.get_task("ingest_day").retries == 2
+
+
+def test_retraining_runs_on_a_schedule_and_on_new_partitions(dagbag):
+    dag = dagbag.dags["retrain_classifier"]
+    _assert_chain(dag, ["select_window", "prepare_window", "validate_prepared", "train_challenger", "evaluate_challenger",
+                        "validate_predictions", "register_challenger", "promote_challenger", "report_run"])  # fmt: skip
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert dag.timetable.timetable.expression == "0 4 * * 1"
+    assert dag.timetable.asset_condition.uri == "topo://events/daily"  # what ingest_daily's publish_day updates
+    _assert_retries(dag)
+    assert {"window_days", "window_end", "models", "promotion_metric", "promotion_margin"} <= set(dag.params)
+
+
+def test_hyperparameter_search_fans_out_under_a_limit(dagbag):
+    from tasks.config import Settings
+
+    dag = dagbag.dags["tune_hyperparameters"]
+    _assert_chain(dag, ["plan_trials", "run_trial", "select_best"])
+    trial = dag.get_task("run_trial")
+    assert trial.max_active_tis_per_dagrun == Settings.from_env().hpo_max_parallel_trials
+    assert set(dag.params["grid"]) == {"hidden", "activation", "optimizer", "batch_size", "learning_rate"}
 
 
 def test_parsing_the_dags_imports_nothing_heavy():

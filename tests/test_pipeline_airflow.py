@@ -57,6 +57,39 @@ def test_dag_runs_every_stage_from_generation_to_evaluation(tmp_path):
     tracking = f"sqlite:///{tmp_path / 'data' / 'mlflow' / 'mlflow.db'}"
     for model in ("hlf", "gru", "inclusive"):
         assert [h["champion"] for h in champion_history(f"topo-{model}", tracking)] == [1]
+    # The run's one-page report: the AUC table of every model, also in the log.
+    summary = json.loads((events.parent / "summary.json").read_text())
+    assert [m["model"] for m in summary["models"]] == ["gru", "hlf", "inclusive"]
+    assert all(m["promoted"] and 0 <= m["auc"]["ttbar"] <= 1 for m in summary["models"])
+    page = (events.parent / "report.html").read_text()
+    assert all(f"evaluation/{model}/report.html" in page for model in ("hlf", "gru", "inclusive"))
+    assert "AUC qcd" in log and f"report: {events.parent / 'report.html'}" in log
+
+
+@pytest.mark.slow
+def test_smoke_mode_with_one_model_and_the_petastorm_feed(tmp_path, generated_sample):
+    """Params choose the models and the feed; smoke caps the events read and the epochs."""
+    from tests.airflow_service import dags_test
+
+    log = dags_test("topology_classifier", {"input_dir": str(generated_sample), "smoke": True, "models": ["hlf"],
+                                            "feed_format": "petastorm", "epochs": 7}, tmp_path / "airflow", tmp_path / "data")  # fmt: skip
+    assert "[exit status 0]" in log and "state=failed" not in log, log[-5000:]
+    [run_dir] = list((tmp_path / "data" / "runs").iterdir())
+    summary = json.loads((run_dir / "events" / "_summary.json").read_text())
+    assert all(len(s["files"]) == 1 for s in summary["samples"].values())  # one file per sample
+    assert sorted(p.name for p in (run_dir / "models").iterdir()) == ["hlf"]
+    training = json.loads((run_dir / "models" / "hlf" / "training.json").read_text())
+    assert training["epochs_run"] == 1 and training["settings"]["feed"] == "petastorm"
+    assert (run_dir / "report.html").exists()
+
+
+def test_invalid_params_stop_the_run_before_any_task(tmp_path):
+    from tests.airflow_service import dags_test
+
+    log = dags_test("topology_classifier", {"models": ["hlf", "svm"], "epochs": 5}, tmp_path / "airflow", tmp_path / "data")
+    assert "[exit status 0]" not in log
+    assert "Invalid input for param models" in log and "'svm' is not one of" in log, log[-3000:]
+    assert "starting task_id" not in log and not (tmp_path / "data").exists()
 
 
 @pytest.mark.slow

@@ -1,0 +1,155 @@
+"""A real Airflow for tests: `airflow standalone` (api-server, scheduler with the
+LocalExecutor, dag-processor, triggerer) on SQLite in a temporary home, and a
+small REST client that logs in like a user."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+TERMINAL = {"success", "failed"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AirflowService:
+    def __init__(self, home: Path, data_root: Path, extra_env: dict[str, str] | None = None):
+        self.home, self.data_root = home, data_root
+        self.port = free_port()
+        self.env = os.environ | {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "TOPO_DATA_ROOT": str(data_root),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        } | (extra_env or {})
+        self.process: subprocess.Popen | None = None
+        self.token = ""
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self, timeout: float = 300) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.cli("db", "migrate")
+        self.log = open(self.home / "standalone.log", "w")
+        self.process = subprocess.Popen([AIRFLOW, "standalone"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited: {self.tail()}")
+            try:
+                health = json.loads(urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5).read())
+                if all(health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "dag_processor")):
+                    self._login()
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(2)
+        raise TimeoutError(f"airflow standalone not healthy after {timeout} s: {self.tail()}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+    def tail(self, n: int = 4000) -> str:
+        path = self.home / "standalone.log"
+        return path.read_text()[-n:] if path.exists() else ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # --- CLI and REST ----------------------------------------------------------
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=300)
+        if check and done.returncode:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return done
+
+    def _login(self) -> None:
+        """A token as the admin user whose password standalone generated."""
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        status, body = self.request("POST", "/auth/token", {"username": "admin", "password": passwords["admin"]}, auth=False)
+        assert status in (200, 201), body
+        self.token = body["access_token"]
+
+    def request(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {self.token}"} if auth else {})
+        req = urllib.request.Request(self.url + path, method=method, headers=headers,
+                                     data=None if body is None else json.dumps(body).encode())  # fmt: skip
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.request("GET", f"/api/v2/dags/{dag_id}")[0] == 200:
+                return
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} not parsed after {timeout} s")
+
+    def unpause(self, dag_id: str) -> None:
+        self.wait_for_dag(dag_id)
+        status, body = self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        assert status == 200, body
+
+    def runs(self, dag_id: str) -> list[dict]:
+        status, body = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")
+        assert status == 200, body
+        return body["dag_runs"]
+
+    def wait_for_runs(self, dag_id: str, count: int, run_type: str | None = None, timeout: float = 600, since: set[str] = frozenset()) -> list[dict]:  # fmt: skip
+        """Wait until ``count`` runs (of ``run_type``, not among ``since``) are finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = [r for r in self.runs(dag_id) if (run_type is None or r["run_type"] == run_type) and r["dag_run_id"] not in since]
+            if len(runs) >= count and all(r["state"] in TERMINAL for r in runs):
+                return runs
+            time.sleep(3)
+        raise TimeoutError(f"{dag_id}: runs not finished after {timeout} s: {[(r['dag_run_id'], r['state']) for r in runs]}\n{self.tail()}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        status, body = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=100")
+        assert status == 200, body
+        return body["task_instances"]
+
+
+def dags_test(dag_id: str, conf: dict, home: Path, data_root: Path, timeout: float = 900) -> str:
+    """`airflow dags test` (one process, SQLite) with Params; returns the whole log."""
+    env = os.environ | {"AIRFLOW_HOME": str(home), "TOPO_DATA_ROOT": str(data_root), "TOPO_DASK_WORKERS": "2"}
+    if not (home / "airflow.db").exists():
+        subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+    run = subprocess.run([AIRFLOW, "dags", "test", dag_id, "--conf", json.dumps(conf)], env=env, capture_output=True,
+                         text=True, timeout=timeout)  # fmt: skip
+    return run.stdout + run.stderr + f"\n[exit status {run.returncode}]"

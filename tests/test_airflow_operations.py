@@ -1,0 +1,121 @@
+"""Operating the product through a running Airflow (`airflow standalone`, LocalExecutor,
+SQLite): Params refused at trigger time, backfills and reprocessing of daily
+partitions, and the hyperparameter fan-out under its concurrency limit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.airflow_service import AirflowService
+
+DAYS = ("2026-01-01", "2026-01-02", "2026-01-03")
+EMPTY_DAY = "2026-01-04"
+MAX_PARALLEL_TRIALS = 2
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory):
+    root = tmp_path_factory.mktemp("service")
+    service = AirflowService(root / "airflow", root / "data", {
+        "TOPO_DASK_WORKERS": "1",  # several tasks at once on two cores: one Dask worker each
+        "TOPO_HPO_MAX_PARALLEL_TRIALS": str(MAX_PARALLEL_TRIALS),
+        "AIRFLOW__CORE__PARALLELISM": "8",
+    })  # fmt: skip
+    service.start()
+    service.cli("pools", "set", "gpu", "4", "more slots than the trial limit, so the limit is what holds")
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def _hashes(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_invalid_params_are_refused_when_the_run_is_triggered(airflow):
+    airflow.wait_for_dag("topology_classifier")
+    for conf, field in [({"epochs": 0}, "epochs"), ({"models": []}, "models"), ({"models": ["bdt"]}, "models"),
+                        ({"feed_format": "csv"}, "feed_format"), ({"learning_rate": "fast"}, "learning_rate"),
+                        ({"test_fraction": 1.5}, "test_fraction")]:  # fmt: skip
+        status, body = airflow.request("POST", "/api/v2/dags/topology_classifier/dagRuns", {"logical_date": None, "conf": conf})
+        assert status == 400, (conf, body)
+        assert f"param {field}" in body["detail"], body
+    assert airflow.runs("topology_classifier") == []  # refused: no run, so no task ever started
+    # And the API is not open to anyone.
+    assert airflow.request("GET", "/api/v2/dags", auth=False)[0] == 401
+
+
+@pytest.mark.slow
+def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_that_day(airflow):
+    from tasks.generate import SampleRequest, generate
+
+    data = airflow.data_root
+    for i, day in enumerate(DAYS):
+        generate(data / "raw" / day, SampleRequest(events=90, files_per_sample=1, mix=(1, 1, 1), seed=100 + i))
+    (data / "raw" / EMPTY_DAY / "qcd").mkdir(parents=True)  # the directory exists, no file came
+    airflow.unpause("ingest_daily")
+    airflow.cli("backfill", "create", "--dag-id", "ingest_daily", "--from-date", DAYS[0], "--to-date", EMPTY_DAY)
+    runs = airflow.wait_for_runs("ingest_daily", 4, run_type="backfill")
+    assert [r["state"] for r in runs] == ["success"] * 4, airflow.tail()
+    assert [datetime.fromisoformat(r["logical_date"]).strftime("%Y-%m-%d") for r in runs] == [*DAYS, EMPTY_DAY]
+
+    events = data / "events"
+    assert sorted(p.name for p in events.iterdir()) == list(DAYS)  # three partitions; the empty day wrote none
+    empty_run = runs[-1]["dag_run_id"]
+    states = {t["task_id"]: t["state"] for t in airflow.task_instances("ingest_daily", empty_run)}
+    assert states["find_day_files"] == "skipped" and states["publish_day"] == "skipped", states
+    for day in DAYS:
+        ids = __import__("pyarrow.parquet", fromlist=["read_table"]).read_table(events / day, columns=["event_id"]).column(0).to_pylist()
+        assert ids and all(i.startswith(f"{day}/") for i in ids)  # event ids carry their day
+    # Each validated day was announced to the retraining DAG.
+    status, body = airflow.request("GET", "/api/v2/assets/events?limit=50")
+    assert status == 200
+    assert sorted(e["extra"]["day"] for e in body["asset_events"] if e["extra"].get("day")) == list(DAYS)
+
+    before = {day: _hashes(events / day) for day in DAYS}
+    inode = {day: (events / day).stat().st_ino for day in DAYS}
+    seen = {r["dag_run_id"] for r in airflow.runs("ingest_daily")}
+    for attempt in (1, 2):
+        airflow.cli("backfill", "create", "--dag-id", "ingest_daily", "--from-date", DAYS[1], "--to-date", DAYS[1],
+                    "--reprocess-behavior", "completed")  # fmt: skip
+        done = airflow.wait_for_runs("ingest_daily", attempt, run_type="backfill", since=seen)
+        assert all(r["state"] == "success" for r in done)
+        assert (events / DAYS[1]).stat().st_ino != inode[DAYS[1]]  # the day was written again...
+        inode[DAYS[1]] = (events / DAYS[1]).stat().st_ino
+        assert _hashes(events / DAYS[1]) == before[DAYS[1]]  # ...with identical content
+        for day in (DAYS[0], DAYS[2]):  # and the other days were not touched at all
+            assert (events / day).stat().st_ino == inode[day] and _hashes(events / day) == before[day]
+
+
+@pytest.mark.slow
+def test_hyperparameter_trials_fan_out_within_the_concurrency_limit(airflow, prepared):
+    out, _, _ = prepared
+    grid = {"hidden": [[4], [8]], "optimizer": ["adam", "sgd"], "batch_size": [16], "learning_rate": [5e-3]}
+    airflow.unpause("tune_hyperparameters")
+    status, body = airflow.request("POST", "/api/v2/dags/tune_hyperparameters/dagRuns",
+                                   {"logical_date": None, "conf": {"prepared": str(out), "grid": grid, "epochs": 1}})  # fmt: skip
+    assert status == 200, body
+    [run] = airflow.wait_for_runs("tune_hyperparameters", 1, timeout=900)
+    assert run["state"] == "success", airflow.tail()
+    trials = [t for t in airflow.task_instances("tune_hyperparameters", run["dag_run_id"]) if t["task_id"] == "run_trial"]
+    assert sorted(t["map_index"] for t in trials) == [0, 1, 2, 3] and all(t["state"] == "success" for t in trials)
+    spans = [(datetime.fromisoformat(t["start_date"]), datetime.fromisoformat(t["end_date"])) for t in trials]
+    overlap = max(sum(1 for s, e in spans if s <= moment < e) for moment, _ in spans)
+    assert overlap == MAX_PARALLEL_TRIALS, spans  # trials ran side by side, never more than the limit
+
+    tuned = json.loads((airflow.data_root / "hyperparameters" / "hlf.json").read_text())
+    results = [json.loads(p.read_text()) for p in sorted((airflow.data_root / "tuning").glob("*/trial-*/trial.json"))]
+    assert len(results) == 4 and tuned["score"] == max(r["score"] for r in results) and tuned["trials"] == 4
+    assert tuned["hyperparameters"] in [r["hyperparameters"] for r in results]
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{airflow.data_root / 'mlflow' / 'mlflow.db'}")
+    tracked = mlflow.search_runs(experiment_names=["topology-classifier-tuning"], output_format="list")
+    assert sorted(r.data.params["hidden"] for r in tracked) == ["[4]", "[4]", "[8]", "[8]"]
