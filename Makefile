@@ -1,10 +1,12 @@
-.PHONY: setup test run bench-ingest bench-feeds bench-train bench-contracts
+.PHONY: setup test run ui bench-ingest bench-feeds bench-train bench-contracts bench-tuning
 setup:
 	bash scripts/bootstrap.sh
 test:
 	bash scripts/run-tests.sh
 run:
 	bash scripts/run-pipeline.sh
+ui:
+	bash scripts/airflow-ui.sh
 bench-ingest: setup
 	.venv/bin/python benchmarks/ingest_benchmark.py
 
@@ -16,3 +18,6 @@ bench-train: setup
 
 bench-contracts: setup
 	.venv/bin/python benchmarks/contracts_benchmark.py
+
+bench-tuning: setup
+	.venv/bin/python benchmarks/tuning_benchmark.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything, then run the topology_classifier DAG once with
 # `airflow dags test` (SQLite, in one process, Dask LocalCluster) on the
-# embedded defaults, and print where the outputs are.
+# embedded defaults; print where the outputs are, the AUC table and the path
+# of the run's HTML report.
 # Extra arguments are passed on as DAG params, e.g.:
 #   scripts/run-pipeline.sh generate_events=20000 seed=7
 set -euo pipefail
@@ -16,8 +17,8 @@ def v(x):
     except ValueError: return x
 print(json.dumps({k: v(x) for k, _, x in (a.partition("=") for a in sys.argv[1:])}))' "$@")
 fi
-airflow db migrate >/dev/null
 mkdir -p "$AIRFLOW_HOME"
+source scripts/airflow-init.sh
 airflow dags test topology_classifier --conf "$conf" 2>&1 | tee "$AIRFLOW_HOME/last-run.log"
 # `airflow dags test` names the run itself: its outputs are the newest run directory.
 data_root="${TOPO_DATA_ROOT:-$PWD/data}"
@@ -46,7 +47,14 @@ if (tfrecord / "_summary.json").exists():
     print(f"  TFRecord feed:  {tfrecord}")
 for metrics in sorted((events.parent / "evaluation").glob("*/metrics.json")):
     m = json.loads(metrics.read_text())
-    aucs = "  ".join(f"{name} {c['auc']:.3f}" for name, c in m["classes"].items())
-    print(f"  {m['model']:9s} model: {events.parent / 'models' / m['model']}  accuracy {m['accuracy']:.3f}, AUC {aucs}")
+    print(f"  {m['model']:9s} model: {events.parent / 'models' / m['model']}")
     print(f"            report: {metrics.parent / 'report.html'}")
+summary = events.parent / "summary.json"
+if summary.exists():
+    from tasks.report import auc_table
+    s = json.loads(summary.read_text())
+    print("\nTest-split AUC of each model (one-vs-rest):\n" + auc_table(s))
+    print(f"\nHTML report of the run: {s['report']}")
+else:
+    sys.exit("the run did not finish: see the log above")
 PY

@@ -139,6 +139,20 @@ class AirflowService:
             time.sleep(3)
         raise TimeoutError(f"{dag_id}: runs not finished after {timeout} s: {[(r['dag_run_id'], r['state']) for r in runs]}\n{self.tail()}")
 
+    def backfill(self, dag_id: str, first: str, last: str, *options: str, timeout: float = 900) -> None:
+        """`airflow backfill create` over [first, last], then wait until the
+        scheduler has marked it complete (it checks every 30 s); only one
+        backfill of a DAG may be open at a time."""
+        self.cli("backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last, *options)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")
+            assert status == 200, body
+            if all(b["completed_at"] for b in body["backfills"]):
+                return
+            time.sleep(3)
+        raise TimeoutError(f"backfill of {dag_id} {first}..{last} not complete after {timeout} s\n{self.tail()}")
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         status, body = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=100")
         assert status == 200, body

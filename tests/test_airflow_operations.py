@@ -9,6 +9,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.airflow_service import AirflowService
@@ -61,7 +62,7 @@ def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_tha
         generate(data / "raw" / day, SampleRequest(events=90, files_per_sample=1, mix=(1, 1, 1), seed=100 + i))
     (data / "raw" / EMPTY_DAY / "qcd").mkdir(parents=True)  # the directory exists, no file came
     airflow.unpause("ingest_daily")
-    airflow.cli("backfill", "create", "--dag-id", "ingest_daily", "--from-date", DAYS[0], "--to-date", EMPTY_DAY)
+    airflow.backfill("ingest_daily", DAYS[0], EMPTY_DAY)
     runs = airflow.wait_for_runs("ingest_daily", 4, run_type="backfill")
     assert [r["state"] for r in runs] == ["success"] * 4, airflow.tail()
     assert [datetime.fromisoformat(r["logical_date"]).strftime("%Y-%m-%d") for r in runs] == [*DAYS, EMPTY_DAY]
@@ -72,7 +73,7 @@ def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_tha
     states = {t["task_id"]: t["state"] for t in airflow.task_instances("ingest_daily", empty_run)}
     assert states["find_day_files"] == "skipped" and states["publish_day"] == "skipped", states
     for day in DAYS:
-        ids = __import__("pyarrow.parquet", fromlist=["read_table"]).read_table(events / day, columns=["event_id"]).column(0).to_pylist()
+        ids = pq.read_table(events / day, columns=["event_id"]).column(0).to_pylist()
         assert ids and all(i.startswith(f"{day}/") for i in ids)  # event ids carry their day
     # Each validated day was announced to the retraining DAG.
     status, body = airflow.request("GET", "/api/v2/assets/events?limit=50")
@@ -81,12 +82,11 @@ def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_tha
 
     before = {day: _hashes(events / day) for day in DAYS}
     inode = {day: (events / day).stat().st_ino for day in DAYS}
-    seen = {r["dag_run_id"] for r in airflow.runs("ingest_daily")}
     for attempt in (1, 2):
-        airflow.cli("backfill", "create", "--dag-id", "ingest_daily", "--from-date", DAYS[1], "--to-date", DAYS[1],
-                    "--reprocess-behavior", "completed")  # fmt: skip
-        done = airflow.wait_for_runs("ingest_daily", attempt, run_type="backfill", since=seen)
-        assert all(r["state"] == "success" for r in done)
+        # Reprocessing clears the day's run and runs it again (same run id).
+        airflow.backfill("ingest_daily", DAYS[1], DAYS[1], "--reprocess-behavior", "completed")
+        [again] = [r for r in airflow.runs("ingest_daily") if r["logical_date"].startswith(DAYS[1])]
+        assert again["state"] == "success", airflow.tail()
         assert (events / DAYS[1]).stat().st_ino != inode[DAYS[1]]  # the day was written again...
         inode[DAYS[1]] = (events / DAYS[1]).stat().st_ino
         assert _hashes(events / DAYS[1]) == before[DAYS[1]]  # ...with identical content
