@@ -28,22 +28,20 @@ partition, byte for byte). Land a day's files with
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 from topo_airflow import stages
+from topo_airflow.chain import RETRIES, START
 from topo_airflow.params import validated_events_asset
 
 
 @dag(
     dag_id="ingest_daily",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START,
     catchup=False,
     max_active_runs=2,
     doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args=RETRIES,
     tags=["hep", "topology-classifier", "daily"],
 )
 def ingest_daily():

@@ -11,12 +11,11 @@ UTC **and** whenever `ingest_daily` publishes a validated partition (Asset
 2. **prepare_window**: one balanced, split, scaled dataset from the whole
    window, under `<data root>/retraining/<run id>/prepared`, then the
    `prepared` contract (**validate_prepared**).
-3. **choose_models** (the Param `models`), **train_challenger** (one per
-   model, pool `gpu`, tuned hyperparameters when `use_tuned`), then
-   **evaluate_challenger**, the predictions contract
-   (**validate_predictions**) and **register_challenger** (a new version of
-   `topo-<model>`).
-4. **promote_challenger**: champion and challenger are scored on the same
+3. **choose_models** (the Param `models`), then per model the challenger:
+   **train_model** (pool `gpu`, tuned hyperparameters when `use_tuned`),
+   **evaluate_model**, the predictions contract (**validate_predictions**)
+   and **register_model** (a new version of `topo-<model>`).
+4. **promote_model**: champion and challenger are scored on the same
    held-out test split of this window, each with its own scaler; the
    challenger becomes champion only if it beats the champion by
    `promotion_margin` in `promotion_metric` (for example `fpr99_ttbar`, the
@@ -31,22 +30,20 @@ Rollback to the previous champion: `topo rollback --model <model>`.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from topo_airflow import stages
+from topo_airflow.chain import RETRIES, START, train_evaluate_promote
 from topo_airflow.params import smoke_param, training_params, validated_events_asset
 
 
 @dag(
     dag_id="retrain_classifier",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=validated_events_asset()),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args=RETRIES,
     tags=["hep", "topology-classifier", "retraining"],
     params={
         "window_days": Param(7, type="integer", minimum=1, maximum=3660, description="Days of validated partitions to train on."),
@@ -84,41 +81,15 @@ def retrain_classifier():
     @task(retries=0)
     def validate_prepared(prepared: dict) -> dict:
         """Gate: the window's training data keeps data_contracts/prepared.json."""
-        return prepared | {"contract": stages.check_contract("prepared", prepared["prepared"])}
+        # Training reads the prepared Parquet (the Petastorm feed) directly.
+        return prepared | {"petastorm": prepared["prepared"], "contract": stages.check_contract("prepared", prepared["prepared"])}
 
     @task
     def choose_models() -> list[str]:
+        """The models to retrain (Param `models`): one mapped chain each."""
         return list(stages.params()["models"])
 
-    @task(pool="gpu")
-    def train_challenger(prepared: dict, model: str) -> dict:
-        return stages.train({"petastorm": prepared["prepared"]}, model)
-
-    @task
-    def evaluate_challenger(trained: dict) -> dict:
-        return stages.evaluate(trained)
-
-    @task(retries=0)
-    def validate_predictions(evaluated: dict) -> dict:
-        return stages.check_predictions(evaluated)
-
-    @task
-    def register_challenger(evaluated: dict) -> dict:
-        return stages.register(evaluated)
-
-    @task
-    def promote_challenger(registered: dict) -> dict:
-        """Champion and challenger on the same test data; promote only if better by the margin."""
-        return stages.promote(registered)
-
-    @task
-    def report_run(decisions: list[dict]) -> dict:
-        return stages.report(decisions)
-
-    prepared = validate_prepared(prepare_window(select_window()))
-    trained = train_challenger.partial(prepared=prepared).expand(model=choose_models())
-    evaluated = validate_predictions.expand(evaluated=evaluate_challenger.expand(trained=trained))
-    report_run(promote_challenger.expand(registered=register_challenger.expand(evaluated=evaluated)))
+    train_evaluate_promote(validate_prepared(prepare_window(select_window())), choose_models())
 
 
 retrain_classifier()

@@ -62,22 +62,20 @@ Stage logic lives in `tasks/`; this file only wires it. Settings come from
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import Param, dag, task
 from topo_airflow import stages
+from topo_airflow.chain import RETRIES, START, train_evaluate_promote
 from topo_airflow.params import smoke_param, training_params
 
 
 @dag(
     dag_id="topology_classifier",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args=RETRIES,
     tags=["hep", "topology-classifier"],
     params={
         "input_dir": Param("", type="string",
@@ -154,44 +152,12 @@ def topology_classifier():
 
     @task
     def choose_models() -> list[str]:
-        """The models this run trains (Param `models`): one mapped training task each."""
+        """The models this run trains (Param `models`): one mapped chain each."""
         return list(stages.params()["models"])
-
-    @task(pool="gpu")
-    def train_model(feeds: dict, model: str) -> dict:
-        """One classifier, resuming from its backup if this is a retry."""
-        return stages.train(feeds, model)
-
-    @task
-    def evaluate_model(trained: dict) -> dict:
-        """Metrics, plots and the HTML report of one trained model."""
-        return stages.evaluate(trained)
-
-    @task(retries=0)
-    def validate_predictions(evaluated: dict) -> dict:
-        """Gate: the model's test-split scores keep data_contracts/predictions.json."""
-        return stages.check_predictions(evaluated)
-
-    @task
-    def register_model(evaluated: dict) -> dict:
-        """Track the run in MLflow and add a version to topo-<model> (no promotion)."""
-        return stages.register(evaluated)
-
-    @task
-    def promote_model(registered: dict) -> dict:
-        """Champion only if better than the current one on this run's test split."""
-        return stages.promote(registered)
-
-    @task
-    def report_run(decisions: list[dict]) -> dict:
-        """One page for the run: the AUC table, the promotion decisions, links to each report."""
-        return stages.report(decisions)
 
     ingested = validate_events(ingest_events(generate_sample()))
     feeds = validate_feeds(write_feeds(validate_prepared(prepare_datasets(ingested))))
-    trained = train_model.partial(feeds=feeds).expand(model=choose_models())
-    evaluated = validate_predictions.expand(evaluated=evaluate_model.expand(trained=trained))
-    report_run(promote_model.expand(registered=register_model.expand(evaluated=evaluated)))
+    train_evaluate_promote(feeds, choose_models())
 
 
 topology_classifier()

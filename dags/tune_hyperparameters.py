@@ -27,11 +27,9 @@ Tune on a dataset other than the one the final model is judged on.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import Param, dag, task
 from topo_airflow import stages
+from topo_airflow.chain import RETRIES, START
 from topo_airflow.params import ALL_MODELS, PROMOTION_METRICS
 
 from tasks.config import Settings
@@ -46,11 +44,11 @@ SEED_GRID = {"hidden": [[50, 20, 10], [100, 50]], "activation": ["relu", "tanh"]
 @dag(
     dag_id="tune_hyperparameters",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args=RETRIES,
     tags=["hep", "topology-classifier", "tuning"],
     params={
         "model": Param("hlf", type="string", enum=list(ALL_MODELS), description="The classifier to tune."),

@@ -55,6 +55,9 @@ def test_generate_ingest_prepare_feeds(tmp_path):
         (["prepare", "--test-fraction", "1.5"], "test_fraction must be between 0 and 1"),
         (["prepare", "--events", "/nonexistent/events"], "does not exist; run ingestion first"),
         (["feeds", "--prepared", "/nonexistent/prepared"], "is not a prepared dataset"),
+        (["generate", "--day", "2026-02-30"], "'2026-02-30' is not a day in YYYY-MM-DD form"),
+        (["generate", "--day", "2026-02-03", "--output", "x"], "give --day or --output, not both"),
+        (["train", "--model", "hlf", "--tuned"], "--tuned: no search has written"),
     ],
 )
 def test_bad_parameters_give_a_clear_error(tmp_path, args, message):
@@ -64,3 +67,11 @@ def test_bad_parameters_give_a_clear_error(tmp_path, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_generate_lands_a_day_in_the_dated_layout_and_slots_are_reported(tmp_path):
+    done = topo("generate", "--day", "2026-03-04", "--events", "30", "--files-per-sample", "1", data_root=tmp_path)
+    assert json.loads(done.stdout)["output"] == str(tmp_path / "raw" / "2026-03-04")
+    assert sorted(p.parent.name for p in (tmp_path / "raw" / "2026-03-04").rglob("*.root")) == ["qcd", "ttbar", "wjets"]
+    slots = json.loads(topo("training-slots", data_root=tmp_path).stdout)
+    assert slots["slots"] == (slots["gpus"] or 1)

@@ -70,8 +70,9 @@ def test_ingest_daily_is_keyed_on_the_day_and_announces_its_partition(dagbag):
 
 def test_retraining_runs_on_a_schedule_and_on_new_partitions(dagbag):
     dag = dagbag.dags["retrain_classifier"]
-    _assert_chain(dag, ["select_window", "prepare_window", "validate_prepared", "train_challenger", "evaluate_challenger",
-                        "validate_predictions", "register_challenger", "promote_challenger", "report_run"])  # fmt: skip
+    _assert_chain(dag, ["select_window", "prepare_window", "validate_prepared", "train_model", "evaluate_model",
+                        "validate_predictions", "register_model", "promote_model", "report_run"])  # fmt: skip
+    assert dag.get_task("choose_models").downstream_task_ids == {"train_model"}
     assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
     assert dag.timetable.timetable.expression == "0 4 * * 1"
     assert dag.timetable.asset_condition.uri == "topo://events/daily"  # what ingest_daily's publish_day updates

@@ -78,4 +78,4 @@ def test_a_better_challenger_is_promoted_a_worse_one_is_not_and_rollback_undoes(
     rolled = subprocess.run([TOPO, "rollback", "--model", "hlf"], env=os.environ | {"TOPO_DATA_ROOT": str(data)},
                             capture_output=True, text=True)  # fmt: skip
     assert rolled.returncode == 0, rolled.stderr
-    assert client.get_model_version_by_alias("topo-hlf", "champion").version == "1"
+    assert int(client.get_model_version_by_alias("topo-hlf", "champion").version) == 1
