@@ -43,7 +43,8 @@ SparkDLTrigger), stage by stage:
 **Params** are checked against their JSON schema when the run is created (the
 trigger form, the REST API, `airflow dags test --conf`): a wrong value is
 refused with a message before any task runs. `smoke: true` runs the whole
-chain on a small subset (300 events, one file per sample, one epoch).
+chain on a small subset (at most 1,000 generated events, 500 read per file,
+one file per sample, one epoch).
 
 **Quality gates** (`validate_events`, `validate_prepared`, `validate_feeds`,
 `validate_predictions`) check each dataset against its Great Expectations

@@ -13,8 +13,8 @@ from airflow.sdk import Param
 ALL_MODELS = ("hlf", "gru", "inclusive", "inclusive_lstm", "inclusive_transformer")
 PAPER_MODELS = ["hlf", "gru", "inclusive"]
 PROMOTION_METRICS = ["mean_auc", "auc_qcd", "auc_ttbar", "auc_wjets", "fpr99_ttbar", "fpr99_wjets", "accuracy"]
-SMOKE = {"generate_events": 300, "max_events_per_file": 300, "files_per_sample": 1, "epochs": 1}
-"""What the smoke mode caps: a few hundred events, one file per sample, one epoch."""
+SMOKE = {"generate_events": 1000, "max_events_per_file": 500, "files_per_sample": 1, "epochs": 1}
+"""What the smoke mode caps: enough events for a test split of a few dozen, one file per sample, one epoch."""
 
 LEARNING_RATE_PATTERN = r"^\s*(\d+:)?[0-9.eE+-]+(\s*,\s*\d+:[0-9.eE+-]+)*\s*$"
 
@@ -53,8 +53,8 @@ def training_params(epochs: int = 30, models: list[str] | None = None, feed: boo
 
 def smoke_param() -> Param:
     return Param(False, type="boolean",
-                 description="Smoke mode: a quick check of the whole chain on a small subset (at most 300 events "
-                             "generated or read per file, one file per sample, one epoch).")  # fmt: skip
+                 description="Smoke mode: a quick check of the whole chain on a small subset (at most 1,000 events "
+                             "generated, 500 read per file, one file per sample, one epoch).")  # fmt: skip
 
 
 def effective(params: dict) -> dict:
