@@ -33,7 +33,7 @@ from __future__ import annotations
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from topo_airflow import stages
 from topo_airflow.chain import RETRIES, START, train_evaluate_promote
-from topo_airflow.params import smoke_param, training_params, validated_events_asset
+from topo_airflow.params import split_params, training_params, validated_events_asset
 
 
 @dag(
@@ -49,11 +49,7 @@ from topo_airflow.params import smoke_param, training_params, validated_events_a
         "window_days": Param(7, type="integer", minimum=1, maximum=3660, description="Days of validated partitions to train on."),
         "window_end": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
                             description="Last day of the window, YYYY-MM-DD. Empty: the newest published day."),  # fmt: skip
-        "split_seed": Param(42, type="integer", minimum=0,
-                            description="Seed of undersampling, the train/test split and the shuffle."),  # fmt: skip
-        "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1,
-                               description="Share of each class held out to judge champion and challenger."),  # fmt: skip
-        "smoke": smoke_param(),
+        **split_params("held out to judge champion and challenger"),
         **training_params(feed=False),
     },
 )

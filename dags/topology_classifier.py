@@ -66,7 +66,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 from topo_airflow import stages
 from topo_airflow.chain import RETRIES, START, train_evaluate_promote
-from topo_airflow.params import smoke_param, training_params
+from topo_airflow.params import smoke_param, split_params, training_params
 
 
 @dag(
@@ -85,10 +85,7 @@ from topo_airflow.params import smoke_param, training_params
         "generate_events": Param(7000, type="integer", minimum=30, maximum=5_000_000,
                                  description="Events to generate when input_dir is empty."),  # fmt: skip
         "seed": Param(42, type="integer", minimum=0, description="Seed of the generated sample."),
-        "split_seed": Param(42, type="integer", minimum=0,
-                            description="Seed of undersampling, the train/test split and the shuffle."),  # fmt: skip
-        "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1,
-                               description="Share of each class kept for the test split."),  # fmt: skip
+        **split_params("kept for the test split"),
         "smoke": smoke_param(),
         **training_params(),
     },

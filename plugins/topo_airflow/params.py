@@ -51,6 +51,16 @@ def training_params(epochs: int = 30, models: list[str] | None = None, feed: boo
     }
 
 
+def split_params(test_purpose: str) -> dict[str, Param]:
+    """Preparation: the seed of undersampling and splitting, and the test share."""
+    return {
+        "split_seed": Param(42, type="integer", minimum=0,
+                            description="Seed of undersampling, the train/test split and the shuffle."),  # fmt: skip
+        "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1,
+                               description=f"Share of each class {test_purpose}."),  # fmt: skip
+    }
+
+
 def smoke_param() -> Param:
     return Param(False, type="boolean",
                  description="Smoke mode: a quick check of the whole chain on a small subset (at most 1,000 events "
