@@ -33,6 +33,7 @@ from topo_airflow.chain import RETRIES, START
 from topo_airflow.params import ALL_MODELS, PROMOTION_METRICS
 
 from tasks.config import Settings
+from tasks.hyperparameters import GRID_KEYS
 
 MAX_PARALLEL_TRIALS = Settings.from_env().hpo_max_parallel_trials
 """Read when the DAG is parsed: the limit is part of the task's definition."""
@@ -54,7 +55,7 @@ SEED_GRID = {"hidden": [[50, 20, 10], [100, 50]], "activation": ["relu", "tanh"]
         "model": Param("hlf", type="string", enum=list(ALL_MODELS), description="The classifier to tune."),
         "prepared": Param("", type="string", description="A prepared dataset. Empty: the newest one under the data root."),
         "grid": Param(SEED_GRID, type="object", minProperties=1,
-                      propertyNames={"enum": ["hidden", "recurrent_units", "activation", "optimizer", "batch_size", "learning_rate"]},
+                      propertyNames={"enum": list(GRID_KEYS)},
                       additionalProperties={"type": "array", "minItems": 1},
                       description="Lists of values per hyperparameter; every combination is a trial."),  # fmt: skip
         "epochs": Param(5, type="integer", minimum=1, maximum=1000, description="Epochs per trial."),
@@ -69,20 +70,9 @@ def tune_hyperparameters():
     @task
     def find_dataset() -> str:
         """The prepared dataset the trials train and score on."""
-        from pathlib import Path
+        from tasks.hyperparameters import find_prepared
 
-        from tasks.errors import SettingsError
-
-        params, settings = stages.params(), stages.settings()
-        if params["prepared"]:
-            if not (Path(params["prepared"]) / "_summary.json").exists():
-                raise SettingsError(f"prepared dataset {params['prepared']} has no _summary.json; is it a prepare output?")
-            return params["prepared"]
-        found = sorted([*settings.data_root.glob("runs/*/prepared/_summary.json"), *settings.data_root.glob("retraining/*/prepared/_summary.json")],
-                       key=lambda p: p.stat().st_mtime)  # fmt: skip
-        if not found:
-            raise SettingsError(f"no prepared dataset under {settings.data_root}; run topology_classifier first or set 'prepared'")
-        return str(found[-1].parent)
+        return str(find_prepared(stages.settings().data_root, stages.params()["prepared"]))
 
     @task
     def plan_trials() -> list[dict]:

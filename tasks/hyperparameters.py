@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tasks.errors import SettingsError, TopoError
+from tasks.registry import lower_is_better
 from tasks.storage import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,6 @@ def expand_grid(grid: dict, model: str) -> list[dict]:
     return [{"index": i, "hyperparameters": t} for i, t in enumerate(trials)]
 
 
-def lower_is_better(metric: str) -> bool:
-    return metric.startswith("fpr99_")
-
-
 def run_trial(prepared: str | Path, output: str | Path, model: str, trial: dict, epochs: int, seed: int,
               metric: str = "mean_auc") -> dict:  # fmt: skip
     """Train one combination on ``prepared``/train and score it on ``prepared``/test.
@@ -144,6 +141,21 @@ def best_trial(trials: list[dict], metric: str) -> dict:
         raise TuningError(f"no trial produced a {metric} score ({len(trials)} trials)")
     sign = 1 if lower_is_better(metric) else -1
     return min(scored, key=lambda t: (sign * t["score"], t["index"]))  # a tie goes to the earlier trial
+
+
+def find_prepared(data_root: str | Path, given: str = "") -> Path:
+    """The dataset a search runs on: ``given``, else the newest prepared dataset
+    of a pipeline or retraining run under ``data_root``."""
+    if given:
+        if not (Path(given) / "_summary.json").exists():
+            raise SettingsError(f"prepared dataset {given} has no _summary.json; is it a prepare output?")
+        return Path(given)
+    root = Path(data_root)
+    found = sorted([*root.glob("runs/*/prepared/_summary.json"), *root.glob("retraining/*/prepared/_summary.json")],
+                   key=lambda p: p.stat().st_mtime)  # fmt: skip
+    if not found:
+        raise SettingsError(f"no prepared dataset under {root}; run topology_classifier first or set 'prepared'")
+    return found[-1].parent
 
 
 def tuned_path(data_root: str | Path, model: str) -> Path:

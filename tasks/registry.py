@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from tasks.errors import SettingsError, TopoError
 from tasks.storage import read_json
@@ -70,7 +69,8 @@ def tracking(tracking_uri: str, experiment: str = EXPERIMENT):
 def summarise(metrics: dict) -> dict[str, float]:
     """The promotion metrics of an evaluation (tasks.evaluate.physics_metrics)."""
     classes = metrics["classes"]
-    out = {"accuracy": metrics["accuracy"], "mean_auc": float(np.mean([c["auc"] for c in classes.values()]))}
+    aucs = [c["auc"] for c in classes.values()]
+    out = {"accuracy": metrics["accuracy"], "mean_auc": float(sum(aucs) / len(aucs))}
     for name, c in classes.items():
         out[f"auc_{name}"] = c["auc"]
         if "background_fpr_at_99pct_signal" in c:
@@ -136,9 +136,13 @@ def _history(client, name: str) -> list[dict]:
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 
+def lower_is_better(metric: str) -> bool:
+    return metric.startswith("fpr99_")
+
+
 def _better(metric: str, challenger: float, champion: float, margin: float) -> bool:
     """Strictly better by more than ``margin``: a tie keeps the champion."""
-    if metric.startswith("fpr99_"):
+    if lower_is_better(metric):
         return challenger < champion - margin
     return challenger > champion + margin
 

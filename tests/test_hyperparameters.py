@@ -89,3 +89,20 @@ def test_a_trial_trains_scores_is_tracked_and_its_best_set_reaches_training(prep
     settings, tuned = tuned_settings(TrainSettings(model="hlf", epochs=3), data_root)
     assert tuned["search"] == "search-1"
     assert (settings.hidden, settings.optimizer, settings.batch_size, settings.epochs) == ((6,), "rmsprop", 16, 3)
+
+
+def test_the_search_dataset_is_the_given_one_or_the_newest_prepared(tmp_path):
+    import os
+
+    from tasks.hyperparameters import find_prepared
+
+    with pytest.raises(SettingsError, match="no prepared dataset under"):
+        find_prepared(tmp_path)
+    with pytest.raises(SettingsError, match="has no _summary.json"):
+        find_prepared(tmp_path, str(tmp_path / "nowhere"))
+    for i, where in enumerate(("runs/a/prepared", "retraining/b/prepared", "runs/c/prepared")):
+        (tmp_path / where).mkdir(parents=True)
+        (tmp_path / where / "_summary.json").write_text("{}")
+        os.utime(tmp_path / where / "_summary.json", (1000 + i * (1 if i != 1 else 10), 1000 + i * (1 if i != 1 else 10)))
+    assert find_prepared(tmp_path) == tmp_path / "retraining" / "b" / "prepared"  # newest, wherever it is
+    assert find_prepared(tmp_path, str(tmp_path / "runs" / "a" / "prepared")) == tmp_path / "runs" / "a" / "prepared"

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
-ALL_MODELS = ("hlf", "gru", "inclusive", "inclusive_lstm", "inclusive_transformer")
+from tasks.registry import METRICS
+from tasks.schema import MODEL_INPUTS
+
+ALL_MODELS = tuple(MODEL_INPUTS)
 PAPER_MODELS = ["hlf", "gru", "inclusive"]
-PROMOTION_METRICS = ["mean_auc", "auc_qcd", "auc_ttbar", "auc_wjets", "fpr99_ttbar", "fpr99_wjets", "accuracy"]
+PROMOTION_METRICS = list(METRICS)
 SMOKE = {"generate_events": 1000, "max_events_per_file": 500, "files_per_sample": 1, "epochs": 1}
 """What the smoke mode caps: enough events for a test split of a few dozen, one file per sample, one epoch."""
 
