@@ -27,79 +27,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class AirflowService:
-    def __init__(self, home: Path, data_root: Path, extra_env: dict[str, str] | None = None):
-        self.home, self.data_root = home, data_root
-        self.port = free_port()
-        self.env = os.environ | {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "TOPO_DATA_ROOT": str(data_root),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        } | (extra_env or {})
-        self.process: subprocess.Popen | None = None
+class AirflowClient:
+    """The Airflow REST API as a logged-in user (a JWT from /auth/token)."""
+
+    def __init__(self, url: str):
+        self.url = url
         self.token = ""
 
-    # --- lifecycle -------------------------------------------------------------
-    def start(self, timeout: float = 300) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.cli("db", "migrate")
-        self.log = open(self.home / "standalone.log", "w")
-        self.process = subprocess.Popen([AIRFLOW, "standalone"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited: {self.tail()}")
-            try:
-                health = json.loads(urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5).read())
-                if all(health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "dag_processor")):
-                    self._login()
-                    return
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(2)
-        raise TimeoutError(f"airflow standalone not healthy after {timeout} s: {self.tail()}")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.log.close()
-
-    def tail(self, n: int = 4000) -> str:
-        path = self.home / "standalone.log"
-        return path.read_text()[-n:] if path.exists() else ""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    # --- CLI and REST ----------------------------------------------------------
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=300)
-        if check and done.returncode:
-            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        return done
-
-    def _login(self) -> None:
-        """A token as the admin user whose password standalone generated."""
-        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
-        status, body = self.request("POST", "/auth/token", {"username": "admin", "password": passwords["admin"]}, auth=False)
+    def login(self, username: str, password: str) -> None:
+        status, body = self.request("POST", "/auth/token", {"username": username, "password": password}, auth=False)
         assert status in (200, 201), body
         self.token = body["access_token"]
+
+    def tail(self, n: int = 4000) -> str:
+        """The end of the server's log, for error messages (none known here)."""
+        return ""
 
     def request(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> tuple[int, dict]:
         headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {self.token}"} if auth else {})
@@ -139,6 +81,88 @@ class AirflowService:
             time.sleep(3)
         raise TimeoutError(f"{dag_id}: runs not finished after {timeout} s: {[(r['dag_run_id'], r['state']) for r in runs]}\n{self.tail()}")
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        status, body = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=100")
+        assert status == 200, body
+        return body["task_instances"]
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        """A manual run with ``conf`` as its Params; its run id."""
+        status, body = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        assert status == 200, body
+        return body["dag_run_id"]
+
+
+class AirflowService(AirflowClient):
+    """`airflow standalone` in a temporary home, with its REST client."""
+
+    def __init__(self, home: Path, data_root: Path, extra_env: dict[str, str] | None = None):
+        self.home, self.data_root = home, data_root
+        self.port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}")
+        self.env = os.environ | {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "TOPO_DATA_ROOT": str(data_root),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        } | (extra_env or {})
+        self.process: subprocess.Popen | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self, timeout: float = 300) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.cli("db", "migrate")
+        self.log = open(self.home / "standalone.log", "w")
+        self.process = subprocess.Popen([AIRFLOW, "standalone"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited: {self.tail()}")
+            try:
+                health = json.loads(urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5).read())
+                if all(health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "dag_processor")):
+                    self._login()
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(2)
+        raise TimeoutError(f"airflow standalone not healthy after {timeout} s: {self.tail()}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+    def tail(self, n: int = 4000) -> str:
+        path = self.home / "standalone.log"
+        return path.read_text()[-n:] if path.exists() else ""
+
+    # --- CLI and REST ----------------------------------------------------------
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=300)
+        if check and done.returncode:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return done
+
+    def _login(self) -> None:
+        """A token as the admin user whose password standalone generated."""
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        self.login("admin", passwords["admin"])
+
     def backfill(self, dag_id: str, first: str, last: str, *options: str, timeout: float = 900) -> None:
         """`airflow backfill create` over [first, last], then wait until the
         scheduler has marked it complete (it checks every 30 s); only one
@@ -152,11 +176,6 @@ class AirflowService:
                 return
             time.sleep(3)
         raise TimeoutError(f"backfill of {dag_id} {first}..{last} not complete after {timeout} s\n{self.tail()}")
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        status, body = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=100")
-        assert status == 200, body
-        return body["task_instances"]
 
 
 def dags_test(dag_id: str, conf: dict, home: Path, data_root: Path, timeout: float = 900) -> str:

@@ -61,3 +61,22 @@ def prepared(ingested_events, dask_client, tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared") / "prepared"
     settings = PrepareSettings(seed=3, shard_events=12, row_group_events=5, dev_train_events=7, dev_test_events=4)
     return out, prepare(ingested_events, out, dask_client, settings), settings
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """scripts/cluster.sh started in a temporary home on free ports; stopped at
+    the end, and the stop must leave no process of it behind."""
+    from tests.local_cluster import LocalCluster
+
+    cluster = LocalCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        processes = cluster.processes()
+        stopped = cluster.stop()
+        survivors = [p for p in processes if p.is_running() and p.status() != "zombie"]
+        cluster.remove()
+    assert stopped.returncode == 0, stopped.stderr
+    assert not survivors, f"cluster.sh stop left {survivors}"

@@ -1,0 +1,141 @@
+"""The production-like cluster of scripts/cluster.sh, as CI runs it: PostgreSQL,
+the Airflow components with the LocalExecutor, a Dask scheduler with two
+workers and the MLflow server, each its own process. A run triggered through
+the REST API with Params; a training task killed midway and resumed by its
+retry; a Dask worker killed during ingestion; who may talk to what."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.local_cluster import ROLES
+
+pytestmark = pytest.mark.slow
+
+MODEL = "gru"  # the slowest model to train: epochs long enough to be killed in
+EPOCHS = 4
+DAG = "topology_classifier"
+
+
+def mlflow_get(cluster, path: str, auth: bool = True) -> tuple[int, dict]:
+    headers = {}
+    if auth:
+        token = base64.b64encode(f"admin:{cluster.secrets()['MLFLOW_ADMIN_PASSWORD']}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(cluster.mlflow_url + path, headers=headers), timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, {}
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} after {timeout} s")
+
+
+def test_every_role_runs_on_localhost_only_and_asks_for_credentials(local_cluster):
+    assert all(local_cluster.pid(role) and psutil.pid_exists(local_cluster.pid(role)) for role in ROLES)
+    listening = {(p.name(), c.laddr.ip, c.laddr.port) for p in local_cluster.processes()
+                 for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}  # fmt: skip
+    ports = {port for _, _, port in listening}
+    assert set(local_cluster.ports.values()) <= ports, listening  # Airflow, PostgreSQL, Dask, MLflow
+    assert {ip for _, ip, _ in listening} <= {"127.0.0.1", "::1"}, listening
+    assert local_cluster.api.request("GET", "/api/v2/dags", auth=False)[0] == 401
+    assert mlflow_get(local_cluster, "/api/2.0/mlflow/registered-models/search", auth=False)[0] == 401
+    assert mlflow_get(local_cluster, "/api/2.0/mlflow/registered-models/search")[0] == 200
+    assert (local_cluster.home / "secrets.env").stat().st_mode & 0o077 == 0
+
+
+def test_a_run_triggered_through_the_api_resumes_a_killed_training_and_registers_its_model(local_cluster):
+    api = local_cluster.api
+    api.unpause(DAG)
+    run_id = api.trigger(DAG, {"generate_events": 1000, "models": [MODEL], "feed_format": "tfrecord", "epochs": EPOCHS,
+                               "use_tuned": False})  # fmt: skip
+    runs = local_cluster.data_root / "runs"
+
+    def one_epoch_done():
+        if api.runs(DAG)[-1]["state"] == "failed":
+            raise AssertionError(f"run failed before training:\n{local_cluster.logs_tail()}")
+        progress = list(runs.glob(f"*/models/{MODEL}.progress.json")) if runs.exists() else []
+        return progress and len(json.loads(progress[0].read_text() or "{}")) >= 1
+
+    wait_until(one_epoch_done, 900, "no training epoch finished")
+    [ti] = [t for t in api.task_instances(DAG, run_id) if t["task_id"] == "train_model"]
+    # The task runner titles its process with the task instance's id.
+    [victim] = [p for p in psutil.process_iter(["cmdline"]) if f"airflow worker -- {ti['id']}" in " ".join(p.info["cmdline"] or [])]
+    victim.send_signal(signal.SIGKILL)
+
+    [run] = api.wait_for_runs(DAG, 1, timeout=900)
+    assert run["state"] == "success", local_cluster.logs_tail()
+    [ti] = [t for t in api.task_instances(DAG, run_id) if t["task_id"] == "train_model"]
+    assert ti["try_number"] == 2  # killed once, then retried
+    [training] = runs.glob(f"*/models/{MODEL}/training.json")
+    result = json.loads(training.read_text())
+    assert result["resumed_after_epochs"] >= 1  # the retry went on from the backup...
+    assert result["epochs_run"] == EPOCHS  # ...to the end, with every epoch's metrics
+    assert not list(runs.glob(f"*/models/{MODEL}.backup"))  # a finished training keeps no backup
+
+    status, body = mlflow_get(local_cluster, f"/api/2.0/mlflow/registered-models/get?name=topo-{MODEL}")
+    assert status == 200, body
+    model = body["registered_model"]
+    assert [v["version"] for v in model["latest_versions"]] == ["1"]
+    assert {a["alias"]: a["version"] for a in model.get("aliases", [])} == {"champion": "1"}  # the first model is promoted
+
+
+def _hashes(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_killing_a_dask_worker_during_ingestion_gives_the_same_output(local_cluster, tmp_path):
+    from distributed import Client
+
+    from tasks.generate import SampleRequest, generate
+    from tasks.ingest import discover_samples, ingest
+
+    with Client(local_cluster.dask_scheduler) as client:
+        raw = local_cluster.data_root / "raw" / "worker-kill"
+        generate(raw, SampleRequest(events=3000, files_per_sample=2, seed=7), client)
+        samples = discover_samples(raw)
+        undisturbed = ingest(samples, tmp_path / "undisturbed", client, chunk=20)
+        pids = client.run(os.getpid)
+        with ThreadPoolExecutor(1) as pool:
+            disturbed = pool.submit(ingest, samples, tmp_path / "disturbed", client, chunk=20)
+            busy = wait_until(lambda: [w for w, tasks in client.processing().items()
+                                       if any(t.startswith("process_chunk") for t in tasks)], 120, "no chunk ever ran", 0.01)  # fmt: skip
+            os.kill(pids[busy[0]], signal.SIGKILL)
+            killed_midway = not disturbed.done()
+            result = disturbed.result(timeout=600)
+        assert killed_midway
+        client.wait_for_workers(2, timeout=120)  # the nanny started a new worker process
+        assert pids[busy[0]] not in client.run(os.getpid).values()
+
+    assert result["events_written"] == undisturbed["events_written"] > 0
+    assert result["cutflow"] == undisturbed["cutflow"]
+    assert _hashes(tmp_path / "disturbed") == _hashes(tmp_path / "undisturbed")
+
+
+def test_no_secret_reaches_a_log(local_cluster):
+    secrets = [v for v in local_cluster.secrets().values() if len(v) >= 16]
+    assert len(secrets) == 7
+    logs = [p for d in (local_cluster.home / "logs", local_cluster.home / "airflow" / "logs") for p in d.rglob("*") if p.is_file()]
+    assert any("task_id=train_model" in str(p) for p in logs)  # the task logs are among them
+    leaks = [(p, s[:4]) for p in logs for s in secrets if s in p.read_text(errors="replace")]
+    assert not leaks
