@@ -33,7 +33,7 @@ from __future__ import annotations
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from topo_airflow import stages
 from topo_airflow.chain import RETRIES, START, train_evaluate_promote
-from topo_airflow.params import split_params, training_params, validated_events_asset
+from topo_airflow.params import optional_text, split_params, training_params, validated_events_asset
 
 
 @dag(
@@ -47,8 +47,8 @@ from topo_airflow.params import split_params, training_params, validated_events_
     tags=["hep", "topology-classifier", "retraining"],
     params={
         "window_days": Param(7, type="integer", minimum=1, maximum=3660, description="Days of validated partitions to train on."),
-        "window_end": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
-                            description="Last day of the window, YYYY-MM-DD. Empty: the newest published day."),  # fmt: skip
+        "window_end": optional_text("Last day of the window, YYYY-MM-DD. Empty: the newest published day.",
+                                    pattern=r"^(\d{4}-\d{2}-\d{2})?$"),  # fmt: skip
         **split_params("held out to judge champion and challenger"),
         **training_params(feed=False),
     },

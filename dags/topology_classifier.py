@@ -66,7 +66,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 from topo_airflow import stages
 from topo_airflow.chain import RETRIES, START, train_evaluate_promote
-from topo_airflow.params import smoke_param, split_params, training_params
+from topo_airflow.params import optional_text, smoke_param, split_params, training_params
 
 
 @dag(
@@ -79,8 +79,7 @@ from topo_airflow.params import smoke_param, split_params, training_params
     default_args=RETRIES,
     tags=["hep", "topology-classifier"],
     params={
-        "input_dir": Param("", type="string",
-                           description="Directory with qcd/, ttbar/, wjets/ subdirectories of ROOT files. "
+        "input_dir": optional_text("Directory with qcd/, ttbar/, wjets/ subdirectories of ROOT files. "
                                        "Empty: generate a sample."),  # fmt: skip
         "generate_events": Param(7000, type="integer", minimum=30, maximum=5_000_000,
                                  description="Events to generate when input_dir is empty."),  # fmt: skip

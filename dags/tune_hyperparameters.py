@@ -30,7 +30,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 from topo_airflow import stages
 from topo_airflow.chain import RETRIES, START
-from topo_airflow.params import ALL_MODELS, PROMOTION_METRICS
+from topo_airflow.params import ALL_MODELS, PROMOTION_METRICS, optional_text
 
 from tasks.config import Settings
 from tasks.hyperparameters import GRID_KEYS
@@ -53,7 +53,7 @@ SEED_GRID = {"hidden": [[50, 20, 10], [100, 50]], "activation": ["relu", "tanh"]
     tags=["hep", "topology-classifier", "tuning"],
     params={
         "model": Param("hlf", type="string", enum=list(ALL_MODELS), description="The classifier to tune."),
-        "prepared": Param("", type="string", description="A prepared dataset. Empty: the newest one under the data root."),
+        "prepared": optional_text("A prepared dataset. Empty: the newest one under the data root."),
         "grid": Param(SEED_GRID, type="object", minProperties=1,
                       propertyNames={"enum": list(GRID_KEYS)},
                       additionalProperties={"type": "array", "minItems": 1},

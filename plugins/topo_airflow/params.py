@@ -22,6 +22,12 @@ SMOKE = {"generate_events": 1000, "max_events_per_file": 500, "files_per_sample"
 LEARNING_RATE_PATTERN = r"^\s*(\d+:)?[0-9.eE+-]+(\s*,\s*\d+:[0-9.eE+-]+)*\s*$"
 
 
+def optional_text(description: str, **schema) -> Param:
+    """A text Param that may be left empty. Airflow's trigger form treats an
+    empty string field as missing and refuses to trigger, so "empty" is null."""
+    return Param(None, type=["null", "string"], description=description, **schema)
+
+
 def models_param(default: list[str]) -> Param:
     return Param(default, type="array", items={"type": "string", "enum": list(ALL_MODELS)}, minItems=1, uniqueItems=True,
                  description="Classifiers to train (the paper's: hlf, gru, inclusive).")  # fmt: skip
