@@ -8,6 +8,8 @@
 #   bash scripts/cluster.sh start    # set up on first use, start, wait until healthy
 #   bash scripts/cluster.sh status   # what runs, where, and how to log in
 #   bash scripts/cluster.sh stop     # stop every role cleanly (data is kept)
+#   bash scripts/cluster.sh restart  # after changing plugins/: the dag-processor
+#                                    # imports them once, at its start
 #
 # Everything lives in TOPO_CLUSTER_HOME (default .cluster/): secrets.env
 # (generated once, mode 600), the database, logs/, the data root (data/ unless
@@ -227,6 +229,7 @@ EOF
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart) stop; start ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|status" >&2; exit 2 ;;
 esac

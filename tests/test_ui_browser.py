@@ -1,0 +1,115 @@
+"""The Airflow UI in a real browser (Debian's headless Chromium, driven by
+Playwright) against the local cluster: log in, open topology_classifier, fill
+the trigger form (smoke mode, one model, the Petastorm feed), trigger, and
+watch the run succeed; a wrong value entered in the form is refused.
+
+Screenshots of every step go to ``$TOPO_TEST_OUTPUT/ui/`` (default
+``.test-output/ui/`` in the repository)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tests.airflow_service import REPO
+
+pytestmark = pytest.mark.slow
+
+DAG = "topology_classifier"
+SHOTS = Path(os.environ.get("TOPO_TEST_OUTPUT", REPO / ".test-output")) / "ui"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is needed for the UI test: apt-get install -y chromium (.ci/run installs it)"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        # No sandbox: CI runs as root, where Chromium's sandbox cannot start.
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, local_cluster):
+    """A signed-in page, as a person signs in: through the login form."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(local_cluster.ui_url + "/")
+    page.get_by_label("Username").wait_for()
+    assert "/auth/login" in page.url  # nothing is shown before signing in
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(local_cluster.secrets()["AIRFLOW_ADMIN_PASSWORD"])
+    shot(page, "01-login")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(local_cluster.ui_url + "/")
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def open_trigger_form(page, url: str):
+    page.goto(f"{url}/dags/{DAG}")
+    page.get_by_role("button", name="Trigger Dag").click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    return dialog
+
+
+def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
+    url = local_cluster.ui_url
+    dialog = open_trigger_form(page, url)
+    shot(page, "02-trigger-form")
+    dialog.locator('[id="switch:element_smoke"]').click()
+    dialog.locator("#element_models").fill("hlf")  # one model per line
+    dialog.get_by_role("combobox").nth(0).click()  # feed_format, the first choice in the form
+    page.get_by_role("option", name="petastorm").click()
+    dialog.locator("#element_models").scroll_into_view_if_needed()
+    shot(page, "03-parameters-set")
+    dialog.get_by_role("button", name="Trigger", exact=True).click()
+    page.wait_for_url(f"{url}/dags/{DAG}/runs/**")
+    run_id = urllib.parse.unquote(page.url.split("/runs/")[1].split("/")[0])
+    shot(page, "04-triggered")
+
+    state = ""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        page.goto(f"{url}/dags/{DAG}/runs/{urllib.parse.quote(run_id, safe='')}/details")
+        state = page.get_by_role("row").filter(has_text="State").first.inner_text(timeout=30_000).replace("State", "").strip()
+        if state.lower() in ("success", "failed"):
+            break
+        time.sleep(5)
+    shot(page, "05-run-finished")
+    assert state.lower() == "success", (state, local_cluster.logs_tail())
+
+    # The form's values reached the run: smoke mode, one model, the Petastorm feed.
+    [run] = [r for r in local_cluster.api.runs(DAG) if r["dag_run_id"] == run_id]
+    assert run["conf"]["smoke"] is True and run["conf"]["models"] == ["hlf"] and run["conf"]["feed_format"] == "petastorm"
+    [ti] = [t for t in local_cluster.api.task_instances(DAG, run_id) if t["task_id"] == "train_model"]
+    assert ti["state"] == "success" and ti["map_index"] == 0
+
+
+def test_a_wrong_value_in_the_form_is_refused(page, local_cluster):
+    runs_before = len(local_cluster.api.runs(DAG))
+    dialog = open_trigger_form(page, local_cluster.ui_url)
+    dialog.locator("#element_learning_rate").fill("fast")
+    dialog.get_by_role("button", name="Trigger", exact=True).click()
+    refusal = page.get_by_text("Invalid input for param learning_rate").first
+    refusal.wait_for()
+    refusal.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)  # let the toast finish sliding in
+    shot(page, "06-invalid-parameter-refused")
+    assert dialog.is_visible()  # the form stays open for a correction
+    assert len(local_cluster.api.runs(DAG)) == runs_before  # and no run was created
