@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 from topo_airflow import stages
-from topo_airflow.chain import RETRIES, START
+from topo_airflow.chain import RETRIES, START, TRAINING_QUEUE
 from topo_airflow.params import ALL_MODELS, PROMOTION_METRICS, optional_text
 
 from tasks.config import Settings
@@ -84,7 +84,7 @@ def tune_hyperparameters():
         print(f"{len(trials)} trials of {params['model']}, at most {MAX_PARALLEL_TRIALS} at once")
         return trials
 
-    @task(pool="gpu", max_active_tis_per_dagrun=MAX_PARALLEL_TRIALS)
+    @task(pool="gpu", queue=TRAINING_QUEUE, max_active_tis_per_dagrun=MAX_PARALLEL_TRIALS)
     def run_trial(prepared: str, trial: dict) -> dict:
         """Train and score one combination; track it in MLflow."""
         from tasks.hyperparameters import log_trial, run_trial as run_one

@@ -164,24 +164,15 @@ start() {
     wait_for "dask workers" 120 "from distributed import Client; c = Client('tcp://127.0.0.1:$DASK_PORT', timeout=5); c.wait_for_workers(2, timeout=5)" )
 
   ( export_common
-    umask 077
-    cat >"$H/mlflow/auth.ini" <<EOF
-[mlflow]
-default_permission = READ
-database_uri = postgresql+psycopg2://airflow:$POSTGRES_PASSWORD@127.0.0.1:$PG_PORT/mlflow_auth
-admin_username = admin
-authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-EOF
-    export MLFLOW_AUTH_CONFIG_PATH="$H/mlflow/auth.ini" MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_ADMIN_PASSWORD"
-    export MLFLOW_FLASK_SERVER_SECRET_KEY
-    launch mlflow mlflow server --app-name basic-auth --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
-      --backend-store-uri "postgresql+psycopg2://airflow:$POSTGRES_PASSWORD@127.0.0.1:$PG_PORT/mlflow" \
-      --artifacts-destination "$H/mlflow/artifacts"
+    export MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY MLFLOW_AUTH_CONFIG_PATH="$H/mlflow/auth.ini"
+    export MLFLOW_BACKEND_URI="postgresql+psycopg2://airflow:$POSTGRES_PASSWORD@127.0.0.1:$PG_PORT/mlflow"
+    export MLFLOW_AUTH_DB_URI="postgresql+psycopg2://airflow:$POSTGRES_PASSWORD@127.0.0.1:$PG_PORT/mlflow_auth"
+    export MLFLOW_ARTIFACTS="$H/mlflow/artifacts" MLFLOW_HOST=127.0.0.1 MLFLOW_PORT
+    launch mlflow bash "$repo/scripts/mlflow-server.sh"
     wait_for "mlflow" 180 "$(http_ok "http://127.0.0.1:$MLFLOW_PORT/health")" )
 
   ( export_common; export_airflow
-    umask 077
-    printf '{"admin": "%s"}\n' "$AIRFLOW_ADMIN_PASSWORD" >"$H/airflow/passwords.json"
+    AIRFLOW_ADMIN_PASSWORD="$AIRFLOW_ADMIN_PASSWORD" bash "$repo/scripts/airflow-users.sh"
     say "migrating the Airflow database"
     (cd "$repo" && source scripts/airflow-init.sh)
     launch airflow-api-server airflow api-server --host 127.0.0.1 --port "$API_PORT"

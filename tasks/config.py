@@ -15,6 +15,7 @@ changes environment variables (or DAG Params), never code.
 | TOPO_RAW_ROOT | raw_root | empty: <data root>/raw (the dated layout raw/<YYYY-MM-DD>/<sample>/) |
 | TOPO_CPU_TRAINING_SLOTS | cpu_training_slots | 1: slots of the Airflow pool `gpu` on a machine without GPUs |
 | TOPO_HPO_MAX_PARALLEL_TRIALS | hpo_max_parallel_trials | 2: trials of one search running at once |
+| TOPO_TRAINING_QUEUE | training_queue | default: the executor queue of training tasks (docker-compose.yml: gpu, the GPU worker's) |
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Settings:
     raw_root: str = ""
     cpu_training_slots: int = 1
     hpo_max_parallel_trials: int = 2
+    training_queue: str = "default"
 
     @property
     def raw_dir(self) -> Path:

@@ -43,6 +43,7 @@ def test_every_dag_is_documented_and_tagged(dagbag):
         for t in dag.tasks:
             if t.task_id.startswith(("train_", "run_trial")):
                 assert t.pool == "gpu", (dag.dag_id, t.task_id)  # training shares the GPUs
+                assert t.queue == "default", (dag.dag_id, t.task_id)  # TOPO_TRAINING_QUEUE unset
 
 
 def test_every_dag_can_be_triggered_from_the_form_with_its_defaults(dagbag):
@@ -110,3 +111,17 @@ def test_parsing_the_dags_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_training_goes_to_the_queue_named_when_the_dags_are_parsed():
+    """docker-compose.yml sets TOPO_TRAINING_QUEUE=gpu: only training reaches the GPU worker."""
+    import os
+
+    code = (
+        "import json\nfrom airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS)!r})\n"
+        "print(json.dumps(sorted({(t.task_id, t.queue) for d in bag.dags.values() for t in d.tasks if t.queue != 'default'})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=os.environ | {"TOPO_TRAINING_QUEUE": "gpu"})  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [["run_trial", "gpu"], ["train_model", "gpu"]]

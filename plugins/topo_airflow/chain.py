@@ -2,7 +2,7 @@
 
 One mapped chain per model, then one report for the run:
 
-    train_model (pool gpu) → evaluate_model → validate_predictions (gate, no retry)
+    train_model (pool gpu, queue TOPO_TRAINING_QUEUE) → evaluate_model → validate_predictions (gate, no retry)
         → register_model → promote_model ──→ report_run
 
 Call ``train_evaluate_promote(feeds, models)`` inside a ``@dag`` function:
@@ -17,15 +17,19 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import task
 
+from tasks.config import Settings
 from topo_airflow import stages
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}
 """Every stage retries twice (training resumes from its last epoch); gates set retries=0."""
+TRAINING_QUEUE = Settings.from_env().training_queue
+"""Read when the DAG is parsed. Executors with queues (Celery in docker-compose.yml)
+send training to the GPU worker's queue; the LocalExecutor ignores it."""
 
 
 def train_evaluate_promote(feeds, models):
-    @task(pool="gpu")
+    @task(pool="gpu", queue=TRAINING_QUEUE)
     def train_model(feeds: dict, model: str) -> dict:
         """One classifier, resuming from its backup if this is a retry."""
         return stages.train(feeds, model)
