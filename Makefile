@@ -1,4 +1,4 @@
-.PHONY: setup test run ui bench-ingest bench-feeds bench-train bench-contracts bench-tuning
+.PHONY: setup test run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -7,6 +7,13 @@ run:
 	bash scripts/run-pipeline.sh
 ui:
 	bash scripts/airflow-ui.sh
+cluster-start:
+	bash scripts/system-packages.sh
+	bash scripts/cluster.sh start
+cluster-stop:
+	bash scripts/cluster.sh stop
+cluster-status:
+	bash scripts/cluster.sh status
 bench-ingest: setup
 	.venv/bin/python benchmarks/ingest_benchmark.py
 
