@@ -21,6 +21,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 H="$(mkdir -p "${TOPO_CLUSTER_HOME:-$repo/.cluster}" && cd "${TOPO_CLUSTER_HOME:-$repo/.cluster}" && pwd)"
 PY="$repo/.venv/bin/python"
 VENV_BIN="$repo/.venv/bin"
+# In start order; stopped in reverse. PostgreSQL is started before and stopped after them.
+ROLES=(dask-scheduler dask-worker-1 dask-worker-2 mlflow airflow-api-server airflow-scheduler airflow-dag-processor airflow-triggerer)
 
 say() { echo "[cluster] $*" >&2; }
 die() { echo "[cluster] error: $*" >&2; exit 1; }
@@ -80,6 +82,7 @@ pg_bin() {
   echo "$bin"
 }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_uri() { echo "postgresql+psycopg2://airflow:$POSTGRES_PASSWORD@127.0.0.1:$PG_PORT/$1"; }  # pg_uri DATABASE
 psql_admin() { PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U airflow -v ON_ERROR_STOP=1 -qtA "$@"; }
 
 start_postgres() {
@@ -130,10 +133,9 @@ export_mlflow_client() {
 }
 export_airflow() {
   export AIRFLOW_HOME="$H/airflow"
-  export AIRFLOW__CORE__DAGS_FOLDER="$repo/dags" AIRFLOW__CORE__PLUGINS_FOLDER="$repo/plugins"
-  export AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__UNIT_TEST_MODE=False
+  source "$repo/scripts/airflow-env.sh"  # this project's dags/ and plugins/, no examples
   export AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
-  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://airflow:$POSTGRES_PASSWORD@127.0.0.1:$PG_PORT/airflow"
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="$(pg_uri airflow)"
   export AIRFLOW__CORE__FERNET_KEY="$AIRFLOW_FERNET_KEY"
   export AIRFLOW__API_AUTH__JWT_SECRET="$AIRFLOW_JWT_SECRET" AIRFLOW__API__SECRET_KEY="$AIRFLOW_API_SECRET_KEY"
   export AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT="$API_PORT"
@@ -165,8 +167,7 @@ start() {
 
   ( export_common
     export MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY MLFLOW_AUTH_CONFIG_PATH="$H/mlflow/auth.ini"
-    export MLFLOW_BACKEND_URI="postgresql+psycopg2://airflow:$POSTGRES_PASSWORD@127.0.0.1:$PG_PORT/mlflow"
-    export MLFLOW_AUTH_DB_URI="postgresql+psycopg2://airflow:$POSTGRES_PASSWORD@127.0.0.1:$PG_PORT/mlflow_auth"
+    export MLFLOW_BACKEND_URI="$(pg_uri mlflow)" MLFLOW_AUTH_DB_URI="$(pg_uri mlflow_auth)"
     export MLFLOW_ARTIFACTS="$H/mlflow/artifacts" MLFLOW_HOST=127.0.0.1 MLFLOW_PORT
     launch mlflow bash "$repo/scripts/mlflow-server.sh"
     wait_for "mlflow" 180 "$(http_ok "http://127.0.0.1:$MLFLOW_PORT/health")" )
@@ -191,10 +192,8 @@ assert all(h[c]['status'] == 'healthy' for c in ('metadatabase', 'scheduler', 't
 stop() {
   [ -f "$H/cluster.env" ] || { say "no cluster in $H"; return 0; }
   load_settings
-  local name
-  for name in airflow-triggerer airflow-dag-processor airflow-scheduler airflow-api-server mlflow dask-worker-1 dask-worker-2 dask-scheduler; do
-    halt "$name"
-  done
+  local i
+  for ((i = ${#ROLES[@]} - 1; i >= 0; i--)); do halt "${ROLES[i]}"; done
   stop_postgres
 }
 
@@ -203,7 +202,7 @@ status() {
   # shellcheck disable=SC1091
   source "$H/cluster.env"
   local name state down=0
-  for name in airflow-api-server airflow-scheduler airflow-dag-processor airflow-triggerer dask-scheduler dask-worker-1 dask-worker-2 mlflow; do
+  for name in "${ROLES[@]}"; do
     if alive "$name"; then state="running (pid $(cat "$H/run/$name.pid"))"; else state="stopped"; down=1; fi
     printf '  %-22s %s\n' "$name" "$state" >&2
   done

@@ -21,6 +21,18 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 TERMINAL = {"success", "failed"}
 
 
+def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
+    """Poll ``condition`` until it returns something true, and return that;
+    TimeoutError("<what> after <timeout> s") if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} after {timeout} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,12 +66,7 @@ class AirflowClient:
             return e.code, json.loads(e.read() or b"{}")
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.request("GET", f"/api/v2/dags/{dag_id}")[0] == 200:
-                return
-            time.sleep(2)
-        raise TimeoutError(f"{dag_id} not parsed after {timeout} s")
+        wait_until(lambda: self.request("GET", f"/api/v2/dags/{dag_id}")[0] == 200, timeout, f"{dag_id} not parsed", 2)
 
     def unpause(self, dag_id: str) -> None:
         self.wait_for_dag(dag_id)

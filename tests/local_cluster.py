@@ -63,9 +63,9 @@ class LocalCluster:
     def processes(self) -> list[psutil.Process]:
         """Every process of the cluster's roles (each role's session), PostgreSQL included."""
         procs = []
-        for role in ROLES:
-            pid = self.pid(role)
-            if pid and psutil.pid_exists(pid):
+        for path in (self.home / "run").glob("*.pid"):  # every role cluster.sh started
+            pid = int(path.read_text())
+            if psutil.pid_exists(pid):
                 parent = psutil.Process(pid)
                 procs += [parent, *parent.children(recursive=True)]
         postmaster = self.home / "postgres" / "postmaster.pid"

@@ -4,15 +4,14 @@ partitions, and the hyperparameter fan-out under its concurrency limit."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from tests.airflow_service import AirflowService
+from tests.files import file_hashes
 
 DAYS = ("2026-01-01", "2026-01-02", "2026-01-03")
 EMPTY_DAY = "2026-01-04"
@@ -33,10 +32,6 @@ def airflow(tmp_path_factory):
         yield service
     finally:
         service.stop()
-
-
-def _hashes(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.slow
@@ -80,7 +75,7 @@ def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_tha
     assert status == 200
     assert sorted(e["extra"]["day"] for e in body["asset_events"] if e["extra"].get("day")) == list(DAYS)
 
-    before = {day: _hashes(events / day) for day in DAYS}
+    before = {day: file_hashes(events / day) for day in DAYS}
     inode = {day: (events / day).stat().st_ino for day in DAYS}
     for attempt in (1, 2):
         # Reprocessing clears the day's run and runs it again (same run id).
@@ -89,9 +84,9 @@ def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_tha
         assert again["state"] == "success", airflow.tail()
         assert (events / DAYS[1]).stat().st_ino != inode[DAYS[1]]  # the day was written again...
         inode[DAYS[1]] = (events / DAYS[1]).stat().st_ino
-        assert _hashes(events / DAYS[1]) == before[DAYS[1]]  # ...with identical content
+        assert file_hashes(events / DAYS[1]) == before[DAYS[1]]  # ...with identical content
         for day in (DAYS[0], DAYS[2]):  # and the other days were not touched at all
-            assert (events / day).stat().st_ino == inode[day] and _hashes(events / day) == before[day]
+            assert (events / day).stat().st_ino == inode[day] and file_hashes(events / day) == before[day]
 
 
 @pytest.mark.slow

@@ -7,19 +7,18 @@ retry; a Dask worker killed during ingestion; who may talk to what."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import signal
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.airflow_service import wait_until
+from tests.files import file_hashes
 from tests.local_cluster import ROLES
 
 pytestmark = pytest.mark.slow
@@ -39,16 +38,6 @@ def mlflow_get(cluster, path: str, auth: bool = True) -> tuple[int, dict]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, {}
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what} after {timeout} s")
 
 
 def test_every_role_runs_on_localhost_only_and_asks_for_credentials(local_cluster):
@@ -100,10 +89,6 @@ def test_a_run_triggered_through_the_api_resumes_a_killed_training_and_registers
     assert {a["alias"]: a["version"] for a in model.get("aliases", [])} == {"champion": "1"}  # the first model is promoted
 
 
-def _hashes(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
 def test_killing_a_dask_worker_during_ingestion_gives_the_same_output(local_cluster, tmp_path):
     from distributed import Client
 
@@ -129,7 +114,7 @@ def test_killing_a_dask_worker_during_ingestion_gives_the_same_output(local_clus
 
     assert result["events_written"] == undisturbed["events_written"] > 0
     assert result["cutflow"] == undisturbed["cutflow"]
-    assert _hashes(tmp_path / "disturbed") == _hashes(tmp_path / "undisturbed")
+    assert file_hashes(tmp_path / "disturbed") == file_hashes(tmp_path / "undisturbed")
 
 
 def test_no_secret_reaches_a_log(local_cluster):

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from tests.airflow_service import REPO
+from tests.airflow_service import REPO, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -83,14 +82,12 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
     run_id = urllib.parse.unquote(page.url.split("/runs/")[1].split("/")[0])
     shot(page, "04-triggered")
 
-    state = ""
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
+    def finished_state() -> str | None:
         page.goto(f"{url}/dags/{DAG}/runs/{urllib.parse.quote(run_id, safe='')}/details")
         state = page.get_by_role("row").filter(has_text="State").first.inner_text(timeout=30_000).replace("State", "").strip()
-        if state.lower() in ("success", "failed"):
-            break
-        time.sleep(5)
+        return state if state.lower() in ("success", "failed") else None
+
+    state = wait_until(finished_state, 600, f"run {run_id} not finished in the UI", 5)
     shot(page, "05-run-finished")
     assert state.lower() == "success", (state, local_cluster.logs_tail())
 
