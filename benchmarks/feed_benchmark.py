@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.ingest_benchmark import machine  # noqa: E402
-from tasks import schema  # noqa: E402
+from tasks.core import schema  # noqa: E402
 
 TENSOR_BYTES = {"inclusive": 4 * (schema.LLF_ROWS * schema.LLF_FEATURES + schema.HLF_FEATURES + 3), "hlf": 4 * (schema.HLF_FEATURES + 3)}
 
@@ -62,10 +62,10 @@ def main() -> None:
     import pyarrow.parquet as pq
     from distributed import Client, LocalCluster
 
-    from tasks.feeds import write_tfrecords
-    from tasks.generate import SampleRequest, generate
-    from tasks.ingest import discover_samples, ingest
-    from tasks.prepare import GRU_SIZE, PrepareSettings, prepare
+    from tasks.datasets.feeds import write_tfrecords
+    from tasks.generator.generate import SampleRequest, generate
+    from tasks.events.ingest import discover_samples, ingest
+    from tasks.datasets.prepare import GRU_SIZE, PrepareSettings, prepare
 
     raw = args.workdir / f"raw-{args.events}"
     events = args.workdir / f"events-{args.events}"
@@ -93,7 +93,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from tasks.readers import in_memory_dataset, open_feed
+    from tasks.datasets.readers import in_memory_dataset, open_feed
 
     table = pq.read_table(work / "prepared" / "train", columns=["HLF_input", "GRU_input", "encoded_label"])
     arrays = {c: np.asarray(table.column(c).combine_chunks().values, np.float32) for c in table.column_names}

@@ -5,9 +5,9 @@
 1. reference: the per-event Python implementation (tests/reference.py, the
    shape of the seed's Spark UDF), on the first ``--reference-events`` events;
 2. fast, one core: read + numba kernel + Parquet write, chunk after chunk in
-   this process (``tasks.ingest.process_chunk``);
+   this process (``tasks.events.ingest.process_chunk``);
 3. fast on a Dask LocalCluster of 1 and of 2 single-threaded workers
-   (``tasks.ingest.ingest``, wall time including scheduling).
+   (``tasks.events.ingest.ingest``, wall time including scheduling).
 
 Writes benchmarks/results/ingest.json and prints a Markdown table for
 docs/benchmarks.md. Numba compilation is excluded (a warm-up chunk runs first
@@ -28,10 +28,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tasks import schema  # noqa: E402
-from tasks.delphes import inspect_file, read_chunk  # noqa: E402
-from tasks.generate import SampleRequest, generate  # noqa: E402
-from tasks.ingest import discover_samples, ingest, plan_chunks, process_chunk  # noqa: E402
+from tasks.core import schema  # noqa: E402
+from tasks.events.delphes import inspect_file, read_chunk  # noqa: E402
+from tasks.generator.generate import SampleRequest, generate  # noqa: E402
+from tasks.events.ingest import discover_samples, ingest, plan_chunks, process_chunk  # noqa: E402
 from tests.reference import reference_features  # noqa: E402
 
 
@@ -69,8 +69,8 @@ def time_fast_one_core(samples, chunk: int, out: Path) -> tuple[int, float]:
 
 def time_steps(files: list[str], out: Path) -> dict[str, float]:
     """Seconds per step of the fast path over all files, one core: where the time goes."""
-    from tasks.features import PASSED, compute_features
-    from tasks.ingest import event_table, write_part
+    from tasks.events.kernel import PASSED, compute_features
+    from tasks.events.ingest import event_table, write_part
 
     out.mkdir(parents=True)
     steps = {"read (uproot, 27 branches -> CSR)": 0.0, "kernel (selection + LLF/HLF)": 0.0, "Arrow table + Parquet write": 0.0}

@@ -64,8 +64,8 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from tasks.evaluate import evaluate
-    from tasks.train import TrainSettings, train
+    from tasks.learning.evaluate import evaluate
+    from tasks.learning.train import TrainSettings, train
 
     runs = [("hlf", "petastorm"), ("hlf", "tfrecord"), ("inclusive", "petastorm"), ("inclusive", "tfrecord"), ("gru", "tfrecord")]
     results = {}

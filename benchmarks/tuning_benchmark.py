@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/tuning_benchmark.py [--events 6000] [--trials 4] [--epochs 3] [--parallel 2]
 
 The seed ran its grid search on Spark executors and found it scaled almost
-linearly with executors. Here a trial is ``tasks.hyperparameters.run_trial``
+linearly with executors. Here a trial is ``tasks.learning.tuning.run_trial``
 (train on the prepared train split, score on the test split) in a process of
 its own, as an Airflow task is. The same trials (HLF model, a grid over
 hidden layers and optimizers) run side by side in one invocation:
@@ -34,18 +34,18 @@ from benchmarks.ingest_benchmark import machine  # noqa: E402
 
 TRIAL = """
 import json, sys
-from tasks.hyperparameters import run_trial
+from tasks.learning.tuning import run_trial
 trial = json.loads(sys.argv[3])
 print(json.dumps(run_trial(sys.argv[1], sys.argv[2], "hlf", trial, epochs=int(sys.argv[4]), seed=1)))
 """
 
 
 def dataset(work: Path, events: int) -> Path:
-    from tasks.generate import SampleRequest, generate
-    from tasks.ingest import discover_samples, ingest
-    from tasks.prepare import PrepareSettings, prepare
-    from tasks.config import Settings
-    from tasks.runtime import dask_client
+    from tasks.generator.generate import SampleRequest, generate
+    from tasks.events.ingest import discover_samples, ingest
+    from tasks.datasets.prepare import PrepareSettings, prepare
+    from tasks.core.settings import Settings
+    from tasks.core.runtime import dask_client
 
     root = work / f"tuning-{events}"
     if (root / "prepared" / "_summary.json").exists():
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "work")
     args = parser.parse_args()
 
-    from tasks.hyperparameters import expand_grid
+    from tasks.learning.tuning import expand_grid
 
     prepared = dataset(args.workdir, args.events)
     n_train = json.loads((prepared / "_summary.json").read_text())["train"]["events"]

@@ -50,7 +50,7 @@ def ingest_daily():
         """The day of this data interval and its raw directory; skipped when it brought no file."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from tasks.daily import has_input, partition, raw_day
+        from tasks.events.daily import has_input, partition, raw_day
 
         day = get_current_context()["data_interval_start"].in_timezone("UTC").strftime("%Y-%m-%d")
         settings = stages.settings()
@@ -65,9 +65,9 @@ def ingest_daily():
     @task
     def ingest_day(found: dict) -> dict:
         """The day's ROOT files → a staged Parquet partition, on Dask."""
-        from tasks.daily import staging_partition
-        from tasks.ingest import discover_samples, ingest
-        from tasks.runtime import dask_client
+        from tasks.events.daily import staging_partition
+        from tasks.events.ingest import discover_samples, ingest
+        from tasks.core.runtime import dask_client
 
         settings = stages.settings()
         staged = staging_partition(settings.data_root, found["day"])
@@ -83,7 +83,7 @@ def ingest_daily():
     @task(outlets=[validated_events_asset()])
     def publish_day(validated: dict) -> dict:
         """The validated day replaces events/<day>; the Asset tells retraining."""
-        from tasks.daily import publish
+        from tasks.events.daily import publish
 
         final = publish(validated["staged"], stages.settings().data_root, validated["day"])
         get_current_context()["outlet_events"][validated_events_asset()].extra = {

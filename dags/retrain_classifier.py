@@ -59,7 +59,7 @@ def retrain_classifier():
         """The validated partitions of the window; skipped when there are none."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from tasks.daily import window
+        from tasks.events.daily import window
 
         params, settings = stages.params(), stages.settings()
         found = window(settings.data_root, params["window_days"], params["window_end"])

@@ -93,8 +93,8 @@ def topology_classifier():
     @task
     def generate_sample() -> str:
         """The input directory: the given one, or a generated sample."""
-        from tasks.generate import SampleRequest, generate
-        from tasks.runtime import dask_client
+        from tasks.generator.generate import SampleRequest, generate
+        from tasks.core.runtime import dask_client
 
         params, settings = stages.params(), stages.settings()
         if params["input_dir"]:
@@ -108,8 +108,8 @@ def topology_classifier():
     @task
     def ingest_events(input_dir: str) -> dict:
         """ROOT files → selected events with LLF/HLF as Parquet, on Dask."""
-        from tasks.ingest import Sample, discover_samples, ingest
-        from tasks.runtime import dask_client
+        from tasks.events.ingest import Sample, discover_samples, ingest
+        from tasks.core.runtime import dask_client
 
         params, settings = stages.params(), stages.settings()
         samples = discover_samples(input_dir)

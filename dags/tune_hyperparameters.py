@@ -32,8 +32,8 @@ from topo_airflow import stages
 from topo_airflow.chain import RETRIES, START, TRAINING_QUEUE
 from topo_airflow.params import ALL_MODELS, PROMOTION_METRICS, optional_text
 
-from tasks.config import Settings
-from tasks.hyperparameters import GRID_KEYS
+from tasks.core.settings import Settings
+from tasks.learning.tuning import GRID_KEYS
 
 MAX_PARALLEL_TRIALS = Settings.from_env().hpo_max_parallel_trials
 """Read when the DAG is parsed: the limit is part of the task's definition."""
@@ -70,14 +70,14 @@ def tune_hyperparameters():
     @task
     def find_dataset() -> str:
         """The prepared dataset the trials train and score on."""
-        from tasks.hyperparameters import find_prepared
+        from tasks.learning.tuning import find_prepared
 
         return str(find_prepared(stages.settings().data_root, stages.params()["prepared"]))
 
     @task
     def plan_trials() -> list[dict]:
         """Every combination of the grid, checked before any trial runs."""
-        from tasks.hyperparameters import expand_grid
+        from tasks.learning.tuning import expand_grid
 
         params = stages.params()
         trials = expand_grid(params["grid"], params["model"])
@@ -87,7 +87,7 @@ def tune_hyperparameters():
     @task(pool="gpu", queue=TRAINING_QUEUE, max_active_tis_per_dagrun=MAX_PARALLEL_TRIALS)
     def run_trial(prepared: str, trial: dict) -> dict:
         """Train and score one combination; track it in MLflow."""
-        from tasks.hyperparameters import log_trial, run_trial as run_one
+        from tasks.learning.tuning import log_trial, run_trial as run_one
 
         params, settings = stages.params(), stages.settings()
         output = settings.data_root / "tuning" / stages.run_key() / f"trial-{trial['index']:03d}"
@@ -99,7 +99,7 @@ def tune_hyperparameters():
     @task
     def select_best(trials: list[dict]) -> dict:
         """The best trial, written where training reads it."""
-        from tasks.hyperparameters import best_trial, save_best
+        from tasks.learning.tuning import best_trial, save_best
 
         params = stages.params()
         trials = sorted(trials, key=lambda t: t["index"])

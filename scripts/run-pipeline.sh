@@ -51,7 +51,7 @@ for metrics in sorted((events.parent / "evaluation").glob("*/metrics.json")):
     print(f"            report: {metrics.parent / 'report.html'}")
 summary = events.parent / "summary.json"
 if summary.exists():
-    from tasks.report import auc_table
+    from tasks.reporting.run_report import auc_table
     s = json.loads(summary.read_text())
     print("\nTest-split AUC of each model (one-vs-rest):\n" + auc_table(s))
     print(f"\nHTML report of the run: {s['report']}")

@@ -12,9 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
-from tasks.config import Settings
+from tasks.core.settings import Settings
 from tasks.contracts.validation import ContractError
-from tasks.errors import SettingsError, TopoError
+from tasks.core.errors import SettingsError, TopoError
 
 
 def _add_dask_options(p: argparse.ArgumentParser) -> None:
@@ -192,20 +192,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _generate(args, settings: Settings) -> dict:
-    from tasks.generate import SampleRequest, generate, parse_mix
+    from tasks.generator.generate import SampleRequest, generate, parse_mix
 
     request = SampleRequest(events=args.events, files_per_sample=args.files_per_sample, mix=parse_mix(args.mix),
                             seed=args.seed, branch_style=args.branch_style)  # fmt: skip
     if args.day and args.output:
         raise SettingsError("give --day or --output, not both")
     if args.day:
-        from tasks.daily import raw_day
+        from tasks.events.daily import raw_day
 
         output = raw_day(settings.raw_dir, args.day)
     else:
         output = args.output or settings.data_root / "raw" / "generated"
     if args.parallel:
-        from tasks.runtime import dask_client
+        from tasks.core.runtime import dask_client
 
         with dask_client(settings) as client:
             summary = generate(output, request, client)
@@ -215,14 +215,14 @@ def _generate(args, settings: Settings) -> dict:
 
 
 def _training_slots(args, settings: Settings) -> dict:
-    from tasks.runtime import gpu_count, training_slots
+    from tasks.core.runtime import gpu_count, training_slots
 
     return {"gpus": gpu_count(), "slots": training_slots(settings)}
 
 
 def _ingest(args, settings: Settings) -> dict:
-    from tasks.ingest import discover_samples, format_cutflow, ingest, load_samples_file
-    from tasks.runtime import dask_client
+    from tasks.events.ingest import discover_samples, format_cutflow, ingest, load_samples_file
+    from tasks.core.runtime import dask_client
 
     samples = load_samples_file(args.samples) if args.samples else discover_samples(args.input or settings.data_root / "raw" / "generated")
     output = args.output or settings.data_root / "events" / "manual"
@@ -233,8 +233,8 @@ def _ingest(args, settings: Settings) -> dict:
 
 
 def _prepare(args, settings: Settings) -> dict:
-    from tasks.prepare import PrepareSettings, prepare
-    from tasks.runtime import dask_client
+    from tasks.datasets.prepare import PrepareSettings, prepare
+    from tasks.core.runtime import dask_client
 
     options = PrepareSettings(seed=args.seed, test_fraction=args.test_fraction,
                               shard_events=args.shard_events or settings.shard_events, row_group_events=args.row_group_events,
@@ -248,8 +248,8 @@ def _prepare(args, settings: Settings) -> dict:
 
 
 def _feeds(args, settings: Settings) -> dict:
-    from tasks.feeds import write_tfrecords
-    from tasks.runtime import dask_client
+    from tasks.datasets.feeds import write_tfrecords
+    from tasks.core.runtime import dask_client
 
     prepared = args.prepared or settings.data_root / "prepared" / "manual"
     output = args.output or prepared.parent / f"{prepared.name}-tfrecord"
@@ -260,13 +260,13 @@ def _feeds(args, settings: Settings) -> dict:
 
 
 def _train(args, settings: Settings) -> dict:
-    from tasks.train import TrainSettings, parse_schedule, train
+    from tasks.learning.train import TrainSettings, parse_schedule, train
 
     options = TrainSettings(model=args.model, feed=args.feed, epochs=args.epochs, batch_size=args.batch_size,
                             learning_rates=parse_schedule(args.learning_rate), early_stopping_patience=args.early_stopping,
                             seed=args.seed, mixed_precision=args.mixed_precision)  # fmt: skip
     if args.tuned:
-        from tasks.hyperparameters import tuned_path, tuned_settings
+        from tasks.learning.tuning import tuned_path, tuned_settings
 
         options, tuned = tuned_settings(options, settings.data_root)
         if tuned is None:
@@ -279,7 +279,7 @@ def _train(args, settings: Settings) -> dict:
 
 
 def _evaluate(args, settings: Settings) -> dict:
-    from tasks.evaluate import evaluate
+    from tasks.learning.evaluate import evaluate
 
     output = args.output or args.model_dir.parent / f"{args.model_dir.name}-evaluation"
     metrics = evaluate(args.model_dir, output, fmt=args.feed, test_path=args.test)
@@ -288,14 +288,14 @@ def _evaluate(args, settings: Settings) -> dict:
 
 
 def _register(args, settings: Settings) -> dict:
-    from tasks.registry import register
+    from tasks.learning.registry import register
 
     evaluation = args.evaluation or args.model_dir.parent / f"{args.model_dir.name}-evaluation"
     return register(args.model_dir, evaluation, settings.tracking_uri)
 
 
 def _promote(args, settings: Settings) -> dict:
-    from tasks.registry import promote, registered_name
+    from tasks.learning.registry import promote, registered_name
 
     scaler = args.scaler or (args.test.parent / "scaler.json" if (args.test.parent / "scaler.json").exists() else None)
     return promote(registered_name(args.model), args.version, args.test, args.feed, settings.tracking_uri,
@@ -303,14 +303,14 @@ def _promote(args, settings: Settings) -> dict:
 
 
 def _rollback(args, settings: Settings) -> dict:
-    from tasks.registry import registered_name, rollback
+    from tasks.learning.registry import registered_name, rollback
 
     return rollback(registered_name(args.model), settings.tracking_uri)
 
 
 def _predict(args, settings: Settings) -> dict:
-    from tasks.predict import predict
-    from tasks.registry import download, registered_name
+    from tasks.learning.predict import predict
+    from tasks.learning.registry import download, registered_name
 
     model_dir = args.model_dir
     if model_dir is None:
@@ -323,7 +323,7 @@ def _predict(args, settings: Settings) -> dict:
 
 def _validate(args, settings: Settings) -> dict:
     from tasks.contracts import ValidationSettings, validate
-    from tasks.runtime import dask_client
+    from tasks.core.runtime import dask_client
 
     options = ValidationSettings.under(settings.data_root, args.run_name)
     if args.history:

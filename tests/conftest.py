@@ -25,7 +25,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__),
 @pytest.fixture(scope="session")
 def generated_sample(tmp_path_factory):
     """150 events (50 per class) in two files per class, uproot branch naming."""
-    from tasks.generate import SampleRequest, generate
+    from tasks.generator.generate import SampleRequest, generate
 
     out = tmp_path_factory.mktemp("sample") / "raw"
     generate(out, SampleRequest(events=150, files_per_sample=2, mix=(1, 1, 1), seed=11))
@@ -45,7 +45,7 @@ def dask_client():
 @pytest.fixture(scope="session")
 def ingested_events(generated_sample, dask_client, tmp_path_factory):
     """The generated sample ingested in chunks of 20 events: many small parts."""
-    from tasks.ingest import discover_samples, ingest
+    from tasks.events.ingest import discover_samples, ingest
 
     out = tmp_path_factory.mktemp("ingested") / "events"
     ingest(discover_samples(generated_sample), out, dask_client, chunk=20)
@@ -56,7 +56,7 @@ def ingested_events(generated_sample, dask_client, tmp_path_factory):
 def prepared(ingested_events, dask_client, tmp_path_factory):
     """Prepared data in several shards and row groups, so that shuffling,
     bucketing and rebatching all have something to do."""
-    from tasks.prepare import PrepareSettings, prepare
+    from tasks.datasets.prepare import PrepareSettings, prepare
 
     out = tmp_path_factory.mktemp("prepared") / "prepared"
     settings = PrepareSettings(seed=3, shard_events=12, row_group_events=5, dev_train_events=7, dev_test_events=4)

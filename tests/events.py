@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from tasks import schema
-from tasks.features import Collection
+from tasks.core import schema
+from tasks.events.kernel import Collection
 
 
 def particle(pt, eta, phi, **extra):

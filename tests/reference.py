@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from tasks import schema
+from tasks.core import schema
 
 PASSED, EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON = 0, 1, 2
 

@@ -50,7 +50,7 @@ def test_invalid_params_are_refused_when_the_run_is_triggered(airflow):
 
 @pytest.mark.slow
 def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_that_day(airflow):
-    from tasks.generate import SampleRequest, generate
+    from tasks.generator.generate import SampleRequest, generate
 
     data = airflow.data_root
     for i, day in enumerate(DAYS):

@@ -12,16 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import schema
+from tasks.core import schema
 from tasks.contracts import ContractError, ValidationSettings, available, load_contract, validate
-from tasks.errors import SettingsError
+from tasks.core.errors import SettingsError
 
 HLF_MET = schema.HLF_COLUMNS.index("MET")
 
 
 @pytest.fixture(scope="module")
 def tfrecords(prepared, dask_client, tmp_path_factory):
-    from tasks.feeds import write_tfrecords
+    from tasks.datasets.feeds import write_tfrecords
 
     out = tmp_path_factory.mktemp("feeds") / "tfrecord"
     write_tfrecords(prepared[0], out, dask_client, compression="gzip")
@@ -216,7 +216,7 @@ def test_nonzero_padding_and_unscaled_hlf_fail(prepared, tmp_path, dask_client):
 
 # --- feeds ------------------------------------------------------------------------------------
 def test_tfrecord_that_differs_from_the_parquet_fails(prepared, tfrecords, tmp_path, dask_client):
-    from tasks.feeds import frame_record, iter_records
+    from tasks.datasets.feeds import frame_record, iter_records
 
     broken = copy_dataset(tfrecords, tmp_path)
     summary = json.loads((broken / "_summary.json").read_text())
@@ -239,7 +239,7 @@ def test_tfrecord_that_differs_from_the_parquet_fails(prepared, tfrecords, tmp_p
 
 def test_tfrecord_values_are_compared_with_parquet(prepared, tmp_path, dask_client):
     """Rows swapped inside one Parquet shard: the counts still match, the values do not."""
-    from tasks.feeds import write_tfrecords
+    from tasks.datasets.feeds import write_tfrecords
 
     broken_prepared = copy_dataset(prepared[0], tmp_path, "prepared")
     feeds = tmp_path / "tfrecord"
@@ -252,7 +252,7 @@ def test_tfrecord_values_are_compared_with_parquet(prepared, tmp_path, dask_clie
 
 # --- predictions and the CLI ---------------------------------------------------------------------
 def test_predictions_contract(tmp_path):
-    from tasks.predict import predictions_table
+    from tasks.learning.predict import predictions_table
 
     p = np.array([[0.2, 0.3, 0.5], [0.9, 0.05, 0.05]], np.float32)
     good = tmp_path / "good.parquet"

@@ -94,7 +94,7 @@ def test_retraining_runs_on_a_schedule_and_on_new_partitions(dagbag):
 
 
 def test_hyperparameter_search_fans_out_under_a_limit(dagbag):
-    from tasks.config import Settings
+    from tasks.core.settings import Settings
 
     dag = dagbag.dags["tune_hyperparameters"]
     _assert_chain(dag, ["plan_trials", "run_trial", "select_best"])

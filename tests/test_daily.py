@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.daily import has_input, parse_day, partition, partitions, publish, raw_day, staging_partition, window
-from tasks.errors import SettingsError
+from tasks.events.daily import has_input, parse_day, partition, partitions, publish, raw_day, staging_partition, window
+from tasks.core.errors import SettingsError
 
 
 def _partition(root, day, content="x"):

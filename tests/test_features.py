@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from tasks import schema
-from tasks.delphes import read_chunk
-from tasks.features import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features, dense_llf
+from tasks.core import schema
+from tasks.events.delphes import read_chunk
+from tasks.events.kernel import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features, dense_llf
 from tests import reference
 from tests.events import busy_background, event, particle, to_collections
 

@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import schema
-from tasks.errors import SettingsError
-from tasks.feeds import _bytes_feature, _float_feature, _int64_feature, serialize_example, write_tfrecords
-from tasks.prepare import GRU_SIZE
-from tasks.readers import FeedError, open_feed
-from tasks.scaling import ScalerError
+from tasks.core import schema
+from tasks.core.errors import SettingsError
+from tasks.datasets.feeds import _bytes_feature, _float_feature, _int64_feature, serialize_example, write_tfrecords
+from tasks.datasets.prepare import GRU_SIZE
+from tasks.datasets.readers import FeedError, open_feed
+from tasks.datasets.scaling import ScalerError
 
 tf = pytest.importorskip("tensorflow")  # a core dependency; imported lazily because it is slow
 
@@ -79,7 +79,7 @@ def test_training_reshuffles_every_epoch_and_covers_every_row(prepared, tfrecord
 
 def test_training_directly_on_published_tfrecords(tmp_path):
     """The published files come without our _summary.json or scaler: counted from the files."""
-    from tasks.train import TrainSettings, count_events, train
+    from tasks.learning.train import TrainSettings, count_events, train
 
     rng = np.random.default_rng(2)
     for split, n in (("train", 24), ("test", 9)):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks import schema
-from tasks.delphes import read_chunk
-from tasks.errors import SettingsError
-from tasks.features import PASSED, compute_features, dense_llf
-from tasks.generate import MANIFEST, SampleRequest, generate, parse_mix, write_file
-from tasks.storage import read_json
+from tasks.core import schema
+from tasks.events.delphes import read_chunk
+from tasks.core.errors import SettingsError
+from tasks.events.kernel import PASSED, compute_features, dense_llf
+from tasks.generator.generate import MANIFEST, SampleRequest, generate, parse_mix, write_file
+from tasks.core.storage import read_json
 
 HLF = {name: i for i, name in enumerate(schema.HLF_COLUMNS)}
 LLF = {name: i for i, name in enumerate(schema.LLF_COLUMNS)}

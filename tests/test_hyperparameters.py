@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from tasks.errors import SettingsError
-from tasks.hyperparameters import (TuningError, apply, best_trial, expand_grid, log_trial, run_trial, save_best,
+from tasks.core.errors import SettingsError
+from tasks.learning.tuning import (TuningError, apply, best_trial, expand_grid, log_trial, run_trial, save_best,
                                    tuned_path, tuned_settings)  # fmt: skip
-from tasks.train import TrainSettings
+from tasks.learning.train import TrainSettings
 
 
 def test_grid_expands_to_every_combination_in_a_fixed_order():
@@ -38,7 +38,7 @@ def test_a_bad_grid_is_refused_before_any_trial(grid, message):
 
 
 def test_hyperparameters_change_the_built_model():
-    from tasks.models import build_model
+    from tasks.learning.models import build_model
 
     settings = apply(TrainSettings(model="hlf"), {"hidden": [8, 4], "activation": "tanh", "learning_rate": 0.01})
     assert settings.hidden == (8, 4) and settings.learning_rates == ((0, 0.01),)
@@ -94,7 +94,7 @@ def test_a_trial_trains_scores_is_tracked_and_its_best_set_reaches_training(prep
 def test_the_search_dataset_is_the_given_one_or_the_newest_prepared(tmp_path):
     import os
 
-    from tasks.hyperparameters import find_prepared
+    from tasks.learning.tuning import find_prepared
 
     with pytest.raises(SettingsError, match="no prepared dataset under"):
         find_prepared(tmp_path)

@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import schema
-from tasks.delphes import inspect_file, read_chunk
-from tasks.errors import InputFileError, SettingsError
-from tasks.features import dense_llf
-from tasks.ingest import IngestError, Sample, discover_samples, ingest, load_samples_file, read_lfeatures
+from tasks.core import schema
+from tasks.events.delphes import inspect_file, read_chunk
+from tasks.core.errors import InputFileError, SettingsError
+from tasks.events.kernel import dense_llf
+from tasks.events.ingest import IngestError, Sample, discover_samples, ingest, load_samples_file, read_lfeatures
 from tests.events import busy_background, event, particle, write_root
 
 
@@ -56,7 +56,7 @@ def test_output_schema_and_contents(ingested, generated_sample):
     assert len(set(ids)) == len(ids), "event ids must be unique"
     # The first and the last row agree with a direct computation on the file
     # they name (the last one is a slice, so read_lfeatures sees offsets > 0).
-    from tasks.features import compute_features
+    from tasks.events.kernel import compute_features
 
     for index in (0, table.num_rows - 1):
         row = table.slice(index, 1)

@@ -92,8 +92,8 @@ def test_a_run_triggered_through_the_api_resumes_a_killed_training_and_registers
 def test_killing_a_dask_worker_during_ingestion_gives_the_same_output(local_cluster, tmp_path):
     from distributed import Client
 
-    from tasks.generate import SampleRequest, generate
-    from tasks.ingest import discover_samples, ingest
+    from tasks.generator.generate import SampleRequest, generate
+    from tasks.events.ingest import discover_samples, ingest
 
     with Client(local_cluster.dask_scheduler) as client:
         raw = local_cluster.data_root / "raw" / "worker-kill"

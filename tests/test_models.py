@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")  # a core dependency (TensorFlow), imported lazily because it is slow
 
-from tasks.errors import SettingsError  # noqa: E402
-from tasks.models import build_model  # noqa: E402
+from tasks.core.errors import SettingsError  # noqa: E402
+from tasks.learning.models import build_model  # noqa: E402
 
 
 # Hand-counted: Dense 14→50→20→10→3; GRU(50) on 19 features with reset_after
@@ -64,7 +64,7 @@ def test_transformer_ignores_padding_and_particle_order():
 
 
 def test_saved_models_load_back(tmp_path):
-    import tasks.models  # noqa: F401  registers the custom layers
+    import tasks.learning.models  # noqa: F401  registers the custom layers
 
     model = build_model("inclusive_transformer")
     model.save(tmp_path / "m.keras")

@@ -52,7 +52,7 @@ def test_dag_runs_every_stage_from_generation_to_evaluation(tmp_path):
         assert all(json.loads(line)["success"] for line in history) and history, contract
     assert len((tmp_path / "data" / "validation" / "predictions" / "history.jsonl").read_text().splitlines()) == 3
     assert not (tmp_path / "data" / "quarantine").exists()
-    from tasks.registry import champion_history
+    from tasks.learning.registry import champion_history
 
     tracking = f"sqlite:///{tmp_path / 'data' / 'mlflow' / 'mlflow.db'}"
     for model in ("hlf", "gru", "inclusive"):

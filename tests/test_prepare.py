@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import schema
-from tasks.errors import SettingsError
-from tasks.ingest import read_lfeatures
-from tasks.prepare import GRU_SIZE, PrepareError, PrepareSettings, load_prepared, order_particles, prepare
-from tasks.scaling import Scaler, ScalerError
+from tasks.core import schema
+from tasks.core.errors import SettingsError
+from tasks.events.ingest import read_lfeatures
+from tasks.datasets.prepare import GRU_SIZE, PrepareError, PrepareSettings, load_prepared, order_particles, prepare
+from tasks.datasets.scaling import Scaler, ScalerError
 
 ETA, PHI = schema.LLF_COLUMNS.index("Eta"), schema.LLF_COLUMNS.index("Phi")
 

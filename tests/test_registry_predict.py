@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.errors import SettingsError
-from tasks.evaluate import _rescale, evaluate
-from tasks.predict import predict
-from tasks.prepare import PrepareSettings, model_inputs, prepare
-from tasks.registry import CHAMPION, RegistryError, champion_history, download, promote, register, rollback
-from tasks.scaling import Scaler
-from tasks.train import TrainSettings, parse_schedule, train
+from tasks.core.errors import SettingsError
+from tasks.learning.evaluate import _rescale, evaluate
+from tasks.learning.predict import predict
+from tasks.datasets.prepare import PrepareSettings, model_inputs, prepare
+from tasks.learning.registry import CHAMPION, RegistryError, champion_history, download, promote, register, rollback
+from tasks.datasets.scaling import Scaler
+from tasks.learning.train import TrainSettings, parse_schedule, train
 
 
 @pytest.fixture(scope="module")

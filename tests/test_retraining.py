@@ -21,9 +21,9 @@ STRONG = {"models": ["hlf"], "epochs": 25, "learning_rate": "1e-2", "batch_size"
 @pytest.fixture(scope="module")
 def daily_partitions(tmp_path_factory, dask_client):
     """Two published days, as ingest_daily leaves them."""
-    from tasks.daily import partition
-    from tasks.generate import SampleRequest, generate
-    from tasks.ingest import discover_samples, ingest
+    from tasks.events.daily import partition
+    from tasks.generator.generate import SampleRequest, generate
+    from tasks.events.ingest import discover_samples, ingest
 
     data = tmp_path_factory.mktemp("retraining") / "data"
     for i, day in enumerate(("2026-02-01", "2026-02-02")):
@@ -42,7 +42,7 @@ def _succeeded(log: str) -> None:
 def test_a_better_challenger_is_promoted_a_worse_one_is_not_and_rollback_undoes(daily_partitions, tmp_path):
     from mlflow import MlflowClient
 
-    from tasks.registry import champion_history, tracking
+    from tasks.learning.registry import champion_history, tracking
 
     data, home = daily_partitions, tmp_path / "airflow"
     uri = f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"

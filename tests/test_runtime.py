@@ -6,8 +6,8 @@ import subprocess
 import sys
 import textwrap
 
-from tasks.config import Settings
-from tasks.runtime import gpu_count, training_slots
+from tasks.core.settings import Settings
+from tasks.core.runtime import gpu_count, training_slots
 
 
 def test_dask_workers_start_when_the_main_script_is_the_airflow_cli(tmp_path):
@@ -19,8 +19,8 @@ def test_dask_workers_start_when_the_main_script_is_the_airflow_cli(tmp_path):
         import sys
         if __name__ != "__main__":
             raise SystemExit("re-ran the main script in a worker")
-        from tasks.config import Settings
-        from tasks.runtime import dask_client
+        from tasks.core.settings import Settings
+        from tasks.core.runtime import dask_client
         with dask_client(Settings(dask_workers=1)) as client:
             print("sum", client.submit(sum, [1, 2, 3]).result(timeout=60))
         print("__file__ restored:", __file__ == sys.argv[0])

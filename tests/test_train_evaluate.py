@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from tasks.errors import SettingsError
-from tasks.evaluate import evaluate, physics_metrics
-from tasks.train import TrainSettings, parse_schedule, train
+from tasks.core.errors import SettingsError
+from tasks.learning.evaluate import evaluate, physics_metrics
+from tasks.learning.train import TrainSettings, parse_schedule, train
 
 
 def test_physics_metrics_on_known_scores():

@@ -17,7 +17,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import task
 
-from tasks.config import Settings
+from tasks.core.settings import Settings
 from topo_airflow import stages
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
-from tasks.registry import METRICS
-from tasks.schema import MODEL_INPUTS
+from tasks.learning.registry import METRICS
+from tasks.core.schema import MODEL_INPUTS
 
 ALL_MODELS = tuple(MODEL_INPUTS)
 PAPER_MODELS = ["hlf", "gru", "inclusive"]

@@ -30,7 +30,7 @@ def params() -> dict:
 
 
 def settings():
-    from tasks.config import Settings
+    from tasks.core.settings import Settings
 
     return Settings.from_env()
 
@@ -44,7 +44,7 @@ def check_contract(contract: str, dataset: str, dask: bool = True) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
 
     from tasks.contracts import ContractError, ValidationSettings, validate
-    from tasks.runtime import dask_client
+    from tasks.core.runtime import dask_client
 
     config = settings()
     options = ValidationSettings.under(config.data_root, run_name=f"{run_key()}-{Path(dataset).name}")
@@ -61,8 +61,8 @@ def check_contract(contract: str, dataset: str, dask: bool = True) -> dict:
 
 def prepare(events: str | list[str], output: Path) -> dict:
     """Balanced, split, scaled training data from ingested events, on Dask."""
-    from tasks.prepare import PrepareSettings, prepare as run_prepare
-    from tasks.runtime import dask_client
+    from tasks.datasets.prepare import PrepareSettings, prepare as run_prepare
+    from tasks.core.runtime import dask_client
 
     p, config = params(), settings()
     options = PrepareSettings(seed=p["split_seed"], test_fraction=p["test_fraction"], shard_events=config.shard_events)
@@ -74,8 +74,8 @@ def prepare(events: str | list[str], output: Path) -> dict:
 
 def write_feeds(prepared: dict) -> dict:
     """The prepared rows as TFRecord shards next to them, on Dask."""
-    from tasks.feeds import write_tfrecords
-    from tasks.runtime import dask_client
+    from tasks.datasets.feeds import write_tfrecords
+    from tasks.core.runtime import dask_client
 
     config = settings()
     output = Path(prepared["prepared"]).parent / "tfrecord"
@@ -88,8 +88,8 @@ def write_feeds(prepared: dict) -> dict:
 def train(feeds: dict, model: str) -> dict:
     """One classifier from the run's Params (and the tuned hyperparameters when
     ``use_tuned``), resuming from its backup if this is a retry."""
-    from tasks.hyperparameters import tuned_settings
-    from tasks.train import TrainSettings, parse_schedule, train as run_train
+    from tasks.learning.tuning import tuned_settings
+    from tasks.learning.train import TrainSettings, parse_schedule, train as run_train
 
     p = params()
     options = TrainSettings(model=model, feed=p["feed_format"] if feeds.get("tfrecord") else "petastorm",
@@ -106,7 +106,7 @@ def train(feeds: dict, model: str) -> dict:
 
 def evaluate(trained: dict) -> dict:
     """Metrics, plots, the HTML report and per-event scores of one trained model."""
-    from tasks.evaluate import evaluate as run_evaluate
+    from tasks.learning.evaluate import evaluate as run_evaluate
 
     output = Path(trained["model_dir"]).parent.parent / "evaluation" / trained["model"]
     metrics = run_evaluate(trained["model_dir"], output)
@@ -121,7 +121,7 @@ def check_predictions(evaluated: dict) -> dict:
 
 def register(evaluated: dict) -> dict:
     """Track the model in MLflow and add a version to topo-<model> (no promotion)."""
-    from tasks.registry import register as run_register
+    from tasks.learning.registry import register as run_register
 
     evaluation = Path(evaluated["report"]).parent
     model_dir = evaluation.parent.parent / "models" / evaluated["model"]
@@ -133,7 +133,7 @@ def register(evaluated: dict) -> dict:
 def promote(registered: dict) -> dict:
     """Champion only if better than the current one on this run's test split;
     the decision and both scores are logged and kept in the registry."""
-    from tasks.registry import promote as run_promote
+    from tasks.learning.registry import promote as run_promote
 
     p = params()
     prepared = Path(registered["run_dir"]) / "prepared"
@@ -148,7 +148,7 @@ def promote(registered: dict) -> dict:
 
 def report(decisions: list[dict]) -> dict:
     """The run's one-page report: the AUC table and the promotion decisions."""
-    from tasks.report import auc_table, summarise_run
+    from tasks.reporting.run_report import auc_table, summarise_run
 
     decisions = list(decisions)
     run_dir = Path(decisions[0]["run_dir"])

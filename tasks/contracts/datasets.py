@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
+from tasks.core import schema
 from tasks.contracts import views
-from tasks.errors import SettingsError
-from tasks.storage import read_json
+from tasks.core.errors import SettingsError
+from tasks.core.storage import read_json
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.config import REPO_ROOT
-from tasks.errors import SettingsError
+from tasks.core.settings import REPO_ROOT
+from tasks.core.errors import SettingsError
 
 log = logging.getLogger(__name__)
 

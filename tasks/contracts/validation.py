@@ -31,8 +31,8 @@ from pathlib import Path
 
 from tasks.contracts import datasets
 from tasks.contracts.suites import Contract, ephemeral_context, failures, import_gx, load_contract, run_suite
-from tasks.errors import TopoError
-from tasks.storage import write_json
+from tasks.core.errors import TopoError
+from tasks.core.storage import write_json
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
+from tasks.core import schema
 
 TYPE_COLUMNS = ("isChHad", "isNeuHad", "isGamma", "isEle", "isMu")
 _COL = {name: i for i, name in enumerate(schema.LLF_COLUMNS)}
@@ -219,7 +219,7 @@ def feeds_view(tfrecord: str | Path, parquet: str | Path, sample_rows: int, seed
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from tasks.feeds import iter_records, parse_example
+    from tasks.datasets.feeds import iter_records, parse_example
 
     parquet_file = pq.ParquetFile(parquet)
     n_parquet = parquet_file.metadata.num_rows

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
-from tasks.errors import InputFileError
-from tasks.features import Collection
+from tasks.core import schema
+from tasks.core.errors import InputFileError
+from tasks.events.kernel import Collection
 
 
 def _open_tree(path: str):

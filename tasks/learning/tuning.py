@@ -5,7 +5,7 @@ units per layer, the activation, the optimizer, the batch size and the
 learning rate, scoring each model by its AUC. A grid here is a JSON object of
 lists, one list per hyperparameter (``GRID_KEYS``); every combination is one
 trial. A trial trains on the train split of a prepared dataset and is scored
-on its test split by one of the promotion metrics (tasks.registry.METRICS).
+on its test split by one of the promotion metrics (tasks.learning.registry.METRICS).
 
 The best set is written to ``<data root>/hyperparameters/<model>.json`` with
 where it came from; ``topology_classifier`` and ``retrain_classifier`` read it
@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tasks.errors import SettingsError, TopoError
-from tasks.registry import lower_is_better
-from tasks.storage import read_json, write_json
+from tasks.core.errors import SettingsError, TopoError
+from tasks.learning.registry import lower_is_better
+from tasks.core.storage import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Architecture:
 
 
 def apply(settings, hyperparameters: dict):
-    """``settings`` (tasks.train.TrainSettings) with a trial's or a tuned set's values."""
+    """``settings`` (tasks.learning.train.TrainSettings) with a trial's or a tuned set's values."""
     unknown = set(hyperparameters) - set(GRID_KEYS)
     if unknown:
         raise SettingsError(f"unknown hyperparameter(s) {', '.join(sorted(unknown))}; known: {', '.join(GRID_KEYS)}")
@@ -81,7 +81,7 @@ def apply(settings, hyperparameters: dict):
 def expand_grid(grid: dict, model: str) -> list[dict]:
     """Every combination of the grid's values, in a fixed order; each checked
     by building the training settings, so a bad value fails before any trial runs."""
-    from tasks.train import TrainSettings
+    from tasks.learning.train import TrainSettings
 
     if not isinstance(grid, dict) or not grid:
         raise TuningError(f"the grid must be a non-empty JSON object of lists, got {grid!r}")
@@ -109,9 +109,9 @@ def run_trial(prepared: str | Path, output: str | Path, model: str, trial: dict,
 
     ``output/trial.json`` keeps the result (with start and end times); a trial
     that already finished with the same settings is not run again."""
-    from tasks.evaluate import physics_metrics, predict_split
-    from tasks.registry import METRICS, summarise
-    from tasks.train import TrainSettings, train
+    from tasks.learning.evaluate import physics_metrics, predict_split
+    from tasks.learning.registry import METRICS, summarise
+    from tasks.learning.train import TrainSettings, train
 
     if metric not in METRICS:
         raise SettingsError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -187,7 +187,7 @@ def log_trial(tracking_uri: str, search: str, trial: dict) -> str:
     """One MLflow run per trial in the experiment ``topology-classifier-tuning``."""
     import json
 
-    from tasks.registry import tracking
+    from tasks.learning.registry import tracking
 
     mlflow = tracking(tracking_uri, experiment="topology-classifier-tuning")
     params = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in trial["hyperparameters"].items()}

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 
-from tasks.errors import SettingsError, TopoError
-from tasks.storage import read_json
+from tasks.core.errors import SettingsError, TopoError
+from tasks.core.storage import read_json
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def tracking(tracking_uri: str, experiment: str = EXPERIMENT):
 
 
 def summarise(metrics: dict) -> dict[str, float]:
-    """The promotion metrics of an evaluation (tasks.evaluate.physics_metrics)."""
+    """The promotion metrics of an evaluation (tasks.learning.evaluate.physics_metrics)."""
     classes = metrics["classes"]
     aucs = [c["auc"] for c in classes.values()]
     out = {"accuracy": metrics["accuracy"], "mean_auc": float(sum(aucs) / len(aucs))}
@@ -153,8 +153,8 @@ def promote(name: str, version: int, test_path: str | Path, fmt: str, tracking_u
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from tasks.evaluate import physics_metrics, predict_split
-    from tasks.scaling import Scaler
+    from tasks.learning.evaluate import physics_metrics, predict_split
+    from tasks.datasets.scaling import Scaler
 
     if metric not in METRICS:
         raise SettingsError(f"unknown promotion metric {metric!r}; choose one of {', '.join(METRICS)}")

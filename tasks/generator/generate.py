@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
-from tasks.errors import SettingsError
-from tasks.storage import atomic_directory, read_json, write_json
+from tasks.core import schema
+from tasks.core.errors import SettingsError
+from tasks.core.storage import atomic_directory, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def write_file(path: str, sample: str, n_events: int, seed: int, branch_style: s
     """Generate ``n_events`` events of ``sample`` into one ROOT file at ``path``."""
     import uproot
 
-    from tasks.physics import EventFactory
+    from tasks.generator.physics import EventFactory
 
     label = schema.LABELS[sample]
     rng = np.random.default_rng([seed, label, _file_key(path)])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks import kinematics as kin
+from tasks.generator import kinematics as kin
 
 M_W, GAMMA_W = 80.4, 2.1
 M_TOP, GAMMA_TOP = 172.5, 1.4

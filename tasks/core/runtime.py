@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tasks.config import Settings
+from tasks.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

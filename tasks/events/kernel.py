@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from tasks import schema
+from tasks.core import schema
 
 # Status codes per event, in cutflow order.
 PASSED = 0

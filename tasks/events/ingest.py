@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
-from tasks.errors import InputFileError, SettingsError, TopoError
-from tasks.storage import atomic_directory, write_json
+from tasks.core import schema
+from tasks.core.errors import InputFileError, SettingsError, TopoError
+from tasks.core.storage import atomic_directory, write_json
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def plan_chunks(n_entries: int, chunk: int) -> list[tuple[int, int]]:
 # --- work done on the workers ---------------------------------------------------
 def _inspect(path: str) -> dict:
     try:
-        from tasks.delphes import inspect_file
+        from tasks.events.delphes import inspect_file
 
         return {"path": path, "entries": inspect_file(path)}
     except InputFileError as exc:
@@ -146,8 +146,8 @@ def process_chunk(sample: str, label: int, path: str, start: int, stop: int, out
 
 
 def _process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str, id_prefix: str) -> dict:
-    from tasks.delphes import read_chunk
-    from tasks.features import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features
+    from tasks.events.delphes import read_chunk
+    from tasks.events.kernel import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features
 
     events, met, met_phi = read_chunk(path, start, stop)
     feats = compute_features(events, met, met_phi)
@@ -238,7 +238,7 @@ def event_table(sample: str, label: int, path: str, start: int, feats, keep: np.
 def read_lfeatures(column) -> tuple[np.ndarray, np.ndarray]:
     """Decode an ``lfeatures`` column (pyarrow Array or ChunkedArray) into the
     compact LLF rows (n_rows, 19) and per-event row offsets (n_events + 1), the
-    form ``tasks.features.dense_llf`` expands."""
+    form ``tasks.events.kernel.dense_llf`` expands."""
     import pyarrow as pa
 
     if isinstance(column, pa.ChunkedArray):
@@ -320,7 +320,7 @@ def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000,
 
 def _write_empty_part(directory: Path) -> None:
     """A dataset with no selected event still has a schema to read."""
-    from tasks.features import ChunkFeatures
+    from tasks.events.kernel import ChunkFeatures
 
     empty = ChunkFeatures(
         status=np.zeros(0, np.int8), hlf=np.zeros((0, schema.HLF_FEATURES), np.float32),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from tasks import schema
-from tasks.storage import read_json, temporary_sibling, write_json
+from tasks.core import schema
+from tasks.core.storage import read_json, temporary_sibling, write_json
 
 
 def summarise_run(run_dir: str | Path, decisions: list[dict] | None = None) -> dict:

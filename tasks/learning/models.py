@@ -25,9 +25,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tasks import schema
-from tasks.errors import SettingsError
-from tasks.hyperparameters import Architecture
+from tasks.core import schema
+from tasks.core.errors import SettingsError
+from tasks.learning.tuning import Architecture
 
 N_CLASSES = len(schema.CLASS_NAMES)
 MODEL_INPUTS = schema.MODEL_INPUTS

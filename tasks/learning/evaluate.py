@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
-from tasks.scaling import Scaler, ScalerError
-from tasks.storage import atomic_directory, read_json, write_json
+from tasks.core import schema
+from tasks.datasets.scaling import Scaler, ScalerError
+from tasks.core.storage import atomic_directory, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def predict_split(model_dir: Path, path: Path, fmt: str, batch_size: int = 1024,
     """
     import keras
 
-    import tasks.models  # noqa: F401  registers the custom layers
-    from tasks.readers import open_feed
+    import tasks.learning.models  # noqa: F401  registers the custom layers
+    from tasks.datasets.readers import open_feed
 
     training = read_json(model_dir / "training.json")
     model = keras.models.load_model(model_dir / "model.keras")
@@ -125,8 +125,8 @@ def evaluate(model_dir: str | Path, output: str | Path, fmt: str | None = None, 
     ``predictions.parquet`` (the scores per event, for the predictions contract)."""
     import pyarrow.parquet as pq
 
-    from tasks.predict import predictions_table
-    from tasks.readers import FeedError, feed_event_ids
+    from tasks.learning.predict import predictions_table
+    from tasks.datasets.readers import FeedError, feed_event_ids
 
     model_dir, output = Path(model_dir), Path(output)
     training = read_json(model_dir / "training.json")

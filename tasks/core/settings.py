@@ -24,9 +24,9 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from tasks.errors import SettingsError
+from tasks.core.errors import SettingsError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _default_workers() -> int:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
-from tasks.errors import SettingsError
-from tasks.feeds import FeedError  # noqa: F401  (raised here, defined with the format)
-from tasks.prepare import GRU_SIZE
+from tasks.core import schema
+from tasks.core.errors import SettingsError
+from tasks.datasets.feeds import FeedError  # noqa: F401  (raised here, defined with the format)
+from tasks.datasets.prepare import GRU_SIZE
 
 FORMATS = ("petastorm", "tfrecord")
 INPUTS = {
@@ -71,7 +71,7 @@ def feed_event_ids(path: str | Path, fmt: str) -> list[str]:
     (the published files) get ``<shard>:<row>``."""
     import pyarrow.parquet as pq
 
-    from tasks.feeds import iter_records, parse_example
+    from tasks.datasets.feeds import iter_records, parse_example
 
     ids = []
     for f in feed_files(path, fmt):

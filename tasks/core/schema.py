@@ -107,4 +107,4 @@ MODEL_INPUTS: dict[str, str] = {
     "inclusive_lstm": "inclusive",
     "inclusive_transformer": "inclusive",
 }
-"""Model name → the feed inputs it takes (tasks.readers.INPUTS)."""
+"""Model name → the feed inputs it takes (tasks.datasets.readers.INPUTS)."""

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
-from tasks.errors import SettingsError, TopoError
-from tasks.prepare import GRU_SIZE, SPLITS, PrepareError, load_prepared
-from tasks.storage import atomic_directory, write_json
+from tasks.core import schema
+from tasks.core.errors import SettingsError, TopoError
+from tasks.datasets.prepare import GRU_SIZE, SPLITS, PrepareError, load_prepared
+from tasks.core.storage import atomic_directory, write_json
 
 log = logging.getLogger(__name__)
 

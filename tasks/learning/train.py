@@ -27,11 +27,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tasks import schema
-from tasks.errors import SettingsError
-from tasks.hyperparameters import Architecture
-from tasks.readers import FORMATS
-from tasks.storage import atomic_directory, read_json, write_json
+from tasks.core import schema
+from tasks.core.errors import SettingsError
+from tasks.learning.tuning import Architecture
+from tasks.datasets.readers import FORMATS
+from tasks.core.storage import atomic_directory, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class TrainSettings:
     early_stopping_patience: int = 0  # epochs without val_loss improvement; 0: off
     seed: int = 42
     mixed_precision: bool = False
-    # The architecture and optimizer (tasks.models.Architecture); the defaults
+    # The architecture and optimizer (tasks.learning.models.Architecture); the defaults
     # are the paper's, a hyperparameter search changes them.
     hidden: tuple[int, ...] | None = None
     activation: str = "relu"
@@ -112,8 +112,8 @@ def dataset_info(paths: dict[str, Path], feed: str) -> dict:
     counted from their files; the model is then saved without a scaler and
     can be evaluated on such data but not used on raw events.
     """
-    from tasks.prepare import load_prepared
-    from tasks.readers import feed_files
+    from tasks.datasets.prepare import load_prepared
+    from tasks.datasets.readers import feed_files
 
     root = paths["train"].parent
     if (root / "_summary.json").exists():
@@ -193,8 +193,8 @@ def train(prepared: str | Path | None, output: str | Path, settings: TrainSettin
     import keras
     import tensorflow as tf
 
-    from tasks.models import build_model
-    from tasks.readers import open_feed, steps_per_epoch
+    from tasks.learning.models import build_model
+    from tasks.datasets.readers import open_feed, steps_per_epoch
 
     prepared, output = (Path(prepared) if prepared else None), Path(output)
     paths = feed_paths(prepared, Path(tfrecord) if tfrecord else None, settings.feed)

@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
-from tasks.errors import SettingsError, TopoError
-from tasks.scaling import PartialStats, Scaler
-from tasks.storage import atomic_directory, read_json, write_json
+from tasks.core import schema
+from tasks.core.errors import SettingsError, TopoError
+from tasks.datasets.scaling import PartialStats, Scaler
+from tasks.core.storage import atomic_directory, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def _scatter(index: int, path: str, the_plan: Plan, seed: int, pieces: str) -> d
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks.ingest import read_lfeatures
+    from tasks.events.ingest import read_lfeatures
 
     table = _read(path, ["event_id", "label", "hfeatures", "lfeatures"])
     labels = np.asarray(table.column("label"), np.int64)
@@ -240,8 +240,8 @@ def model_inputs(table, scaler: Scaler) -> tuple[np.ndarray, np.ndarray, np.ndar
     """An ingested table's events as the models see them: scaled HLF (n, 14),
     ordered, standardised, zero-padded GRU input (n, 801 × 19), and the number
     of real particles. Training data and inference both go through here."""
-    from tasks.features import dense_llf
-    from tasks.ingest import read_lfeatures
+    from tasks.events.kernel import dense_llf
+    from tasks.events.ingest import read_lfeatures
 
     llf, offsets = read_lfeatures(table.column("lfeatures"))
     rows = scaler.scale_llf_rows(llf[order_particles(llf, offsets)])

@@ -23,9 +23,9 @@ import logging
 import shutil
 from pathlib import Path
 
-from tasks import schema
-from tasks.errors import SettingsError
-from tasks.storage import replace_directory
+from tasks.core import schema
+from tasks.core.errors import SettingsError
+from tasks.core.storage import replace_directory
 
 log = logging.getLogger(__name__)
 

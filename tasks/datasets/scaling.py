@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import schema
-from tasks.errors import TopoError
-from tasks.storage import read_json, write_json
+from tasks.core import schema
+from tasks.core.errors import TopoError
+from tasks.core.storage import read_json, write_json
 
 FORMAT = "topo-scaler"
 VERSION = 1

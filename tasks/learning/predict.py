@@ -3,7 +3,7 @@
 Input: Delphes ROOT files (a file, a directory, a glob) or an ingested Parquet
 dataset. ROOT input goes through the same selection and features as
 ingestion; every event then goes through the same ordering and scaling as the
-training data (tasks.prepare.model_inputs), with the scaler stored with the
+training data (tasks.datasets.prepare.model_inputs), with the scaler stored with the
 model. Output: one Parquet file of ``event_id``, ``p_qcd``, ``p_ttbar``,
 ``p_wjets`` and ``predicted`` (class name), written atomically.
 
@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tasks import schema
-from tasks.errors import SettingsError, TopoError
-from tasks.storage import read_json, temporary_sibling
+from tasks.core import schema
+from tasks.core.errors import SettingsError, TopoError
+from tasks.core.storage import read_json, temporary_sibling
 
 if TYPE_CHECKING:
     from tasks.contracts import ValidationSettings
@@ -52,8 +52,8 @@ def _input_files(source: str | Path) -> tuple[str, list[str]]:
 
 def _ingest_root(files: list[str], workdir: Path, chunk: int) -> list[str]:
     """Selection and features of ROOT files into Parquet parts (as ingestion does)."""
-    from tasks.delphes import inspect_file
-    from tasks.ingest import plan_chunks, process_chunk
+    from tasks.events.delphes import inspect_file
+    from tasks.events.ingest import plan_chunks, process_chunk
 
     for path in files:
         n = inspect_file(path)  # a bad file stops scoring with a clear error naming it
@@ -73,10 +73,10 @@ def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import tasks.models  # noqa: F401  registers the custom layers
-    from tasks.prepare import model_inputs
-    from tasks.readers import model_input
-    from tasks.scaling import Scaler
+    import tasks.learning.models  # noqa: F401  registers the custom layers
+    from tasks.datasets.prepare import model_inputs
+    from tasks.datasets.readers import model_input
+    from tasks.datasets.scaling import Scaler
 
     model_dir, output = Path(model_dir), Path(output)
     kind, files = _input_files(source)
