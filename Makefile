@@ -1,8 +1,17 @@
-.PHONY: setup test run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning
+.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning
 setup:
 	bash scripts/bootstrap.sh
 test:
 	bash scripts/run-tests.sh
+# Unit tests only (not marked slow): no Airflow standalone, no PostgreSQL cluster, no browser, no end-to-end DAG runs.
+test-fast: setup
+	. scripts/airflow-env.sh && .venv/bin/python -m pytest -q -m "not slow"
+lint: setup
+	.venv/bin/ruff format --check .
+	.venv/bin/ruff check .
+format: setup
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
 run:
 	bash scripts/run-pipeline.sh
 ui:

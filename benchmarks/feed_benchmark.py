@@ -64,7 +64,8 @@ def main() -> None:
 
     from tasks.datasets.feeds import write_tfrecords
     from tasks.generator.generate import SampleRequest, generate
-    from tasks.events.ingest import discover_samples, ingest
+    from tasks.events.ingest import ingest
+    from tasks.events.samples import discover_samples
     from tasks.datasets.prepare import GRU_SIZE, PrepareSettings, prepare
 
     raw = args.workdir / f"raw-{args.events}"

@@ -29,10 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tasks.core import schema  # noqa: E402
-from tasks.events.delphes import inspect_file, read_chunk  # noqa: E402
+from tasks.events.ingest import ingest, plan_chunks, process_chunk  # noqa: E402
+from tasks.events.samples import discover_samples  # noqa: E402
+from tasks.events.sources import get_source  # noqa: E402
 from tasks.generator.generate import SampleRequest, generate  # noqa: E402
-from tasks.events.ingest import discover_samples, ingest, plan_chunks, process_chunk  # noqa: E402
 from tests.reference import reference_features  # noqa: E402
+
+SOURCE = get_source("delphes")
 
 
 def machine() -> str:
@@ -46,8 +49,7 @@ def time_reference(files: list[str], n_events: int) -> tuple[int, float]:
     per_file = max(1, n_events // len(files))
     done, started = 0, time.perf_counter()
     for path in files:
-        collections, met, met_phi = read_chunk(path, 0, per_file)
-        status, _, _ = reference_features(collections, met, met_phi)
+        status, _, _ = reference_features(SOURCE.read_chunk(path, 0, per_file))
         done += len(status)
     return done, time.perf_counter() - started
 
@@ -57,7 +59,7 @@ def time_fast_one_core(samples, chunk: int, out: Path) -> tuple[int, float]:
     jobs = []
     for s in samples:
         for path in s.files:
-            jobs += [(s.name, s.label, path, a, b) for a, b in plan_chunks(inspect_file(path), chunk)]
+            jobs += [(s.name, s.label, path, a, b) for a, b in plan_chunks(SOURCE.inspect(path), chunk)]
     process_chunk(*jobs[0][:3], 0, 5, str(out / "warmup"))  # compile / load the numba cache
     started = time.perf_counter()
     read = 0
@@ -77,9 +79,9 @@ def time_steps(files: list[str], out: Path) -> dict[str, float]:
     names = list(steps)
     for i, path in enumerate(files):
         t0 = time.perf_counter()
-        events, met, met_phi = read_chunk(path, 0, inspect_file(path))
+        chunk = SOURCE.read_chunk(path, 0, SOURCE.inspect(path))
         t1 = time.perf_counter()
-        feats = compute_features(events, met, met_phi)
+        feats = compute_features(chunk)
         t2 = time.perf_counter()
         write_part(event_table("s", 0, path, 0, feats, feats.status == PASSED), out / f"{i}.parquet")
         t3 = time.perf_counter()

@@ -42,7 +42,8 @@ print(json.dumps(run_trial(sys.argv[1], sys.argv[2], "hlf", trial, epochs=int(sy
 
 def dataset(work: Path, events: int) -> Path:
     from tasks.generator.generate import SampleRequest, generate
-    from tasks.events.ingest import discover_samples, ingest
+    from tasks.events.ingest import ingest
+    from tasks.events.samples import discover_samples
     from tasks.datasets.prepare import PrepareSettings, prepare
     from tasks.core.settings import Settings
     from tasks.core.runtime import dask_client

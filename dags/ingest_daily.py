@@ -29,66 +29,38 @@ partition, byte for byte). Land a day's files with
 from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
+
 from topo_airflow import stages
-from topo_airflow.chain import RETRIES, START
+from topo_airflow.chain import contract_gate, dag_defaults
 from topo_airflow.params import validated_events_asset
 
 
 @dag(
     dag_id="ingest_daily",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=START,
-    catchup=False,
     max_active_runs=2,
-    doc_md=__doc__,
-    default_args=RETRIES,
     tags=["hep", "topology-classifier", "daily"],
+    **dag_defaults(__doc__),
 )
 def ingest_daily():
     @task
     def find_day_files() -> dict:
-        """The day of this data interval and its raw directory; skipped when it brought no file."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from tasks.events.daily import has_input, partition, raw_day
-
-        day = get_current_context()["data_interval_start"].in_timezone("UTC").strftime("%Y-%m-%d")
-        settings = stages.settings()
-        raw = raw_day(settings.raw_dir, day)
-        if not has_input(raw):
-            raise AirflowSkipException(
-                f"no ROOT files for {day} under {raw}/<qcd|ttbar|wjets>/: nothing to ingest (empty-day rule: the day "
-                f"is skipped; {partition(settings.data_root, day)} is left as it is)"
-            )
-        return {"day": day, "raw": str(raw)}
+        """The day of this data interval; skipped when it brought no file."""
+        return stages.find_day_files()
 
     @task
     def ingest_day(found: dict) -> dict:
         """The day's ROOT files → a staged Parquet partition, on Dask."""
-        from tasks.events.daily import staging_partition
-        from tasks.events.ingest import discover_samples, ingest
-        from tasks.core.runtime import dask_client
+        return stages.ingest_day(found)
 
-        settings = stages.settings()
-        staged = staging_partition(settings.data_root, found["day"])
-        with dask_client(settings) as client:
-            summary = ingest(discover_samples(found["raw"]), staged, client, chunk=settings.ingest_chunk, id_prefix=f"{found['day']}/")
-        return found | {"staged": str(staged), "events_written": summary["events_written"], "bad_files": sorted(summary["bad_files"])}
-
-    @task(retries=0)
-    def validate_day(ingested: dict) -> dict:
-        """Gate: the staged day keeps data_contracts/ingested_events.json."""
-        return ingested | {"contract": stages.check_contract("ingested_events", ingested["staged"])}
+    validate_day = contract_gate("validate_day", "ingested_events", stages.staged_day_of)
 
     @task(outlets=[validated_events_asset()])
     def publish_day(validated: dict) -> dict:
         """The validated day replaces events/<day>; the Asset tells retraining."""
-        from tasks.events.daily import publish
-
-        final = publish(validated["staged"], stages.settings().data_root, validated["day"])
-        get_current_context()["outlet_events"][validated_events_asset()].extra = {
-            "day": validated["day"], "partition": str(final), "events": validated["events_written"]}  # fmt: skip
-        return {"day": validated["day"], "partition": str(final), "events": validated["events_written"]}
+        published = stages.publish_day(validated)
+        get_current_context()["outlet_events"][validated_events_asset()].extra = dict(published)
+        return published
 
     publish_day(validate_day(ingest_day(find_day_files())))
 

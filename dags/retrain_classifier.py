@@ -31,59 +31,42 @@ Rollback to the previous champion: `topo rollback --model <model>`.
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
 from topo_airflow import stages
-from topo_airflow.chain import RETRIES, START, train_evaluate_promote
+from topo_airflow.chain import choose_models, contract_gate, dag_defaults, train_evaluate_promote
 from topo_airflow.params import optional_text, split_params, training_params, validated_events_asset
+
+WINDOW = "Window"
 
 
 @dag(
     dag_id="retrain_classifier",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=validated_events_asset()),
-    start_date=START,
-    catchup=False,
     max_active_runs=1,
-    doc_md=__doc__,
-    default_args=RETRIES,
     tags=["hep", "topology-classifier", "retraining"],
     params={
-        "window_days": Param(7, type="integer", minimum=1, maximum=3660, description="Days of validated partitions to train on."),
+        "window_days": Param(7, type="integer", minimum=1, maximum=3660, section=WINDOW,
+                             description="Days of validated partitions to train on."),  # fmt: skip
         "window_end": optional_text("Last day of the window, YYYY-MM-DD. Empty: the newest published day.",
-                                    pattern=r"^(\d{4}-\d{2}-\d{2})?$"),  # fmt: skip
+                                    pattern=r"^(\d{4}-\d{2}-\d{2})?$", section=WINDOW),  # fmt: skip
         **split_params("held out to judge champion and challenger"),
         **training_params(feed=False),
     },
+    **dag_defaults(__doc__),
 )
 def retrain_classifier():
     @task
     def select_window() -> dict:
         """The validated partitions of the window; skipped when there are none."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from tasks.events.daily import window
-
-        params, settings = stages.params(), stages.settings()
-        found = window(settings.data_root, params["window_days"], params["window_end"])
-        if not found:
-            raise AirflowSkipException(f"no validated partition under {settings.data_root / 'events'} in the "
-                                       f"{params['window_days']} days up to {params['window_end'] or 'the newest'}: nothing to retrain on")  # fmt: skip
-        return {"partitions": [str(p) for p in found], "days": [p.name for p in found]}
+        return stages.select_window()
 
     @task
     def prepare_window(selected: dict) -> dict:
         """One training dataset from the window's partitions, on Dask."""
-        output = stages.settings().data_root / "retraining" / stages.run_key() / "prepared"
-        return stages.prepare(selected["partitions"], output) | {"days": selected["days"]}
+        return stages.prepare_window(selected)
 
-    @task(retries=0)
-    def validate_prepared(prepared: dict) -> dict:
-        """Gate: the window's training data keeps data_contracts/prepared.json."""
-        # Training reads the prepared Parquet (the Petastorm feed) directly.
-        return prepared | {"petastorm": prepared["prepared"], "contract": stages.check_contract("prepared", prepared["prepared"])}
-
-    @task
-    def choose_models() -> list[str]:
-        """The models to retrain (Param `models`): one mapped chain each."""
-        return list(stages.params()["models"])
+    # Training reads the prepared Parquet (the Petastorm feed) directly.
+    validate_prepared = contract_gate("validate_prepared", "prepared", stages.prepared_of)
 
     train_evaluate_promote(validate_prepared(prepare_window(select_window())), choose_models())
 

@@ -64,93 +64,55 @@ Stage logic lives in `tasks/`; this file only wires it. Settings come from
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
+
 from topo_airflow import stages
-from topo_airflow.chain import RETRIES, START, train_evaluate_promote
+from topo_airflow.chain import choose_models, contract_gate, dag_defaults, train_evaluate_promote
 from topo_airflow.params import optional_text, smoke_param, split_params, training_params
+
+INPUT = "Input"
 
 
 @dag(
     dag_id="topology_classifier",
     schedule=None,
-    start_date=START,
-    catchup=False,
     max_active_runs=1,
-    doc_md=__doc__,
-    default_args=RETRIES,
     tags=["hep", "topology-classifier"],
     params={
         "input_dir": optional_text("Directory with qcd/, ttbar/, wjets/ subdirectories of ROOT files. "
-                                       "Empty: generate a sample."),  # fmt: skip
-        "generate_events": Param(7000, type="integer", minimum=30, maximum=5_000_000,
+                                   "Empty: generate a sample.", section=INPUT),  # fmt: skip
+        "generate_events": Param(7000, type="integer", minimum=30, maximum=5_000_000, section=INPUT,
                                  description="Events to generate when input_dir is empty."),  # fmt: skip
-        "seed": Param(42, type="integer", minimum=0, description="Seed of the generated sample."),
+        "seed": Param(42, type="integer", minimum=0, section=INPUT, description="Random seed of the generated sample."),
         **split_params("kept for the test split"),
         "smoke": smoke_param(),
         **training_params(),
     },
+    **dag_defaults(__doc__),
 )
 def topology_classifier():
     @task
     def generate_sample() -> str:
         """The input directory: the given one, or a generated sample."""
-        from tasks.generator.generate import SampleRequest, generate
-        from tasks.core.runtime import dask_client
-
-        params, settings = stages.params(), stages.settings()
-        if params["input_dir"]:
-            return params["input_dir"]
-        request = SampleRequest(events=params["generate_events"], seed=params["seed"])
-        output = settings.data_root / "raw" / f"generated-n{request.events}-seed{request.seed}"
-        with dask_client(settings) as client:
-            generate(output, request, client)
-        return str(output)
+        return stages.generate_sample()
 
     @task
     def ingest_events(input_dir: str) -> dict:
         """ROOT files → selected events with LLF/HLF as Parquet, on Dask."""
-        from tasks.events.ingest import Sample, discover_samples, ingest
-        from tasks.core.runtime import dask_client
-
-        params, settings = stages.params(), stages.settings()
-        samples = discover_samples(input_dir)
-        if params.get("files_per_sample"):  # smoke: a small subset
-            samples = [Sample(s.name, s.label, s.files[: params["files_per_sample"]]) for s in samples]
-        output = settings.data_root / "runs" / stages.run_key() / "events"
-        with dask_client(settings) as client:
-            summary = ingest(samples, output, client, chunk=settings.ingest_chunk, max_events_per_file=params.get("max_events_per_file"))
-        return {"events": summary["output"], "events_written": summary["events_written"], "bad_files": sorted(summary["bad_files"])}
-
-    @task(retries=0)
-    def validate_events(ingested: dict) -> dict:
-        """Gate: the ingested events keep data_contracts/ingested_events.json."""
-        return ingested | {"contract": stages.check_contract("ingested_events", ingested["events"])}
+        return stages.ingest_events(input_dir)
 
     @task
     def prepare_datasets(ingested: dict) -> dict:
         """Balanced, split, scaled training data (Petastorm-ready Parquet), on Dask."""
-        from pathlib import Path
-
-        return stages.prepare(ingested["events"], Path(ingested["events"]).parent / "prepared")
-
-    @task(retries=0)
-    def validate_prepared(prepared: dict) -> dict:
-        """Gate: the training data keeps data_contracts/prepared.json (balanced, disjoint, scaled, padded)."""
-        return prepared | {"contract": stages.check_contract("prepared", prepared["prepared"])}
+        return stages.prepare(ingested)
 
     @task
     def write_feeds(prepared: dict) -> dict:
         """The prepared rows as TFRecord shards, on Dask."""
         return stages.write_feeds(prepared)
 
-    @task(retries=0)
-    def validate_feeds(feeds: dict) -> dict:
-        """Gate: Petastorm and TFRecord feeds keep data_contracts/feeds.json (same rows, same values)."""
-        return feeds | {"contract": stages.check_contract("feeds", feeds["tfrecord"])}
-
-    @task
-    def choose_models() -> list[str]:
-        """The models this run trains (Param `models`): one mapped chain each."""
-        return list(stages.params()["models"])
+    validate_events = contract_gate("validate_events", "ingested_events", stages.events_of)
+    validate_prepared = contract_gate("validate_prepared", "prepared", stages.prepared_of)
+    validate_feeds = contract_gate("validate_feeds", "feeds", stages.tfrecord_of)
 
     ingested = validate_events(ingest_events(generate_sample()))
     feeds = validate_feeds(write_feeds(validate_prepared(prepare_datasets(ingested))))

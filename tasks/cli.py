@@ -12,7 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
+from tasks.core.catalog import evaluation_of, tfrecord_of
 from tasks.core.settings import Settings
+from tasks.learning.records import MODEL_NAMES
 from tasks.contracts.validation import ContractError
 from tasks.core.errors import SettingsError, TopoError
 
@@ -93,14 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "history.json and training.json.")  # fmt: skip
     tr.add_argument("--prepared", type=Path, help="prepared dataset (default: <data root>/prepared/manual)")
     tr.add_argument("--tfrecord", type=Path, help="TFRecord feed, for --feed tfrecord (default: <prepared>-tfrecord)")
-    tr.add_argument("--model", default="inclusive",
-                    help="hlf, gru, inclusive, inclusive_lstm or inclusive_transformer (default: inclusive)")  # fmt: skip
+    tr.add_argument("--model", default="inclusive", choices=MODEL_NAMES, help="the classifier (default: inclusive)")
     tr.add_argument("--feed", default="tfrecord", help="petastorm or tfrecord (default: tfrecord)")
     tr.add_argument("--output", type=Path, help="model directory (default: <data root>/models/manual/<model>)")
-    tr.add_argument("--epochs", type=int, default=6, help="epochs (default: 6, as the seed)")
-    tr.add_argument("--batch-size", type=int, default=128, help="events per batch (default: 128, as the seed)")
+    tr.add_argument("--epochs", type=int, default=6, help="epochs (default: 6, as SparkDLTrigger)")
+    tr.add_argument("--batch-size", type=int, default=128, help="events per batch (default: 128, as SparkDLTrigger)")
     tr.add_argument("--learning-rate", default="0:5e-4,2:2e-4,4:1e-4",
-                    help="a rate, or epoch:rate steps (default: the seed's 0:5e-4,2:2e-4,4:1e-4)")  # fmt: skip
+                    help="a rate, or epoch:rate steps (default: SparkDLTrigger's 0:5e-4,2:2e-4,4:1e-4)")  # fmt: skip
     tr.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                     help="stop after this many epochs without a better validation loss, keeping the best (default: 0, off)")  # fmt: skip
     tr.add_argument("--seed", type=int, default=42, help="seed of weights, dropout and data order (default: 42)")
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Score the version and the current champion on the same test split (each with its own "
                                      "scaler) and move the 'champion' alias only if the version is better by the metric "
                                      "and margin. The decision is recorded on the version; promotions are kept in a history.")  # fmt: skip
-    pro.add_argument("--model", required=True, help="model kind: hlf, gru, inclusive, ... (registered as topo-<model>)")
+    pro.add_argument("--model", required=True, choices=MODEL_NAMES, help="model kind (registered as topo-<model>)")
     pro.add_argument("--version", type=int, required=True, help="the challenger's version number")
     pro.add_argument("--test", type=Path, required=True, help="test split both are scored on (a prepared test/ or TFRecord test/ directory)")
     pro.add_argument("--feed", default="petastorm", help="format of --test: petastorm or tfrecord (default: petastorm)")
@@ -138,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rb = sub.add_parser("rollback", help="give the champion alias back to the previous champion",
                         description="Undo the last change of champion of topo-<model>, using the promotion history.")
-    rb.add_argument("--model", required=True, help="model kind: hlf, gru, inclusive, ...")
+    rb.add_argument("--model", required=True, choices=MODEL_NAMES, help="model kind")
 
     pr = sub.add_parser("predict", help="score ROOT files or an ingested Parquet dataset with a trained or registered model",
                         description="Select and featurise the events (ROOT input) as ingestion does, scale them with the "
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", type=Path, required=True, help="the predictions Parquet file to write")
     which = pr.add_mutually_exclusive_group(required=True)
     which.add_argument("--model-dir", type=Path, help="a directory written by topo train")
-    which.add_argument("--model", help="a registered model kind (topo-<model>), with --alias or --version")
+    which.add_argument("--model", choices=MODEL_NAMES, help="a registered model kind (topo-<model>), with --alias or --version")
     pr.add_argument("--alias", default="champion", help="registered alias to use with --model (default: champion)")
     pr.add_argument("--version", type=int, help="registered version to use with --model (instead of the alias)")
 
@@ -167,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--history", action="store_true", help="print the contract's validation history instead of validating")
     val.add_argument("--local", action="store_true", help="validate in this process instead of on Dask")
     _add_dask_options(val)
+
+    sub.add_parser("summary", help="where the outputs of a run are, its cutflow and its AUC table",
+                   description="Print what a finished run produced: the events, prepared data and feeds with their "
+                               "counts, each model and its report, and the table of test-split AUCs. RUN is a run id "
+                               "or a run directory (default: the newest pipeline run).").add_argument(
+        "run", nargs="?", help="run id (a directory under <data root>/runs or retraining) or a run directory")  # fmt: skip
     return parser
 
 
@@ -180,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         result = {"generate": _generate, "ingest": _ingest, "prepare": _prepare, "feeds": _feeds,
                   "train": _train, "evaluate": _evaluate, "register": _register, "promote": _promote,
                   "rollback": _rollback, "predict": _predict, "validate": _validate,
-                  "training-slots": _training_slots}[args.command](args, settings)
+                  "training-slots": _training_slots, "summary": _summary}[args.command](args, settings)
     except ContractError as exc:
         print(f"topo {args.command}: {exc}", file=sys.stderr)
         return 1
     except TopoError as exc:
         print(f"topo {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, default=str))
+    print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -199,11 +206,9 @@ def _generate(args, settings: Settings) -> dict:
     if args.day and args.output:
         raise SettingsError("give --day or --output, not both")
     if args.day:
-        from tasks.events.daily import raw_day
-
-        output = raw_day(settings.raw_dir, args.day)
+        output = settings.catalog.raw_day(args.day)
     else:
-        output = args.output or settings.data_root / "raw" / "generated"
+        output = args.output or settings.catalog.generated()
     if args.parallel:
         from tasks.core.runtime import dask_client
 
@@ -221,11 +226,12 @@ def _training_slots(args, settings: Settings) -> dict:
 
 
 def _ingest(args, settings: Settings) -> dict:
-    from tasks.events.ingest import discover_samples, format_cutflow, ingest, load_samples_file
+    from tasks.events.ingest import format_cutflow, ingest
+    from tasks.events.samples import discover_samples, load_samples_file
     from tasks.core.runtime import dask_client
 
-    samples = load_samples_file(args.samples) if args.samples else discover_samples(args.input or settings.data_root / "raw" / "generated")
-    output = args.output or settings.data_root / "events" / "manual"
+    samples = load_samples_file(args.samples) if args.samples else discover_samples(args.input or settings.catalog.generated())
+    output = args.output or settings.catalog.manual().events
     with dask_client(settings) as client:
         summary = ingest(samples, output, client, chunk=settings.ingest_chunk if args.chunk is None else args.chunk)
     print(format_cutflow(summary["cutflow"]), file=sys.stderr)
@@ -239,8 +245,9 @@ def _prepare(args, settings: Settings) -> dict:
     options = PrepareSettings(seed=args.seed, test_fraction=args.test_fraction,
                               shard_events=args.shard_events or settings.shard_events, row_group_events=args.row_group_events,
                               dev_train_events=args.dev_train_events, dev_test_events=args.dev_test_events)  # fmt: skip
-    events = args.events or settings.data_root / "events" / "manual"
-    output = args.output or settings.data_root / "prepared" / "manual"
+    manual = settings.catalog.manual()
+    events = args.events or manual.events
+    output = args.output or manual.prepared
     with dask_client(settings) as client:
         summary = prepare(events, output, client, options)
     return {k: summary[k] for k in ("output", "input_per_class", "kept_per_class", "dev", "scaler", "seconds")} | {
@@ -251,8 +258,8 @@ def _feeds(args, settings: Settings) -> dict:
     from tasks.datasets.feeds import write_tfrecords
     from tasks.core.runtime import dask_client
 
-    prepared = args.prepared or settings.data_root / "prepared" / "manual"
-    output = args.output or prepared.parent / f"{prepared.name}-tfrecord"
+    prepared = args.prepared or settings.catalog.manual().prepared
+    output = args.output or tfrecord_of(prepared)
     with dask_client(settings) as client:
         summary = write_tfrecords(prepared, output, client, compression=args.compression or settings.tfrecord_compression)
     return {k: summary[k] for k in ("output", "compression", "seconds")} | {
@@ -271,9 +278,10 @@ def _train(args, settings: Settings) -> dict:
         options, tuned = tuned_settings(options, settings.data_root)
         if tuned is None:
             raise SettingsError(f"--tuned: no search has written {tuned_path(settings.data_root, args.model)} yet")
-    prepared = args.prepared or settings.data_root / "prepared" / "manual"
-    tfrecord = args.tfrecord or prepared.parent / f"{prepared.name}-tfrecord"
-    output = args.output or settings.data_root / "models" / "manual" / args.model
+    manual = settings.catalog.manual()
+    prepared = args.prepared or manual.prepared
+    tfrecord = args.tfrecord or tfrecord_of(prepared)
+    output = args.output or manual.model(args.model)
     result = train(prepared, output, options, tfrecord=tfrecord)
     return {"output": str(output)} | {k: result[k] for k in ("model", "epochs_run", "resumed_after_epochs", "final", "devices")}
 
@@ -281,7 +289,7 @@ def _train(args, settings: Settings) -> dict:
 def _evaluate(args, settings: Settings) -> dict:
     from tasks.learning.evaluate import evaluate
 
-    output = args.output or args.model_dir.parent / f"{args.model_dir.name}-evaluation"
+    output = args.output or evaluation_of(args.model_dir)
     metrics = evaluate(args.model_dir, output, fmt=args.feed, test_path=args.test)
     return {"output": str(output), "report": str(output / "report.html"), "accuracy": metrics["accuracy"],
             "auc": {n: c["auc"] for n, c in metrics["classes"].items()}}  # fmt: skip
@@ -290,7 +298,7 @@ def _evaluate(args, settings: Settings) -> dict:
 def _register(args, settings: Settings) -> dict:
     from tasks.learning.registry import register
 
-    evaluation = args.evaluation or args.model_dir.parent / f"{args.model_dir.name}-evaluation"
+    evaluation = args.evaluation or evaluation_of(args.model_dir)
     return register(args.model_dir, evaluation, settings.tracking_uri)
 
 
@@ -340,6 +348,15 @@ def _validate(args, settings: Settings) -> dict:
         with dask_client(settings) as client:
             report = validate(args.contract, args.dataset, options, client)
     return {k: report[k] for k in ("contract", "version", "dataset", "success", "partitions", "rows", "warnings", "docs", "run")}
+
+
+def _summary(args, settings: Settings) -> str:
+    from tasks.reporting.run_report import describe_run
+
+    run = settings.catalog.find_run(args.run) if args.run else settings.catalog.latest_run()
+    if not run.summary.exists():
+        raise TopoError(f"run {run.run} did not finish (no {run.summary}):\n{describe_run(run)}")
+    return describe_run(run)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def dask_client():
 @pytest.fixture(scope="session")
 def ingested_events(generated_sample, dask_client, tmp_path_factory):
     """The generated sample ingested in chunks of 20 events: many small parts."""
-    from tasks.events.ingest import discover_samples, ingest
+    from tasks.events.ingest import ingest
+    from tasks.events.samples import discover_samples
 
     out = tmp_path_factory.mktemp("ingested") / "events"
     ingest(discover_samples(generated_sample), out, dask_client, chunk=20)

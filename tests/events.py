@@ -1,5 +1,5 @@
 """Hand-made events for edge-case tests: build them as dicts, then as the
-reader's CSR arrays or as a real ROOT file written with uproot."""
+readers' neutral ``EventChunk`` or as a real Delphes ROOT file written with uproot."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from tasks.core import schema
-from tasks.events.kernel import Collection
+from tasks.events.collections import ROLES, Collection, EventChunk
+from tasks.events.delphes import TREE_NAME
 
 
 def particle(pt, eta, phi, **extra):
@@ -40,21 +40,26 @@ _FIELDS = {
 }
 
 
-def to_collections(events: list[dict]) -> tuple[dict[str, Collection], np.ndarray, np.ndarray]:
-    """The reader's output for these events (float32-rounded, as ROOT stores them)."""
+_KEY_OF_ROLE = {"neutral_hadrons": "neutrals"}
+"""The event-dict key of a chunk role, where they differ."""
+
+
+def to_chunk(events: list[dict]) -> EventChunk:
+    """A reader's output for these events (float32-rounded, as ROOT stores them)."""
     out = {}
-    for name, (key, fields) in _FIELDS.items():
+    for role, fields in ROLES.items():
+        key = _KEY_OF_ROLE.get(role, role)
         counts = np.array([len(e[key]) for e in events], np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        columns = {f: np.array([p.get(src, 0) for e in events for p in e[key]], np.float32).astype(np.float64)
-                   for f, src in fields.items()}  # fmt: skip
-        out[name] = Collection(offsets=offsets, fields=columns)
+        columns = {f: np.array([p.get("pt" if f == "et" else f, 0) for e in events for p in e[key]], np.float32).astype(np.float64)
+                   for f in fields}  # fmt: skip
+        out[role] = Collection(offsets=offsets, fields=columns)
     met = np.array([e["met"][0] for e in events], np.float32).astype(np.float64)
     met_phi = np.array([e["met"][1] for e in events], np.float32).astype(np.float64)
-    return out, met, met_phi
+    return EventChunk(**out, met=met, met_phi=met_phi)
 
 
-def write_root(path, events: list[dict], style: str = "uproot", drop: tuple[str, ...] = (), tree_name: str = schema.TREE_NAME,
+def write_root(path, events: list[dict], style: str = "uproot", drop: tuple[str, ...] = (), tree_name: str = TREE_NAME,
                flat_met: bool = False):  # fmt: skip
     """Write ``events`` as a Delphes-schema ROOT file; ``drop`` removes fields
     such as 'Jet.BTag' to make a broken file; ``flat_met`` writes MissingET as

@@ -58,6 +58,10 @@ def test_generate_ingest_prepare_feeds(tmp_path):
         (["generate", "--day", "2026-02-30"], "'2026-02-30' is not a day in YYYY-MM-DD form"),
         (["generate", "--day", "2026-02-03", "--output", "x"], "give --day or --output, not both"),
         (["train", "--model", "hlf", "--tuned"], "--tuned: no search has written"),
+        (["train", "--model", "cnn"], "invalid choice: 'cnn' (choose from 'hlf', 'gru', 'inclusive', 'inclusive_lstm', 'inclusive_transformer')"),
+        (["rollback", "--model", "cnn"], "invalid choice: 'cnn'"),
+        (["summary"], "no run under"),
+        (["summary", "no-such-run"], "no run 'no-such-run'"),
     ],
 )
 def test_bad_parameters_give_a_clear_error(tmp_path, args, message):
@@ -75,3 +79,13 @@ def test_generate_lands_a_day_in_the_dated_layout_and_slots_are_reported(tmp_pat
     assert sorted(p.parent.name for p in (tmp_path / "raw" / "2026-03-04").rglob("*.root")) == ["qcd", "ttbar", "wjets"]
     slots = json.loads(topo("training-slots", data_root=tmp_path).stdout)
     assert slots["slots"] == (slots["gpus"] or 1)
+
+
+def test_summary_of_an_unfinished_run_says_so_and_shows_what_is_there(tmp_path):
+    events = tmp_path / "runs" / "r1" / "events"
+    events.mkdir(parents=True)
+    cutflow = {"qcd": {"read": 10, "written": 4}}
+    (events / "_summary.json").write_text(json.dumps({"events_written": 4, "cutflow": cutflow, "bad_files": {}}))
+    result = topo("summary", "r1", data_root=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "run r1 did not finish" in result.stderr and f"events dataset: {events}  (4 events)" in result.stderr

@@ -252,7 +252,7 @@ def test_tfrecord_values_are_compared_with_parquet(prepared, tmp_path, dask_clie
 
 # --- predictions and the CLI ---------------------------------------------------------------------
 def test_predictions_contract(tmp_path):
-    from tasks.learning.predict import predictions_table
+    from tasks.learning.scoring import predictions_table
 
     p = np.array([[0.2, 0.3, 0.5], [0.9, 0.05, 0.05]], np.float32)
     good = tmp_path / "good.parquet"

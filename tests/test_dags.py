@@ -125,3 +125,52 @@ def test_training_goes_to_the_queue_named_when_the_dags_are_parsed():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=os.environ | {"TOPO_TRAINING_QUEUE": "gpu"})  # fmt: skip
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [["run_trial", "gpu"], ["train_model", "gpu"]]
+
+
+def test_an_unrelated_bad_setting_does_not_break_dag_import_and_the_task_names_it():
+    """Settings read at parse time read only their own variable: a bad TOPO_DASK_WORKERS
+    (or a bad TOPO_HPO_MAX_PARALLEL_TRIALS) leaves every DAG importable; the tasks,
+    which read all settings, fail naming the variable."""
+    import os
+
+    code = (
+        "import json\nfrom airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS)!r})\n"
+        "limit = bag.dags['tune_hyperparameters'].get_task('run_trial').max_active_tis_per_dagrun\n"
+        "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()}, 'dags': sorted(bag.dag_ids), 'limit': limit}))"
+    )
+    bad = {"TOPO_DASK_WORKERS": "many", "TOPO_HPO_MAX_PARALLEL_TRIALS": "lots"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ | bad)
+    parsed = json.loads(out.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    assert len(parsed["dags"]) == 4
+    assert parsed["limit"] == 2  # the default, with a warning, while parsing
+
+    from tasks.core.errors import SettingsError
+    from topo_airflow import stages
+
+    old = {k: os.environ.get(k) for k in bad}
+    os.environ.update(bad)
+    try:
+        with pytest.raises(SettingsError, match="TOPO_DASK_WORKERS='many'"):
+            stages.settings()  # what every task body reads first
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def test_trigger_form_fields_are_grouped_in_sections(dagbag):
+    for dag_id in ("topology_classifier", "retrain_classifier", "tune_hyperparameters"):
+        dag = dagbag.dags[dag_id]
+        sections = {name: dag.params.get_param(name).schema.get("section") for name in dag.params}
+        assert all(sections.values()), (dag_id, [n for n, s in sections.items() if not s])
+    sections = {n: dagbag.dags["topology_classifier"].params.get_param(n).schema["section"] for n in ("epochs", "split_seed", "promotion_metric")}
+    assert len(set(sections.values())) == 3
+
+
+def test_every_gate_comes_from_the_one_factory(dagbag):
+    """Gates are made by topo_airflow.chain.contract_gate: same retries (none), same docs."""
+    for dag in dagbag.dags.values():
+        for t in dag.tasks:
+            if t.task_id.startswith("validate_"):
+                assert t.retries == 0 and "data_contracts/" in (t.doc_md or ""), (dag.dag_id, t.task_id)

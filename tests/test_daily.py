@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.events.daily import has_input, parse_day, partition, partitions, publish, raw_day, staging_partition, window
+from tasks.core.catalog import Catalog, parse_day
 from tasks.core.errors import SettingsError
+from tasks.events.daily import has_input, partitions, publish, window
+
+
+def partition(root, day):
+    return Catalog.under(root).partition(day)
+
+
+def staging_partition(root, day):
+    return Catalog.under(root).staging_partition(day)
+
+
+def raw_day(raw_root, day):
+    return Catalog.under(raw_root.parent, raw_root).raw_day(day)
 
 
 def _partition(root, day, content="x"):
@@ -33,7 +46,9 @@ def test_empty_day_rule(tmp_path):
     assert not has_input(day)  # a ROOT file outside the sample directories does not count
     (day / "wjets" / "run1").mkdir(parents=True)
     (day / "wjets" / "run1" / "a.root").write_text("")
-    assert has_input(day)
+    assert has_input(day) and has_input(day, source="delphes")
+    with pytest.raises(SettingsError, match="unknown event source 'cms'"):
+        has_input(day, source="cms")
 
 
 def test_publish_replaces_that_day_only(tmp_path):

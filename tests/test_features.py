@@ -8,18 +8,19 @@ import numpy as np
 import pytest
 
 from tasks.core import schema
-from tasks.events.delphes import read_chunk
+from tasks.core.errors import SettingsError
 from tasks.events.kernel import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features, dense_llf
+from tasks.events.sources import get_source
 from tests import reference
-from tests.events import busy_background, event, particle, to_collections
+from tests.events import busy_background, event, particle, to_chunk
 
 HLF = {name: i for i, name in enumerate(schema.HLF_COLUMNS)}
 LLF = {name: i for i, name in enumerate(schema.LLF_COLUMNS)}
 
 
-def assert_matches_reference(collections, met, met_phi):
-    fast = compute_features(collections, met, met_phi)
-    status, hlfs, llfs = reference.reference_features(collections, met, met_phi)
+def assert_matches_reference(chunk):
+    fast = compute_features(chunk)
+    status, hlfs, llfs = reference.reference_features(chunk)
     np.testing.assert_array_equal(fast.status, status)
     for e in np.flatnonzero(status == PASSED):
         np.testing.assert_allclose(fast.hlf[e], np.asarray(hlfs[e], np.float32), rtol=1e-5, atol=1e-6, err_msg=f"HLF of event {e}")
@@ -99,8 +100,7 @@ def edge_case_events():
 def edge_cases():
     cases = edge_case_events()
     names = list(cases)
-    collections, met, met_phi = to_collections(list(cases.values()))
-    return names, assert_matches_reference(collections, met, met_phi)
+    return names, assert_matches_reference(to_chunk(list(cases.values())))
 
 
 def case(edge_cases, name):
@@ -203,7 +203,41 @@ def test_generated_files_match_reference(generated_sample):
     assert len(files) == 6
     passed = 0
     for path in files:
-        collections, met, met_phi = read_chunk(str(path), 0, 10**9)
-        fast = assert_matches_reference(collections, met, met_phi)
+        fast = assert_matches_reference(get_source("delphes").read_chunk(str(path), 0, 10**9))
         passed += int((fast.status == PASSED).sum())
     assert passed > 50, "the generated sample should mostly pass the selection"
+
+
+def test_columns_follow_their_names_in_any_order():
+    """The kernel writes every feature through its column name: another order
+    moves the values with their names and changes nothing else."""
+    chunk = to_chunk(list(edge_case_events().values()))
+    default = compute_features(chunk)
+    rng = np.random.default_rng(0)
+    llf_order = tuple(rng.permutation(schema.LLF_COLUMNS))
+    hlf_order = tuple(rng.permutation(schema.HLF_COLUMNS))
+    assert llf_order != schema.LLF_COLUMNS and hlf_order != schema.HLF_COLUMNS
+    permuted = compute_features(chunk, llf_columns=llf_order, hlf_columns=hlf_order)
+    assert permuted.llf_columns == llf_order and permuted.hlf_columns == hlf_order
+    assert (permuted.status == PASSED).sum() > 5
+    np.testing.assert_array_equal(permuted.status, default.status)
+    np.testing.assert_array_equal(permuted.llf_offsets, default.llf_offsets)
+    np.testing.assert_array_equal(permuted.group_counts, default.group_counts)
+    for i, name in enumerate(llf_order):
+        np.testing.assert_array_equal(permuted.llf[:, i], default.llf[:, LLF[name]], err_msg=f"LLF {name}")
+    for i, name in enumerate(hlf_order):
+        np.testing.assert_array_equal(permuted.hlf[:, i], default.hlf[:, HLF[name]], err_msg=f"HLF {name}")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"llf_columns": (*schema.LLF_COLUMNS[:-1], "Mass")}, "LLF columns .*unknown 'Mass'; missing 'Charge'"),
+        ({"llf_columns": schema.LLF_COLUMNS[1:]}, "LLF columns .*missing 'Energy'"),
+        ({"hlf_columns": (*schema.HLF_COLUMNS, "HT")}, "HLF columns .*repeated 'HT'"),
+        ({"hlf_columns": ("HT",) * len(schema.HLF_COLUMNS)}, "HLF columns must name each of HT, MET"),
+    ],
+)
+def test_unknown_or_missing_columns_are_refused(kwargs, message):
+    with pytest.raises(SettingsError, match=message):
+        compute_features(to_chunk([event()]), **kwargs)

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from tasks.core import schema
-from tasks.events.delphes import read_chunk
 from tasks.core.errors import SettingsError
+from tasks.core.storage import read_json
+from tasks.events.delphes import DelphesSource
 from tasks.events.kernel import PASSED, compute_features, dense_llf
 from tasks.generator.generate import MANIFEST, SampleRequest, generate, parse_mix, write_file
-from tasks.core.storage import read_json
 
+read_chunk = DelphesSource().read_chunk
 HLF = {name: i for i, name in enumerate(schema.HLF_COLUMNS)}
 LLF = {name: i for i, name in enumerate(schema.LLF_COLUMNS)}
 
@@ -22,10 +23,10 @@ def test_same_seed_same_events_other_seed_other_events(tmp_path):
     write_file(str(tmp_path / "b" / "a.root"), "ttbar", 20, seed=3)
     write_file(str(tmp_path / "c.root"), "ttbar", 20, seed=4)
     a, b = read_chunk(str(tmp_path / "a.root"), 0, 20), read_chunk(str(tmp_path / "b" / "a.root"), 0, 20)
-    np.testing.assert_array_equal(a[0]["EFlowTrack"]["PT"], b[0]["EFlowTrack"]["PT"])
-    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a.tracks["pt"], b.tracks["pt"])
+    np.testing.assert_array_equal(a.met, b.met)
     c = read_chunk(str(tmp_path / "c.root"), 0, 20)
-    assert not np.array_equal(a[1], c[1])
+    assert not np.array_equal(a.met, c.met)
 
 
 def test_default_mix_is_imbalanced_and_layout(tmp_path):
@@ -75,7 +76,7 @@ def physics_sample(tmp_path_factory):
     for name in schema.CLASS_NAMES:
         path = str(out / f"{name}.root")
         write_file(path, name, 1500, seed=21)
-        feats = compute_features(*read_chunk(path, 0, 1500))
+        feats = compute_features(read_chunk(path, 0, 1500))
         result[name] = feats
     return result
 
@@ -137,5 +138,5 @@ def test_delphes_branch_style(tmp_path):
     write_file(str(tmp_path / "d.root"), "wjets", 5, seed=1, branch_style="delphes")
     keys = uproot.open(tmp_path / "d.root")["Delphes"].keys()
     assert "EFlowTrack.PT" in keys and "EFlowTrack_size" in keys
-    feats = compute_features(*read_chunk(str(tmp_path / "d.root"), 0, 5))
+    feats = compute_features(read_chunk(str(tmp_path / "d.root"), 0, 5))
     assert dense_llf(feats.llf, feats.llf_offsets).shape == (5, 801, 19)

@@ -10,11 +10,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.core import schema
-from tasks.events.delphes import inspect_file, read_chunk
 from tasks.core.errors import InputFileError, SettingsError
+from tasks.events.collections import ROLES
+from tasks.events.delphes import DelphesSource
+from tasks.events.ingest import IngestError, ingest, read_lfeatures
 from tasks.events.kernel import dense_llf
-from tasks.events.ingest import IngestError, Sample, discover_samples, ingest, load_samples_file, read_lfeatures
+from tasks.events.samples import Sample, discover_samples, load_samples_file
+from tasks.events.sources import SOURCES, EventSource, get_source, has_input, input_files, is_input_file
 from tests.events import busy_background, event, particle, write_root
+
+DELPHES = get_source("delphes")
+inspect_file, read_chunk = DELPHES.inspect, DELPHES.read_chunk
 
 
 def good_events(n=6, seed=1):
@@ -69,7 +75,7 @@ def test_output_schema_and_contents(ingested, generated_sample):
         n_rows = 1 + sum(row.column(c)[0].as_py() for c in ("n_tracks", "n_photons", "n_neutrals"))
         assert llf.shape == (n_rows, schema.LLF_FEATURES) and offsets.tolist() == [0, n_rows]
         path = next(generated_sample.rglob(file_name))
-        feats = compute_features(*read_chunk(str(path), int(entry), int(entry) + 1))
+        feats = compute_features(read_chunk(str(path), int(entry), int(entry) + 1))
         np.testing.assert_array_equal(feats.hlf[0], hlf)
         np.testing.assert_array_equal(dense_llf(feats.llf, feats.llf_offsets), dense_llf(llf, offsets))
 
@@ -103,11 +109,13 @@ def test_delphes_and_uproot_naming_read_the_same(tmp_path):
 
     assert "EFlowTrack.PT" in uproot.open(tmp_path / "b.root")["Delphes"].keys()
     a, b = read_chunk(str(tmp_path / "a.root"), 0, 100), read_chunk(str(tmp_path / "b.root"), 0, 100)
-    for name in a[0]:
-        np.testing.assert_array_equal(a[0][name].offsets, b[0][name].offsets)
-        for f in a[0][name].fields:
-            np.testing.assert_array_equal(a[0][name][f], b[0][name][f])
-    np.testing.assert_array_equal(a[1], b[1])
+    for role, fields in ROLES.items():
+        np.testing.assert_array_equal(getattr(a, role).offsets, getattr(b, role).offsets)
+        assert tuple(getattr(a, role).fields) == fields
+        for f in fields:
+            np.testing.assert_array_equal(getattr(a, role)[f], getattr(b, role)[f])
+    np.testing.assert_array_equal(a.met, b.met)
+    np.testing.assert_array_equal(a.met_phi, b.met_phi)
 
 
 def make_bad_inputs(directory):
@@ -144,12 +152,13 @@ def test_reader_accepts_jagged_and_flat_missing_et(tmp_path, flat_met):
     rng = np.random.default_rng(3)
     events = [event(*busy_background(rng), met=(10.0 * (i + 1), 0.1 * i)) for i in range(4)]
     write_root(tmp_path / "met.root", events, flat_met=flat_met)
-    collections, met, met_phi = read_chunk(str(tmp_path / "met.root"), 1, 4)
-    np.testing.assert_allclose(met, [20.0, 30.0, 40.0])
-    np.testing.assert_allclose(met_phi, [0.1, 0.2, 0.3], rtol=1e-6)
-    tracks = collections["EFlowTrack"]
+    chunk = read_chunk(str(tmp_path / "met.root"), 1, 4)
+    assert len(chunk) == 3
+    np.testing.assert_allclose(chunk.met, [20.0, 30.0, 40.0])
+    np.testing.assert_allclose(chunk.met_phi, [0.1, 0.2, 0.3], rtol=1e-6)
+    tracks = chunk.tracks
     assert tracks.offsets.tolist() == [0, 40, 80, 120]  # entry_start > 0: offsets rebased to 0
-    np.testing.assert_array_equal(tracks["PT"], np.array([p["pt"] for e in events[1:] for p in e["tracks"]], np.float32))
+    np.testing.assert_array_equal(tracks["pt"], np.array([p["pt"] for e in events[1:] for p in e["tracks"]], np.float32))
 
 
 def test_bad_files_are_listed_and_good_ones_kept(tmp_path, dask_client):
@@ -203,3 +212,28 @@ def test_samples_file_and_discovery_errors(tmp_path):
     spec.write_text("samples:\n  - {name: tt, label: 1, files: ['nothing*.root']}\n")
     with pytest.raises(SettingsError, match="no file matches"):
         load_samples_file(spec)
+
+
+def test_sources_registry_and_input_files(tmp_path):
+    assert isinstance(DELPHES, EventSource) and isinstance(DELPHES, DelphesSource)
+    assert DELPHES.kind == "delphes" and DELPHES.patterns == ("*.root",) and set(SOURCES) == {"delphes"}
+    with pytest.raises(SettingsError, match="unknown event source 'nanoaod'; known sources: delphes"):
+        get_source("nanoaod")
+    with pytest.raises(SettingsError, match="unknown event source 'nanoaod'"):
+        discover_samples(tmp_path, source="nanoaod")
+    assert input_files(tmp_path / "missing") == [] and not has_input(tmp_path / "missing")
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    for name in ("b/deep/z.root", "a.root", "b/notes.txt", "b/y.root.tmp"):
+        (tmp_path / name).write_text("")
+    assert input_files(tmp_path) == [str(tmp_path / "a.root"), str(tmp_path / "b" / "deep" / "z.root")]
+    assert is_input_file(tmp_path / "a.root") and not is_input_file(tmp_path / "b" / "y.root.tmp")
+    assert has_input(tmp_path / "b") and has_input(tmp_path / "b" / "deep", source="delphes")
+    with pytest.raises(SettingsError, match="unknown event source"):
+        has_input(tmp_path / "missing", source="nanoaod")
+
+
+def test_unknown_source_fails_before_any_work(tmp_path, dask_client):
+    write_root(tmp_path / "a.root", good_events(1))
+    with pytest.raises(SettingsError, match="unknown event source 'rntuple'"):
+        ingest([Sample("tt", 1, (str(tmp_path / "a.root"),))], tmp_path / "events", dask_client, source="rntuple")
+    assert not (tmp_path / "events").exists()

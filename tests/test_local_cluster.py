@@ -21,7 +21,7 @@ from tests.airflow_service import wait_until
 from tests.files import file_hashes
 from tests.local_cluster import ROLES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 MODEL = "gru"  # the slowest model to train: epochs long enough to be killed in
 EPOCHS = 4
@@ -93,7 +93,8 @@ def test_killing_a_dask_worker_during_ingestion_gives_the_same_output(local_clus
     from distributed import Client
 
     from tasks.generator.generate import SampleRequest, generate
-    from tasks.events.ingest import discover_samples, ingest
+    from tasks.events.ingest import ingest
+    from tasks.events.samples import discover_samples
 
     with Client(local_cluster.dask_scheduler) as client:
         raw = local_cluster.data_root / "raw" / "worker-kill"

@@ -76,3 +76,53 @@ def test_saved_models_load_back(tmp_path):
 def test_unknown_model():
     with pytest.raises(SettingsError, match="unknown model 'cnn'"):
         build_model("cnn")
+
+
+def test_every_record_builds_a_model_with_the_inputs_of_its_kind():
+    from tasks.datasets.readers import INPUTS
+    from tasks.learning.records import MODEL_NAMES, MODELS
+
+    assert MODEL_NAMES == ("hlf", "gru", "inclusive", "inclusive_lstm", "inclusive_transformer")
+    for name, record in MODELS.items():
+        assert record.name == name and record.inputs in INPUTS and record.description
+        model = build_model(name)
+        assert model.name == name
+        assert tuple(t.name for t in model.inputs) == INPUTS[record.inputs]
+
+
+def test_published_aucs_and_paper_hidden_layers():
+    from tasks.learning.records import model_record
+
+    assert model_record("hlf").published_auc == {"qcd": 0.987, "ttbar": 0.985, "wjets": 0.981}
+    for name in ("inclusive", "inclusive_lstm", "inclusive_transformer"):
+        assert model_record(name).published_auc == {"qcd": 0.995, "ttbar": 0.997, "wjets": 0.995}
+        assert model_record(name).hidden == (25,)
+    assert model_record("gru").published_auc is None and model_record("gru").hidden == ()
+    assert model_record("hlf").hidden == (50, 20, 10)
+
+
+@pytest.mark.parametrize("where", ["model_record", "build_model", "TrainSettings"])
+def test_an_unknown_model_name_is_a_clear_error(where):
+    from tasks.learning.records import model_record
+    from tasks.learning.train import TrainSettings
+
+    call = {"model_record": model_record, "build_model": build_model, "TrainSettings": lambda n: TrainSettings(model=n)}[where]
+    with pytest.raises(SettingsError, match="unknown model 'cnn'; choose one of hlf, gru, inclusive, inclusive_lstm, inclusive_transformer"):
+        call("cnn")
+
+
+def test_an_unknown_input_kind_is_a_clear_error_not_a_fall_through():
+    from tasks.datasets.readers import _arrange, check_feed_options, in_memory_dataset, input_names, model_input
+    from tasks.datasets.scaling import Scaler
+    from tasks.learning.scoring import _rescale
+
+    gru, hlf = np.zeros((1, 801, 19), np.float32), np.zeros((1, 14), np.float32)
+    assert model_input("gru", gru, hlf) is gru and model_input("hlf", gru, hlf) is hlf
+    assert model_input("inclusive", gru, hlf) == (gru, hlf)
+    message = "unknown model inputs 'cnn'; choose one of inclusive, hlf, gru"
+    for call in (lambda: input_names("cnn"), lambda: model_input("cnn", gru, hlf), lambda: _arrange("cnn", gru, hlf, None),
+                 lambda: check_feed_options("tfrecord", "cnn", 8),
+                 lambda: in_memory_dataset({"GRU_input": gru, "HLF_input": hlf, "encoded_label": np.zeros((1, 3))}, "cnn", 8),
+                 lambda: _rescale("cnn", hlf, Scaler.__new__(Scaler), Scaler.__new__(Scaler))):  # fmt: skip
+        with pytest.raises(SettingsError, match=message):
+            call()

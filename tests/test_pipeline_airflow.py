@@ -81,6 +81,11 @@ def test_smoke_mode_with_one_model_and_the_petastorm_feed(tmp_path, generated_sa
     training = json.loads((run_dir / "models" / "hlf" / "training.json").read_text())
     assert training["epochs_run"] == 1 and training["settings"]["feed"] == "petastorm"
     assert (run_dir / "report.html").exists()
+    # What scripts/run-pipeline.sh prints at the end: where everything is and the AUC table.
+    shown = subprocess.run([sys.executable, "-m", "tasks.cli", "summary", run_dir.name], capture_output=True, text=True,
+                           env=os.environ | {"TOPO_DATA_ROOT": str(tmp_path / "data")}, check=True).stdout  # fmt: skip
+    assert f"Outputs of run {run_dir.name}:" in shown and f"hlf       model: {run_dir / 'models' / 'hlf'}" in shown
+    assert "Test-split AUC of each model" in shown and f"HTML report of the run: {run_dir / 'report.html'}" in shown
 
 
 def test_invalid_params_stop_the_run_before_any_task(tmp_path):

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.core.errors import SettingsError
-from tasks.learning.evaluate import _rescale, evaluate
+from tasks.learning.evaluate import evaluate
+from tasks.learning.scoring import _rescale
 from tasks.learning.predict import predict
 from tasks.datasets.prepare import PrepareSettings, model_inputs, prepare
 from tasks.learning.registry import CHAMPION, RegistryError, champion_history, download, promote, register, rollback

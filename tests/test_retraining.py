@@ -21,15 +21,16 @@ STRONG = {"models": ["hlf"], "epochs": 25, "learning_rate": "1e-2", "batch_size"
 @pytest.fixture(scope="module")
 def daily_partitions(tmp_path_factory, dask_client):
     """Two published days, as ingest_daily leaves them."""
-    from tasks.events.daily import partition
+    from tasks.core.catalog import Catalog
     from tasks.generator.generate import SampleRequest, generate
-    from tasks.events.ingest import discover_samples, ingest
+    from tasks.events.ingest import ingest
+    from tasks.events.samples import discover_samples
 
     data = tmp_path_factory.mktemp("retraining") / "data"
     for i, day in enumerate(("2026-02-01", "2026-02-02")):
         raw = data / "raw" / day
         generate(raw, SampleRequest(events=450, files_per_sample=1, mix=(1, 1, 1), seed=300 + i))
-        ingest(discover_samples(raw), partition(data, day), dask_client, id_prefix=f"{day}/")
+        ingest(discover_samples(raw), Catalog.under(data).partition(day), dask_client, id_prefix=f"{day}/")
     return data
 
 

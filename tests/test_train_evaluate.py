@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from tasks.core.errors import SettingsError
-from tasks.learning.evaluate import evaluate, physics_metrics
+from tasks.learning.evaluate import evaluate
+from tasks.learning.metrics import physics_metrics
 from tasks.learning.train import TrainSettings, parse_schedule, train
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.airflow_service import REPO, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.browser]
 
 DAG = "topology_classifier"
 SHOTS = Path(os.environ.get("TOPO_TEST_OUTPUT", REPO / ".test-output")) / "ui"

@@ -1,34 +1,60 @@
-"""The model half of a pipeline, the same in every DAG that trains.
+"""What every DAG shares: defaults, the contract gate, the model choice, and
+the model half of a pipeline.
 
-One mapped chain per model, then one report for the run:
+The model chain, one mapped chain per model, then one report for the run:
 
     train_model (pool gpu, queue TOPO_TRAINING_QUEUE) → evaluate_model → validate_predictions (gate, no retry)
         → register_model → promote_model ──→ report_run
 
-Call ``train_evaluate_promote(feeds, models)`` inside a ``@dag`` function:
-``feeds`` is the XCom of a dict with ``petastorm`` (the prepared dataset) and
-optionally ``tfrecord``; ``models`` the XCom of a list of model names.
+Call ``train_evaluate_promote(prepared, models)`` inside a ``@dag`` function:
+``prepared`` is the XCom of a prepared run (topo_airflow.payloads.Prepared),
+``models`` the XCom of a list of model names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pendulum
 from airflow.sdk import task
 
-from tasks.core.settings import Settings
+from tasks.core.settings import parse_time_setting
 from topo_airflow import stages
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}
 """Every stage retries twice (training resumes from its last epoch); gates set retries=0."""
-TRAINING_QUEUE = Settings.from_env().training_queue
+TRAINING_QUEUE = parse_time_setting("training_queue")
 """Read when the DAG is parsed. Executors with queues (Celery in docker-compose.yml)
 send training to the GPU worker's queue; the LocalExecutor ignores it."""
 
 
-def train_evaluate_promote(feeds, models):
+def dag_defaults(doc: str | None) -> dict:
+    """The arguments every DAG of the project shares (start, no catch-up, retries, its docs in the UI)."""
+    return {"start_date": START, "catchup": False, "default_args": RETRIES, "doc_md": doc}
+
+
+def contract_gate(task_id: str, contract: str, dataset: Callable[[dict], Path], dask: bool = True):
+    """A quality gate task: the dataset named by the payload must keep
+    data_contracts/<contract>.json. No retries: a broken dataset is not fixed
+    by trying again; a failure stops everything downstream."""
+
+    @task(task_id=task_id, retries=0, doc_md=f"Gate: the dataset keeps `data_contracts/{contract}.json`; no retry.")
+    def gate(payload: dict) -> dict:
+        return payload | {"contract": stages.check_contract(contract, dataset(payload), dask=dask)}
+
+    return gate
+
+
+@task
+def choose_models() -> list[str]:
+    """The models this run trains (Param `models`): one mapped chain each."""
+    return stages.choose_models()
+
+
+def train_evaluate_promote(prepared, models):
     @task(pool="gpu", queue=TRAINING_QUEUE)
     def train_model(feeds: dict, model: str) -> dict:
         """One classifier, resuming from its backup if this is a retry."""
@@ -39,10 +65,7 @@ def train_evaluate_promote(feeds, models):
         """Metrics, plots and the HTML report of one trained model."""
         return stages.evaluate(trained)
 
-    @task(retries=0)
-    def validate_predictions(evaluated: dict) -> dict:
-        """Gate: the model's test-split scores keep data_contracts/predictions.json."""
-        return stages.check_predictions(evaluated)
+    validate_predictions = contract_gate("validate_predictions", "predictions", stages.predictions_of, dask=False)
 
     @task
     def register_model(evaluated: dict) -> dict:
@@ -59,6 +82,6 @@ def train_evaluate_promote(feeds, models):
         """One page for the run: the AUC table, the promotion decisions, links to each report."""
         return stages.report(decisions)
 
-    trained = train_model.partial(feeds=feeds).expand(model=models)
-    evaluated = validate_predictions.expand(evaluated=evaluate_model.expand(trained=trained))
+    trained = train_model.partial(feeds=prepared).expand(model=models)
+    evaluated = validate_predictions.expand(payload=evaluate_model.expand(trained=trained))
     return report_run(promote_model.expand(registered=register_model.expand(evaluated=evaluated)))

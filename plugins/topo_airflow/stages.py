@@ -1,19 +1,37 @@
 """Task bodies shared by the DAGs: read the run's context and Params, call a
-stage in ``tasks/``, return paths and small summaries for XCom.
+stage in ``tasks/``, return a payload (topo_airflow.payloads) for XCom.
 
-Heavy modules (TensorFlow, Dask, Great Expectations) are imported inside the
-functions, so DAG files that import this stay light.
+Every path comes from the run catalog (tasks.core.catalog): payloads carry
+the run and the model, not paths. Heavy modules (TensorFlow, Dask, Great
+Expectations) are imported inside the functions, so DAG files that import
+this stay light.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 from airflow.sdk import get_current_context
 
 from topo_airflow.params import effective
+from topo_airflow.payloads import (
+    Day,
+    DayIngested,
+    DayPublished,
+    Decision,
+    Evaluated,
+    GateResult,
+    Ingested,
+    Prepared,
+    Registered,
+    RunRef,
+    RunReport,
+    SearchResult,
+    Trained,
+    TrialResult,
+    Window,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +39,9 @@ log = logging.getLogger(__name__)
 def run_key(run_id: str | None = None) -> str:
     """A directory name for the run's outputs: retries and re-runs of the same
     run write to the same place."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id or get_current_context()["run_id"])
+    from tasks.core.catalog import run_key as key
+
+    return key(run_id or get_current_context()["run_id"])
 
 
 def params() -> dict:
@@ -35,7 +55,37 @@ def settings():
     return Settings.from_env()
 
 
-def check_contract(contract: str, dataset: str, dask: bool = True) -> dict:
+def this_run(kind: str = "runs") -> RunRef:
+    return {"run": run_key(), "kind": kind}
+
+
+def layout(ref: RunRef):
+    """The catalog's layout of the run a payload names."""
+    return settings().catalog.run(ref["run"], ref["kind"])
+
+
+# --- contract gates ------------------------------------------------------------
+def events_of(ref: RunRef) -> Path:
+    return layout(ref).events
+
+
+def prepared_of(ref: RunRef) -> Path:
+    return layout(ref).prepared
+
+
+def tfrecord_of(ref: RunRef) -> Path:
+    return layout(ref).tfrecord
+
+
+def predictions_of(ref: Evaluated) -> Path:
+    return layout(ref).evaluation(ref["model"]) / "predictions.parquet"
+
+
+def staged_day_of(day: Day) -> Path:
+    return settings().catalog.staging_partition(day["day"])
+
+
+def check_contract(contract: str, dataset: str | Path, dask: bool = True) -> GateResult:
     """A quality gate: validate ``dataset`` against data_contracts/<contract>.json.
 
     A broken contract fails the task at once (AirflowFailException: no retry
@@ -59,99 +109,243 @@ def check_contract(contract: str, dataset: str, dask: bool = True) -> dict:
     return {"contract": contract, "rows": report["rows"], "docs": report["docs"], "warnings": len(report["warnings"])}
 
 
-def prepare(events: str | list[str], output: Path) -> dict:
-    """Balanced, split, scaled training data from ingested events, on Dask."""
-    from tasks.datasets.prepare import PrepareSettings, prepare as run_prepare
+# --- topology_classifier ---------------------------------------------------------
+def generate_sample() -> str:
+    """The input directory: the given one, or a generated sample (reused when it exists)."""
     from tasks.core.runtime import dask_client
+    from tasks.generator.generate import SampleRequest, generate
+
+    p, config = params(), settings()
+    if p["input_dir"]:
+        return p["input_dir"]
+    request = SampleRequest(events=p["generate_events"], seed=p["seed"])
+    output = config.catalog.generated(request.events, request.seed)
+    with dask_client(config) as client:
+        generate(output, request, client)
+    return str(output)
+
+
+def ingest_events(input_dir: str) -> Ingested:
+    """ROOT files → the run's selected events with LLF/HLF, on Dask."""
+    from tasks.core.runtime import dask_client
+    from tasks.events.ingest import ingest
+    from tasks.events.samples import Sample, discover_samples
+
+    p, config = params(), settings()
+    samples = discover_samples(input_dir)
+    if p.get("files_per_sample"):  # smoke: a small subset
+        samples = [Sample(s.name, s.label, s.files[: p["files_per_sample"]]) for s in samples]
+    ref = this_run()
+    with dask_client(config) as client:
+        summary = ingest(samples, layout(ref).events, client, chunk=config.ingest_chunk,
+                         max_events_per_file=p.get("max_events_per_file"))  # fmt: skip
+    return ref | {"events_written": summary["events_written"], "bad_files": sorted(summary["bad_files"])}
+
+
+def prepare(ref: RunRef, events: list[Path] | None = None) -> Prepared:
+    """Balanced, split, scaled training data from ingested events, on Dask:
+    the run's own events, or the given partitions (retraining)."""
+    from tasks.core.runtime import dask_client
+    from tasks.datasets.prepare import PrepareSettings
+    from tasks.datasets.prepare import prepare as run_prepare
 
     p, config = params(), settings()
     options = PrepareSettings(seed=p["split_seed"], test_fraction=p["test_fraction"], shard_events=config.shard_events)
+    source = [str(e) for e in events] if events is not None else layout(ref).events
     with dask_client(config) as client:
-        summary = run_prepare(events, output, client, options)
-    return {"prepared": summary["output"], "train_events": summary["train"]["events"],
+        summary = run_prepare(source, layout(ref).prepared, client, options)
+    return {"run": ref["run"], "kind": ref["kind"], "feeds": ["petastorm"], "train_events": summary["train"]["events"],
             "test_events": summary["test"]["events"], "scaler_sha256": summary["scaler"]["sha256"]}  # fmt: skip
 
 
-def write_feeds(prepared: dict) -> dict:
+def write_feeds(prepared: Prepared) -> Prepared:
     """The prepared rows as TFRecord shards next to them, on Dask."""
-    from tasks.datasets.feeds import write_tfrecords
     from tasks.core.runtime import dask_client
+    from tasks.datasets.feeds import write_tfrecords
 
     config = settings()
-    output = Path(prepared["prepared"]).parent / "tfrecord"
+    where = layout(prepared)
     with dask_client(config) as client:
-        summary = write_tfrecords(prepared["prepared"], output, client, compression=config.tfrecord_compression)
-    return {"petastorm": prepared["prepared"], "tfrecord": summary["output"], "train_events": summary["train"]["events"],
-            "test_events": summary["test"]["events"]}  # fmt: skip
+        write_tfrecords(where.prepared, where.tfrecord, client, compression=config.tfrecord_compression)
+    return prepared | {"feeds": ["petastorm", "tfrecord"]}
 
 
-def train(feeds: dict, model: str) -> dict:
+def choose_models() -> list[str]:
+    """The models this run trains (Param ``models``)."""
+    return list(params()["models"])
+
+
+# --- the model chain ------------------------------------------------------------------
+def train(feeds: Prepared, model: str) -> Trained:
     """One classifier from the run's Params (and the tuned hyperparameters when
     ``use_tuned``), resuming from its backup if this is a retry."""
+    from tasks.core.errors import SettingsError
+    from tasks.learning.train import TrainSettings, parse_schedule
+    from tasks.learning.train import train as run_train
     from tasks.learning.tuning import tuned_settings
-    from tasks.learning.train import TrainSettings, parse_schedule, train as run_train
 
-    p = params()
-    options = TrainSettings(model=model, feed=p["feed_format"] if feeds.get("tfrecord") else "petastorm",
-                            epochs=p["epochs"], batch_size=p["batch_size"],
+    p, config = params(), settings()
+    feed = p.get("feed_format", "petastorm")
+    if feed not in feeds["feeds"]:
+        raise SettingsError(f"feed {feed!r} was not written for this run (written: {', '.join(feeds['feeds'])})")
+    options = TrainSettings(model=model, feed=feed, epochs=p["epochs"], batch_size=p["batch_size"],
                             learning_rates=parse_schedule(p["learning_rate"]), seed=p["train_seed"])  # fmt: skip
     tuned = None
     if p.get("use_tuned", True):
-        options, tuned = tuned_settings(options, settings().data_root)
-    output = Path(feeds["petastorm"]).parent / "models" / model
-    result = run_train(feeds["petastorm"], output, options, tfrecord=feeds.get("tfrecord"))
-    return {"model": model, "model_dir": str(output), "epochs_run": result["epochs_run"], "tuned": bool(tuned),
-            "resumed_after_epochs": result["resumed_after_epochs"], "val_accuracy": result["final"].get("val_accuracy")}  # fmt: skip
+        options, tuned = tuned_settings(options, config.data_root)
+    where = layout(feeds)
+    tfrecord = where.tfrecord if "tfrecord" in feeds["feeds"] else None
+    result = run_train(where.prepared, where.model(model), options, tfrecord=tfrecord)
+    return {"run": feeds["run"], "kind": feeds["kind"], "model": model, "epochs_run": result["epochs_run"],
+            "tuned": bool(tuned), "resumed_after_epochs": result["resumed_after_epochs"],
+            "val_accuracy": result["final"].get("val_accuracy")}  # fmt: skip
 
 
-def evaluate(trained: dict) -> dict:
+def evaluate(trained: Trained) -> Evaluated:
     """Metrics, plots, the HTML report and per-event scores of one trained model."""
     from tasks.learning.evaluate import evaluate as run_evaluate
 
-    output = Path(trained["model_dir"]).parent.parent / "evaluation" / trained["model"]
-    metrics = run_evaluate(trained["model_dir"], output)
-    return {"model": trained["model"], "report": str(output / "report.html"), "accuracy": metrics["accuracy"],
+    where, model = layout(trained), trained["model"]
+    metrics = run_evaluate(where.model(model), where.evaluation(model))
+    return {"run": trained["run"], "kind": trained["kind"], "model": model, "accuracy": metrics["accuracy"],
             "auc": {name: c["auc"] for name, c in metrics["classes"].items()}}  # fmt: skip
 
 
-def check_predictions(evaluated: dict) -> dict:
-    predictions = str(Path(evaluated["report"]).parent / "predictions.parquet")
-    return evaluated | {"contract": check_contract("predictions", predictions, dask=False)}
-
-
-def register(evaluated: dict) -> dict:
+def register(evaluated: Evaluated) -> Registered:
     """Track the model in MLflow and add a version to topo-<model> (no promotion)."""
     from tasks.learning.registry import register as run_register
 
-    evaluation = Path(evaluated["report"]).parent
-    model_dir = evaluation.parent.parent / "models" / evaluated["model"]
-    result = run_register(model_dir, evaluation, settings().tracking_uri, run_name=f"{evaluated['model']}-{run_key()}")
-    return {"model": evaluated["model"], "name": result["name"], "version": result["version"], "run_id": result["run_id"],
-            "run_dir": str(evaluation.parent.parent)}  # fmt: skip
+    where, model = layout(evaluated), evaluated["model"]
+    result = run_register(where.model(model), where.evaluation(model), settings().tracking_uri, run_name=f"{model}-{run_key()}")
+    return {"run": evaluated["run"], "kind": evaluated["kind"], "model": model, "name": result["name"],
+            "version": result["version"], "run_id": result["run_id"]}  # fmt: skip
 
 
-def promote(registered: dict) -> dict:
+def promote(registered: Registered) -> Decision:
     """Champion only if better than the current one on this run's test split;
     the decision and both scores are logged and kept in the registry."""
     from tasks.learning.registry import promote as run_promote
 
     p = params()
-    prepared = Path(registered["run_dir"]) / "prepared"
+    prepared = layout(registered).prepared
     decision = run_promote(registered["name"], registered["version"], prepared / "test", "petastorm", settings().tracking_uri,
                            metric=p["promotion_metric"], margin=p["promotion_margin"],
                            data_scaler_path=prepared / "scaler.json")  # fmt: skip
     log.info("promotion of %s v%s: %s; scores %s", registered["name"], registered["version"],
              "PROMOTED" if decision["promoted"] else "not promoted", decision["scores"])  # fmt: skip
-    return {k: decision[k] for k in ("name", "challenger", "champion_before", "promoted", "reason", "metric")} | {
-        "scores": {role: s[decision["metric"]] for role, s in decision["scores"].items()}, "run_dir": registered["run_dir"]}
+    kept = {k: decision[k] for k in ("name", "challenger", "champion_before", "promoted", "reason", "metric")}
+    return {"run": registered["run"], "kind": registered["kind"], "model": registered["model"], **kept,
+            "scores": {role: s[decision["metric"]] for role, s in decision["scores"].items()}}  # fmt: skip
 
 
-def report(decisions: list[dict]) -> dict:
+def report(decisions: list[Decision]) -> RunReport:
     """The run's one-page report: the AUC table and the promotion decisions."""
     from tasks.reporting.run_report import auc_table, summarise_run
 
     decisions = list(decisions)
-    run_dir = Path(decisions[0]["run_dir"])
-    summary = summarise_run(run_dir, decisions)
-    log.info("run %s:\n%s\nreport: %s", run_dir.name, auc_table(summary), summary["report"])
-    return {"report": summary["report"], "summary": str(run_dir / "summary.json")}
+    where = layout(decisions[0])
+    summary = summarise_run(where, decisions)
+    log.info("run %s:\n%s\nreport: %s", where.run, auc_table(summary), summary["report"])
+    return {"run": decisions[0]["run"], "kind": decisions[0]["kind"], "report": summary["report"], "summary": str(where.summary)}
+
+
+# --- ingest_daily ------------------------------------------------------------------------
+def find_day_files() -> Day:
+    """The day of this data interval; skipped (the empty-day rule) when it brought no file."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from tasks.events.daily import has_input
+
+    day = get_current_context()["data_interval_start"].in_timezone("UTC").strftime("%Y-%m-%d")
+    catalog = settings().catalog
+    raw = catalog.raw_day(day)
+    if not has_input(raw):
+        raise AirflowSkipException(
+            f"no ROOT files for {day} under {raw}/<qcd|ttbar|wjets>/: nothing to ingest (empty-day rule: the day "
+            f"is skipped; {catalog.partition(day)} is left as it is)"
+        )
+    return {"day": day}
+
+
+def ingest_day(found: Day) -> DayIngested:
+    """The day's ROOT files → a staged Parquet partition, on Dask."""
+    from tasks.core.runtime import dask_client
+    from tasks.events.ingest import ingest
+    from tasks.events.samples import discover_samples
+
+    config, day = settings(), found["day"]
+    with dask_client(config) as client:
+        summary = ingest(discover_samples(config.catalog.raw_day(day)), config.catalog.staging_partition(day), client,
+                         chunk=config.ingest_chunk, id_prefix=f"{day}/")  # fmt: skip
+    return {"day": day, "events_written": summary["events_written"], "bad_files": sorted(summary["bad_files"])}
+
+
+def publish_day(validated: DayIngested) -> DayPublished:
+    """The validated day replaces events/<day>."""
+    from tasks.events.daily import publish
+
+    config, day = settings(), validated["day"]
+    final = publish(config.catalog.staging_partition(day), config.data_root, day)
+    return {"day": day, "partition": str(final), "events": validated["events_written"]}
+
+
+# --- retrain_classifier ------------------------------------------------------------------
+def select_window() -> Window:
+    """The validated partitions of the window; skipped when there are none."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from tasks.events.daily import window
+
+    p, config = params(), settings()
+    found = window(config.data_root, p["window_days"], p["window_end"])
+    if not found:
+        raise AirflowSkipException(f"no validated partition under {config.catalog.partitions} in the "
+                                   f"{p['window_days']} days up to {p['window_end'] or 'the newest'}: nothing to retrain on")  # fmt: skip
+    return {"partitions": [str(p) for p in found], "days": [p.name for p in found]}
+
+
+def prepare_window(selected: Window) -> Prepared:
+    """One training dataset from the window's partitions, on Dask."""
+    return prepare(this_run("retraining"), [Path(p) for p in selected["partitions"]]) | {"days": selected["days"]}
+
+
+# --- tune_hyperparameters ------------------------------------------------------------------
+def find_dataset() -> str:
+    from tasks.learning.tuning import find_prepared
+
+    return str(find_prepared(settings().data_root, params()["prepared"]))
+
+
+def plan_trials(max_parallel: int) -> list[dict]:
+    from tasks.learning.tuning import expand_grid
+
+    p = params()
+    trials = expand_grid(p["grid"], p["model"])
+    log.info("%d trials of %s, at most %d at once", len(trials), p["model"], max_parallel)
+    return trials
+
+
+def run_trial(prepared: str, trial: dict) -> TrialResult:
+    from tasks.learning.tuning import log_trial
+    from tasks.learning.tuning import run_trial as run_one
+
+    p, config = params(), settings()
+    output = config.catalog.run(run_key(), "tuning").trial(trial["index"])
+    result = run_one(prepared, output, p["model"], trial, p["epochs"], p["train_seed"], p["metric"])
+    result["mlflow_run_id"] = log_trial(config.tracking_uri, run_key(), result)
+    return {k: result[k] for k in TrialResult.__annotations__}  # type: ignore[return-value]
+
+
+def select_best(trials: list[TrialResult]) -> SearchResult:
+    from tasks.learning.tuning import best_trial, save_best
+
+    p = params()
+    trials = sorted(trials, key=lambda t: t["index"])
+    best = best_trial(trials, p["metric"])
+    for t in trials:
+        log.info("%s trial %3d  %s %.4f  %s", "*" if t is best else " ", t["index"], p["metric"], t["score"], t["hyperparameters"])
+    out: SearchResult = {"best": best["index"], "score": best["score"], "hyperparameters": best["hyperparameters"],
+                         "trials": len(trials)}  # fmt: skip
+    if p["write_best"]:
+        out["written"] = str(save_best(settings().data_root, best, run_key(), len(trials)))
+    return out

@@ -52,30 +52,6 @@ HLF_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 HLF_FEATURES = len(HLF_COLUMNS)  # 14
 
-# --- Input branches (Delphes schema) -----------------------------------------
-TREE_NAME = "Delphes"
-
-COLLECTIONS: dict[str, tuple[str, ...]] = {
-    "EFlowTrack": ("PT", "Eta", "Phi", "PID", "X", "Y", "Z"),
-    "EFlowPhoton": ("ET", "Eta", "Phi"),
-    "EFlowNeutralHadron": ("ET", "Eta", "Phi"),
-    "Electron": ("PT", "Eta", "Phi", "Charge"),
-    "MuonTight": ("PT", "Eta", "Phi", "Charge"),
-    "Jet": ("PT", "Eta", "Phi", "BTag"),
-    "MissingET": ("MET", "Phi"),
-}
-"""The branches ingestion reads; nothing else is read from the files."""
-
-
-def branch_candidates(collection: str, field: str) -> tuple[str, ...]:
-    """Names a (collection, field) branch may have, real Delphes naming first."""
-    return (
-        f"{collection}.{field}",  # real Delphes (split TClonesArray)
-        f"{collection}/{collection}.{field}",  # the same, addressed by full path
-        f"{collection}_{field}",  # uproot-written records
-    )
-
-
 # --- Ingested event table (Parquet) ------------------------------------------
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",  # "<sample>/<file name>:<entry>", stable across re-runs
@@ -97,14 +73,3 @@ CUTFLOW_STEPS: tuple[str, ...] = (
     "rejected_non_finite",
     "written",
 )
-
-
-# --- Models (tasks/models.py builds them) ---------------------------------------
-MODEL_INPUTS: dict[str, str] = {
-    "hlf": "hlf",
-    "gru": "gru",
-    "inclusive": "inclusive",
-    "inclusive_lstm": "inclusive",
-    "inclusive_transformer": "inclusive",
-}
-"""Model name → the feed inputs it takes (tasks.datasets.readers.INPUTS)."""

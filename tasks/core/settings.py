@@ -20,11 +20,15 @@ changes environment variables (or DAG Params), never code.
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
+from tasks.core.catalog import Catalog
 from tasks.core.errors import SettingsError
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,13 +53,18 @@ class Settings:
 
     @property
     def raw_dir(self) -> Path:
-        """Where raw files land by day (tasks/daily.py)."""
+        """Where raw files land by day (tasks/events/daily.py)."""
         return Path(self.raw_root).expanduser() if self.raw_root else self.data_root / "raw"
+
+    @property
+    def catalog(self) -> Catalog:
+        """Every output path under this data root (tasks/core/catalog.py)."""
+        return Catalog(self.data_root, self.raw_dir)
 
     @property
     def tracking_uri(self) -> str:
         """The MLflow tracking URI: the configured server, else a local SQLite store."""
-        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_root / 'mlflow' / 'mlflow.db').resolve()}"
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.catalog.mlflow / 'mlflow.db').resolve()}"
 
     def __post_init__(self) -> None:
         if self.dask_workers < 1:
@@ -85,6 +94,28 @@ class Settings:
                 raise SettingsError(f"TOPO_{f.name.upper()}={raw!r}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def parse_time_setting(name: str, environ: dict[str, str] | None = None):
+    """One setting, read when Airflow parses a DAG file (a pool size, a queue).
+
+    Only its own ``TOPO_*`` variable is read, so an unrelated bad variable
+    cannot break the import of every DAG; a bad value of this one falls back
+    to the default with a warning, and the tasks, which read all settings,
+    fail naming it."""
+    environ = os.environ if environ is None else environ
+    default = {f.name: f for f in fields(Settings)}[name]
+    fallback = default.default_factory() if default.default_factory is not MISSING else default.default
+    raw = environ.get(f"TOPO_{name.upper()}")
+    if raw is None or raw == "":
+        return fallback
+    try:
+        value = _parse(name, raw)
+        Settings(**{name: value})
+    except (ValueError, SettingsError) as exc:
+        log.warning("TOPO_%s=%r is not valid (%s); using %r while parsing DAGs", name.upper(), raw, exc, fallback)
+        return fallback
+    return value
 
 
 def _parse(name: str, raw: str) -> object:

@@ -37,11 +37,18 @@ INPUTS = {
 N_CLASSES = len(schema.CLASS_NAMES)
 
 
+def input_names(inputs: str) -> tuple[str, ...]:
+    """The Keras inputs of a model of this input kind (``INPUTS``); a SettingsError for an unknown kind."""
+    try:
+        return INPUTS[inputs]
+    except (KeyError, TypeError):
+        raise SettingsError(f"unknown model inputs {inputs!r}; choose one of {', '.join(INPUTS)}") from None
+
+
 def check_feed_options(fmt: str, inputs: str, batch_size: int) -> None:
     if fmt not in FORMATS:
         raise SettingsError(f"unknown feed format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if inputs not in INPUTS:
-        raise SettingsError(f"unknown model inputs {inputs!r}; choose one of {', '.join(INPUTS)}")
+    input_names(inputs)
     if batch_size < 1:
         raise SettingsError(f"batch_size must be at least 1, got {batch_size}")
 
@@ -117,9 +124,11 @@ def steps_per_epoch(events: int, batch_size: int) -> int:
 
 def model_input(inputs: str, gru, hlf):
     """What a model of this input kind is fed: (GRU_input, HLF_input), or one of them."""
-    if inputs == "inclusive":
-        return gru, hlf
-    return hlf if inputs == "hlf" else gru
+    names = input_names(inputs)  # raises for an unknown kind
+    given = {"GRU_input": gru, "HLF_input": hlf}
+    if len(names) > 1:
+        return tuple(given[n] for n in names)
+    return given[names[0]]
 
 
 def _arrange(inputs: str, gru, hlf, label):
@@ -131,9 +140,9 @@ def _tfrecord_epoch(files, inputs, batch_size, training, seed, workers):
     import tensorflow as tf
 
     spec = {"encoded_label": tf.io.FixedLenFeature([N_CLASSES], tf.float32)}
-    if "HLF_input" in INPUTS[inputs]:
+    if "HLF_input" in input_names(inputs):
         spec["HLF_input"] = tf.io.FixedLenFeature([schema.HLF_FEATURES], tf.float32)
-    if "GRU_input" in INPUTS[inputs]:
+    if "GRU_input" in input_names(inputs):
         # Ours hold the real rows only, the published ones all 801 × 19: a
         # ragged feature padded with zeros at the end reads both.
         spec["GRU_input"] = tf.io.RaggedFeature(tf.float32)
@@ -171,7 +180,7 @@ def _petastorm_epoch_dataset(files, inputs, batch_size, training, seed, workers)
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    columns = ["encoded_label", *INPUTS[inputs]]
+    columns = ["encoded_label", *input_names(inputs)]
     found = pq.read_schema(files[0])
     missing = [c for c in columns if c not in found.names]
     if missing:
@@ -189,7 +198,7 @@ def _petastorm_epoch_dataset(files, inputs, batch_size, training, seed, workers)
             yield tuple(np.asarray(getattr(batch, c), np.float32).reshape((-1, *shapes[c])) for c in columns)
 
     def arrange(label, *features):
-        named = dict(zip(INPUTS[inputs], features))
+        named = dict(zip(input_names(inputs), features))
         return _arrange(inputs, named.get("GRU_input"), named.get("HLF_input"), label)
 
     signature = tuple(tf.TensorSpec((None, *shapes[c]), tf.float32) for c in columns)
@@ -245,6 +254,7 @@ def in_memory_dataset(arrays: dict, inputs: str, batch_size: int):
 
     gru = arrays.get("GRU_input")
     hlf = arrays.get("HLF_input")
-    element = _arrange(inputs, gru if "GRU_input" in INPUTS[inputs] else None, hlf if "HLF_input" in INPUTS[inputs] else None,
+    names = input_names(inputs)
+    element = _arrange(inputs, gru if "GRU_input" in names else None, hlf if "HLF_input" in names else None,
                        arrays["encoded_label"])  # fmt: skip
     return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -2,7 +2,7 @@
 
 Layout under the data root (``Settings.raw_root`` may put raw files elsewhere):
 
-    raw/<YYYY-MM-DD>/<sample>/*.root       what the detector (or the generator) wrote that day
+    raw/<YYYY-MM-DD>/<sample>/...          what the detector (or the generator) wrote that day
     staging/events/<YYYY-MM-DD>/           that day's ingestion, until its contract passes
     events/<YYYY-MM-DD>/                   the published, validated partition
 
@@ -10,10 +10,12 @@ Ingestion writes the staging directory; only a passed contract moves it to
 ``events/<day>``, replacing that day's earlier partition and nothing else. So
 ``events/`` holds validated partitions only, which is what retraining reads.
 
-The empty-day rule: a day with no raw directory, or one without any ROOT file
-under its sample directories, is *skipped* (the Airflow task ends as skipped
+The empty-day rule: a day with no raw directory, or one without any input
+file under its sample directories, at any depth, is *skipped* (the Airflow task ends as skipped
 and says so in its log); nothing is written and an existing partition of that
 day is left as it is. Files that exist but are all unreadable are an error.
+Which files are input is the event source's (tasks.events.sources): ROOT
+files for Delphes, the default.
 """
 
 from __future__ import annotations
@@ -24,41 +26,21 @@ import shutil
 from pathlib import Path
 
 from tasks.core import schema
+from tasks.core.catalog import Catalog, parse_day
 from tasks.core.errors import SettingsError
 from tasks.core.storage import replace_directory
+from tasks.events import sources
 
 log = logging.getLogger(__name__)
 
-DAY_FORMAT = "%Y-%m-%d"
-
-
-def parse_day(day: str) -> dt.date:
-    try:
-        return dt.datetime.strptime(day, DAY_FORMAT).date()
-    except ValueError:
-        raise SettingsError(f"{day!r} is not a day in YYYY-MM-DD form") from None
-
-
-def raw_day(raw_root: str | Path, day: str) -> Path:
-    return Path(raw_root) / parse_day(day).strftime(DAY_FORMAT)
-
-
-def staging_partition(data_root: str | Path, day: str) -> Path:
-    return Path(data_root) / "staging" / "events" / parse_day(day).strftime(DAY_FORMAT)
-
-
-def partition(data_root: str | Path, day: str) -> Path:
-    return Path(data_root) / "events" / parse_day(day).strftime(DAY_FORMAT)
-
-
-def has_input(raw_dir: Path) -> bool:
-    """Whether a day brought any ROOT file for any sample (the empty-day rule)."""
-    return any(any((raw_dir / name).rglob("*.root")) for name in schema.CLASS_NAMES if (raw_dir / name).is_dir())
+def has_input(raw_dir: Path, source: str = sources.DEFAULT_SOURCE) -> bool:
+    """Whether a day brought any file of ``source`` for any sample (the empty-day rule)."""
+    return any(sources.has_input(Path(raw_dir) / name, source) for name in schema.CLASS_NAMES)
 
 
 def publish(staged: str | Path, data_root: str | Path, day: str) -> Path:
     """Move a validated staging partition into ``events/<day>``, replacing that day only."""
-    final = partition(data_root, day)
+    final = Catalog.under(data_root).partition(day)
     replace_directory(Path(staged), final)
     log.info("published %s", final)
     return final
@@ -70,7 +52,7 @@ def discard(staged: str | Path) -> None:
 
 def partitions(data_root: str | Path) -> dict[str, Path]:
     """Published partitions by day, oldest first."""
-    root = Path(data_root) / "events"
+    root = Catalog.under(data_root).partitions
     found = {}
     for p in sorted(root.iterdir()) if root.is_dir() else []:
         try:

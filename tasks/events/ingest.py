@@ -1,7 +1,9 @@
-"""Stage 1: ROOT files → selected events with LLF and HLF, as a Parquet dataset.
+"""Stage 1: input files (Delphes ROOT by default) → selected events with LLF and HLF, as a Parquet dataset.
 
-Runs on Dask in two waves: every file is inspected (readable? tree and
-branches present? how many events?), then every chunk of ``chunk`` entries
+The file format is the event source's (tasks.events.sources, ``source=``):
+its kind travels to the workers, which look the reader up there. Runs on
+Dask in two waves: every file is inspected (readable? tree and branches
+present? how many events?), then every chunk of ``chunk`` entries
 of every good file is read, selected and turned into features by a worker,
 which writes its Parquet part straight into the output's temporary directory
 (nothing big travels back to the client). A file that fails at any point is
@@ -16,11 +18,9 @@ Output ``<output>/``:
 
 from __future__ import annotations
 
-import glob
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,87 +28,14 @@ import numpy as np
 from tasks.core import schema
 from tasks.core.errors import InputFileError, SettingsError, TopoError
 from tasks.core.storage import atomic_directory, write_json
+from tasks.events.samples import Sample, check_unique_names
+from tasks.events.sources import DEFAULT_SOURCE, get_source
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Sample:
-    """A named set of input files, all of one class."""
-
-    name: str
-    label: int
-    files: tuple[str, ...]
-
-
 class IngestError(TopoError):
     """No usable input at all; the existing output, if any, is untouched."""
-
-
-# --- inputs ----------------------------------------------------------------
-def discover_samples(input_dir: str | Path) -> list[Sample]:
-    """Samples from ``<input_dir>/<class name>/**/*.root`` (qcd, ttbar, wjets)."""
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise SettingsError(f"input directory {root} does not exist")
-    samples = []
-    for label, name in enumerate(schema.CLASS_NAMES):
-        files = sorted(str(p) for p in (root / name).rglob("*.root")) if (root / name).is_dir() else []
-        if files:
-            samples.append(Sample(name, label, tuple(files)))
-    if not samples:
-        raise SettingsError(
-            f"no ROOT files under {root}/<sample>/ for any of the samples {', '.join(schema.CLASS_NAMES)}; "
-            "put each class's files in a subdirectory named after it, or pass a samples file"
-        )
-    return samples
-
-
-def load_samples_file(path: str | Path) -> list[Sample]:
-    """Samples from a JSON or YAML file::
-
-        samples:
-          - {name: ttbar, label: 1, files: ["/eos/.../tt_*.root"]}
-    """
-    import yaml
-
-    path = Path(path)
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SettingsError(f"cannot read samples file {path}: {exc}") from None
-    entries = spec.get("samples") if isinstance(spec, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise SettingsError(f"{path}: expected a non-empty list under 'samples'")
-    samples = []
-    for i, entry in enumerate(entries):
-        where = f"{path}: samples[{i}]"
-        if not isinstance(entry, dict) or not {"name", "label", "files"} <= entry.keys():
-            raise SettingsError(f"{where} needs name, label and files")
-        if entry["label"] not in range(len(schema.CLASS_NAMES)):
-            raise SettingsError(f"{where}: label must be one of 0..{len(schema.CLASS_NAMES) - 1}, got {entry['label']!r}")
-        patterns = [entry["files"]] if isinstance(entry["files"], str) else entry["files"]
-        files = []
-        for pattern in patterns:
-            full = str(path.parent / pattern) if not Path(pattern).is_absolute() else pattern
-            matched = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else [full]
-            if not matched:
-                raise SettingsError(f"{where}: no file matches {pattern!r}")
-            files += matched
-        samples.append(Sample(str(entry["name"]), int(entry["label"]), tuple(files)))
-    return samples
-
-
-def _check_unique_names(samples: list[Sample]) -> None:
-    """Event ids use <sample>/<file name>: two files of a sample may not share a name."""
-    names = [s.name for s in samples]
-    if len(set(names)) != len(names):
-        raise SettingsError(f"sample names must be unique, got {names}")
-    for s in samples:
-        seen = Counter(Path(f).name for f in s.files)
-        dupes = [n for n, c in seen.items() if c > 1]
-        if dupes:
-            raise SettingsError(f"sample {s.name}: several input files are named {', '.join(dupes)}; event ids need unique names")
 
 
 def plan_chunks(n_entries: int, chunk: int) -> list[tuple[int, int]]:
@@ -116,11 +43,9 @@ def plan_chunks(n_entries: int, chunk: int) -> list[tuple[int, int]]:
 
 
 # --- work done on the workers ---------------------------------------------------
-def _inspect(path: str) -> dict:
+def _inspect(path: str, source: str = DEFAULT_SOURCE) -> dict:
     try:
-        from tasks.events.delphes import inspect_file
-
-        return {"path": path, "entries": inspect_file(path)}
+        return {"path": path, "entries": get_source(source).inspect(path)}
     except InputFileError as exc:
         return {"path": path, "error": exc.problem}
     except Exception as exc:  # a worker must report, not die: the client decides
@@ -131,26 +56,27 @@ def _part_name(sample: str, path: str, start: int) -> str:
     return f"part-{sample}-{Path(path).stem}-{start:010d}.parquet"
 
 
-def process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str, id_prefix: str = "") -> dict:
-    """Select and featurise entries [start, stop) of ``path``; write their part.
+def process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str, id_prefix: str = "",
+                  source: str = DEFAULT_SOURCE) -> dict:  # fmt: skip
+    """Select and featurise entries [start, stop) of ``path``, a file of the
+    event source of kind ``source``; write their part.
 
     Returns the chunk's cutflow and, for events rejected as non-finite, which
     fields were bad; or an error naming the file.
     """
     try:
-        return _process_chunk(sample, label, path, start, stop, out_dir, id_prefix)
+        return _process_chunk(sample, label, path, start, stop, out_dir, id_prefix, source)
     except InputFileError as exc:
         return {"path": path, "start": start, "error": exc.problem}
     except Exception as exc:
         return {"path": path, "start": start, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str, id_prefix: str) -> dict:
-    from tasks.events.delphes import read_chunk
+def _process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str, id_prefix: str,
+                   source: str) -> dict:  # fmt: skip
     from tasks.events.kernel import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features
 
-    events, met, met_phi = read_chunk(path, start, stop)
-    feats = compute_features(events, met, met_phi)
+    feats = compute_features(get_source(source).read_chunk(path, start, stop))
     passed = feats.status == PASSED
     finite, bad_fields = _finite_events(feats, passed)
     keep = passed & finite
@@ -191,8 +117,8 @@ def _finite_events(feats, passed: np.ndarray) -> tuple[np.ndarray, dict[str, int
     finite = hlf_ok.all(axis=1) & llf_ok.all(axis=1)
     bad: Counter[str] = Counter()
     for e in np.flatnonzero(passed & ~finite):
-        bad.update(f"HLF {schema.HLF_COLUMNS[c]}" for c in np.flatnonzero(~hlf_ok[e]))
-        bad.update(f"LLF {schema.LLF_COLUMNS[c]}" for c in np.flatnonzero(~llf_ok[e]))
+        bad.update(f"HLF {feats.hlf_columns[c]}" for c in np.flatnonzero(~hlf_ok[e]))
+        bad.update(f"LLF {feats.llf_columns[c]}" for c in np.flatnonzero(~llf_ok[e]))
     return finite, dict(bad)
 
 
@@ -250,8 +176,9 @@ def read_lfeatures(column) -> tuple[np.ndarray, np.ndarray]:
 
 # --- the stage ---------------------------------------------------------------
 def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000, id_prefix: str = "",
-           max_events_per_file: int | None = None) -> dict:  # fmt: skip
-    """Ingest ``samples`` into the Parquet dataset ``output`` on the Dask ``client``.
+           max_events_per_file: int | None = None, source: str = DEFAULT_SOURCE) -> dict:  # fmt: skip
+    """Ingest ``samples``, files of the event source of kind ``source``, into
+    the Parquet dataset ``output`` on the Dask ``client``.
 
     Returns the run summary (also written to ``output/_summary.json``, less
     the timing and the output path, so the same input gives the same bytes). Raises
@@ -262,14 +189,15 @@ def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000,
 
     if chunk < 1:
         raise SettingsError(f"chunk must be at least 1 event, got {chunk}")
-    _check_unique_names(samples)
+    get_source(source)  # an unknown kind fails here, not as every file bad
+    check_unique_names(samples)
     output = Path(output)
     started = time.perf_counter()
     sample_of = {f: s for s in samples for f in s.files}
     files = [f for s in samples for f in s.files]
     log.info("ingesting %d files of %d samples into %s", len(files), len(samples), output)
 
-    inspected = client.gather(client.map(_inspect, files, pure=False))
+    inspected = client.gather(client.map(_inspect, files, source=source, pure=False))
     bad: dict[str, str] = {r["path"]: r["error"] for r in inspected if "error" in r}
     for path, problem in bad.items():
         log.error("bad input file %s: %s", path, problem)
@@ -282,7 +210,7 @@ def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000,
         jobs = [(sample_of[p].name, sample_of[p].label, p, a, b, str(tmp)) for p, n in good for a, b in plan_chunks(n, chunk)]
         total_events = sum(n for _, n in good)
         log.info("%d good files, %d events, %d chunks of up to %d events", len(good), total_events, len(jobs), chunk)
-        futures = client.map(process_chunk, *zip(*jobs), id_prefix=id_prefix, pure=False)
+        futures = client.map(process_chunk, *zip(*jobs), id_prefix=id_prefix, source=source, pure=False)
         results, done_events, last_log = [], 0, 0.0
         for fut in as_completed(futures):
             r = fut.result()

@@ -7,17 +7,26 @@ cells around the particle are visited before the same ΔR < 0.3 test as
 SPEC.md. The visited cells are a superset of the cone, so the result is that
 of the O(N²) definition (tests/reference.py checks this value for value) at a
 fraction of the cost.
+
+The kernel reads the neutral ``EventChunk`` (tasks.events.collections), never
+a file format's names, and writes every LLF and HLF column through its name:
+``compute_features`` turns the column order it is given (``schema.LLF_COLUMNS``
+and ``schema.HLF_COLUMNS`` by default) into index arrays that the numba
+functions write through.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from tasks.core import schema
+from tasks.core.errors import SettingsError
+from tasks.events.collections import EventChunk
 
 # Status codes per event, in cutflow order.
 PASSED = 0
@@ -29,28 +38,56 @@ _WINDOW = schema.ISOLATION_CONE + 1e-9  # a hair wider: rounding never drops a c
 _TWO_PI = 2.0 * math.pi
 
 
-@dataclass
-class Collection:
-    """One Delphes collection of a chunk as CSR: ``offsets`` (n_events + 1) and
-    one flat float64 array per field."""
+# Every feature the kernel writes, by name: the slot of a quantity is its
+# position in the schema's column tuple, and the kernel writes slot k of a
+# row to column ``llf_index[k]`` (``hlf_index[k]``) of the requested order.
+_LLF_SLOT = {name: k for k, name in enumerate(schema.LLF_COLUMNS)}
+_HLF_SLOT = {name: k for k, name in enumerate(schema.HLF_COLUMNS)}
+L_ENERGY, L_PX, L_PY, L_PZ = _LLF_SLOT["Energy"], _LLF_SLOT["Px"], _LLF_SLOT["Py"], _LLF_SLOT["Pz"]
+L_PT, L_ETA, L_PHI = _LLF_SLOT["Pt"], _LLF_SLOT["Eta"], _LLF_SLOT["Phi"]
+L_VTX_X, L_VTX_Y, L_VTX_Z = _LLF_SLOT["vtxX"], _LLF_SLOT["vtxY"], _LLF_SLOT["vtxZ"]
+L_ISO_CH, L_ISO_GAMMA, L_ISO_NEU = _LLF_SLOT["ChPFIso"], _LLF_SLOT["GammaPFIso"], _LLF_SLOT["NeuPFIso"]
+L_IS_CH_HAD, L_IS_NEU_HAD, L_IS_GAMMA = _LLF_SLOT["isChHad"], _LLF_SLOT["isNeuHad"], _LLF_SLOT["isGamma"]
+L_IS_ELE, L_IS_MU, L_CHARGE = _LLF_SLOT["isEle"], _LLF_SLOT["isMu"], _LLF_SLOT["Charge"]
+H_HT, H_MET, H_PHI_MET, H_MT = _HLF_SLOT["HT"], _HLF_SLOT["MET"], _HLF_SLOT["PhiMET"], _HLF_SLOT["MT"]
+H_N_JETS, H_N_BJETS = _HLF_SLOT["nJets"], _HLF_SLOT["nBjets"]
+H_LEP_PT, H_LEP_ETA, H_LEP_PHI = _HLF_SLOT["LepPt"], _HLF_SLOT["LepEta"], _HLF_SLOT["LepPhi"]
+H_LEP_ISO_CH, H_LEP_ISO_GAMMA, H_LEP_ISO_NEU = _HLF_SLOT["LepIsoCh"], _HLF_SLOT["LepIsoGamma"], _HLF_SLOT["LepIsoNeu"]
+H_LEP_CHARGE, H_LEP_IS_ELE = _HLF_SLOT["LepCharge"], _HLF_SLOT["LepIsEle"]
 
-    offsets: np.ndarray
-    fields: dict[str, np.ndarray]
 
-    def __getitem__(self, field: str) -> np.ndarray:
-        return self.fields[field]
+def column_index(columns: Sequence[str], known: Sequence[str], what: str) -> np.ndarray:
+    """``index[k]`` = the position of ``known[k]`` in ``columns``, as int64;
+    ``columns`` must name every one of ``known`` exactly once."""
+    columns = tuple(columns)
+    problems = []
+    unknown = [c for c in columns if c not in known]
+    missing = [k for k in known if k not in columns]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if unknown:
+        problems.append(f"unknown {', '.join(map(repr, unknown))}")
+    if missing:
+        problems.append(f"missing {', '.join(map(repr, missing))}")
+    if repeated:
+        problems.append(f"repeated {', '.join(map(repr, repeated))}")
+    if problems:
+        raise SettingsError(f"{what} columns must name each of {', '.join(known)} once: {'; '.join(problems)}")
+    return np.array([columns.index(k) for k in known], np.int64)
 
 
 @dataclass
 class ChunkFeatures:
     """Features of the events of a chunk; arrays cover every event read,
-    ``status`` says which passed."""
+    ``status`` says which passed. Columns are in the order of ``llf_columns``
+    and ``hlf_columns``."""
 
     status: np.ndarray  # int8 (n_events,)
     hlf: np.ndarray  # float32 (n_events, 14), rows of rejected events are zero
     llf: np.ndarray  # float32 (total_rows, 19), the filled rows of passing events
     llf_offsets: np.ndarray  # int64 (n_events + 1,), into llf rows
     group_counts: np.ndarray  # int32 (n_events, 3): tracks, photons, neutrals in the LLF
+    llf_columns: tuple[str, ...] = schema.LLF_COLUMNS
+    hlf_columns: tuple[str, ...] = schema.HLF_COLUMNS
 
 
 @numba.njit(cache=True, inline="always")
@@ -195,17 +232,17 @@ def _first_isolated(start, stop, pt, eta, phi, tmap, gmap, nmap):
 
 
 @numba.njit(cache=True)
-def _fill_row(out, row, pt, eta, phi, iso):
-    out[row, 0] = pt * math.cosh(eta)
-    out[row, 1] = pt * math.cos(phi)
-    out[row, 2] = pt * math.sin(phi)
-    out[row, 3] = pt * math.sinh(eta)
-    out[row, 4] = pt
-    out[row, 5] = eta
-    out[row, 6] = phi
-    out[row, 10] = iso[0]
-    out[row, 11] = iso[1]
-    out[row, 12] = iso[2]
+def _fill_row(out, col, row, pt, eta, phi, iso):
+    out[row, col[L_ENERGY]] = pt * math.cosh(eta)
+    out[row, col[L_PX]] = pt * math.cos(phi)
+    out[row, col[L_PY]] = pt * math.sin(phi)
+    out[row, col[L_PZ]] = pt * math.sinh(eta)
+    out[row, col[L_PT]] = pt
+    out[row, col[L_ETA]] = eta
+    out[row, col[L_PHI]] = phi
+    out[row, col[L_ISO_CH]] = iso[0]
+    out[row, col[L_ISO_GAMMA]] = iso[1]
+    out[row, col[L_ISO_NEU]] = iso[2]
 
 
 @numba.njit(cache=True)
@@ -253,7 +290,7 @@ def _select(trk_off, trk_pt, trk_eta, trk_phi, pho_off, pho_et, pho_eta, pho_phi
 
 
 @numba.njit(cache=True)
-def _fill_calo_rows(llf, row, start, stop, et, eta, phi, cap, onehot, tmap, gmap, nmap):
+def _fill_calo_rows(llf, col, row, start, stop, et, eta, phi, cap, onehot, tmap, gmap, nmap):
     """Photon or neutral-hadron rows: the first ``cap`` above the map threshold."""
     iso = np.zeros(3)
     taken = 0
@@ -262,8 +299,8 @@ def _fill_calo_rows(llf, row, start, stop, et, eta, phi, cap, onehot, tmap, gmap
             break
         if et[j] > schema.PHOTON_MAP_MIN_ET:  # == NEUTRAL_MAP_MIN_ET, asserted below
             iso[0], iso[1], iso[2] = _isolation(eta[j], phi[j], et[j], False, tmap, gmap, nmap)
-            _fill_row(llf, row, et[j], eta[j], phi[j], iso)
-            llf[row, onehot] = 1.0
+            _fill_row(llf, col, row, et[j], eta[j], phi[j], iso)
+            llf[row, col[onehot]] = 1.0
             row += 1
             taken += 1
     return row
@@ -274,11 +311,12 @@ def _build(status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
            trk_off, trk_pt, trk_eta, trk_phi, trk_pid, trk_x, trk_y, trk_z,
            pho_off, pho_et, pho_eta, pho_phi, neu_off, neu_et, neu_eta, neu_phi,
            ele_pt, ele_eta, ele_phi, ele_q, mu_pt, mu_eta, mu_phi, mu_q,
-           jet_off, jet_pt, jet_eta, jet_btag, met, met_phi):  # fmt: skip
-    """Pass 2: the LLF rows and HLF of the passing events."""
+           jet_off, jet_pt, jet_eta, jet_btag, met, met_phi, col, hcol):  # fmt: skip
+    """Pass 2: the LLF rows and HLF of the passing events; slot k goes to LLF
+    column ``col[k]`` and HLF column ``hcol[k]``."""
     n = len(status)
-    llf = np.zeros((row_offsets[-1], schema.LLF_FEATURES), np.float32)
-    hlf = np.zeros((n, schema.HLF_FEATURES), np.float32)
+    llf = np.zeros((row_offsets[-1], len(col)), np.float32)
+    hlf = np.zeros((n, len(hcol)), np.float32)
     row_iso = np.zeros(3)
     for e in range(n):
         if status[e] != PASSED:
@@ -292,10 +330,10 @@ def _build(status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
         else:
             lpt, leta, lphi, lq = mu_pt[i], mu_eta[i], mu_phi[i], mu_q[i]
         row = row_offsets[e]
-        _fill_row(llf, row, lpt, leta, lphi, lep_iso[e])
-        llf[row, 16] = 1.0 if lep_is_ele[e] else 0.0
-        llf[row, 17] = 0.0 if lep_is_ele[e] else 1.0
-        llf[row, 18] = lq
+        _fill_row(llf, col, row, lpt, leta, lphi, lep_iso[e])
+        llf[row, col[L_IS_ELE]] = 1.0 if lep_is_ele[e] else 0.0
+        llf[row, col[L_IS_MU]] = 0.0 if lep_is_ele[e] else 1.0
+        llf[row, col[L_CHARGE]] = lq
         row += 1
         taken = 0
         for j in range(trk_off[e], trk_off[e + 1]):
@@ -303,16 +341,18 @@ def _build(status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
                 break
             if trk_pt[j] > schema.TRACK_MAP_MIN_PT and _delta_r(trk_eta[j], trk_phi[j], leta, lphi) > schema.OWN_TRACK_MAX_DR:
                 row_iso[0], row_iso[1], row_iso[2] = _isolation(trk_eta[j], trk_phi[j], trk_pt[j], True, tmap, gmap, nmap)
-                _fill_row(llf, row, trk_pt[j], trk_eta[j], trk_phi[j], row_iso)
-                llf[row, 7] = trk_x[j]
-                llf[row, 8] = trk_y[j]
-                llf[row, 9] = trk_z[j]
-                llf[row, 13] = 1.0
-                llf[row, 18] = np.sign(trk_pid[j])
+                _fill_row(llf, col, row, trk_pt[j], trk_eta[j], trk_phi[j], row_iso)
+                llf[row, col[L_VTX_X]] = trk_x[j]
+                llf[row, col[L_VTX_Y]] = trk_y[j]
+                llf[row, col[L_VTX_Z]] = trk_z[j]
+                llf[row, col[L_IS_CH_HAD]] = 1.0
+                llf[row, col[L_CHARGE]] = np.sign(trk_pid[j])
                 row += 1
                 taken += 1
-        row = _fill_calo_rows(llf, row, pho_off[e], pho_off[e + 1], pho_et, pho_eta, pho_phi, counts[e, 1], 15, tmap, gmap, nmap)
-        row = _fill_calo_rows(llf, row, neu_off[e], neu_off[e + 1], neu_et, neu_eta, neu_phi, counts[e, 2], 14, tmap, gmap, nmap)
+        row = _fill_calo_rows(llf, col, row, pho_off[e], pho_off[e + 1], pho_et, pho_eta, pho_phi, counts[e, 1], L_IS_GAMMA,
+                              tmap, gmap, nmap)  # fmt: skip
+        row = _fill_calo_rows(llf, col, row, neu_off[e], neu_off[e + 1], neu_et, neu_eta, neu_phi, counts[e, 2], L_IS_NEU_HAD,
+                              tmap, gmap, nmap)  # fmt: skip
         ht = 0.0
         njets = 0
         nbjets = 0
@@ -323,20 +363,20 @@ def _build(status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
                 if jet_btag[j] > 0:
                     nbjets += 1
         h = hlf[e]
-        h[0] = ht
-        h[1] = met[e]
-        h[2] = met_phi[e]
-        h[3] = 2.0 * met[e] * lpt * (1.0 - math.cos(lphi - met_phi[e]))
-        h[4] = njets
-        h[5] = nbjets
-        h[6] = lpt
-        h[7] = leta
-        h[8] = lphi
-        h[9] = lep_iso[e, 0]
-        h[10] = lep_iso[e, 1]
-        h[11] = lep_iso[e, 2]
-        h[12] = lq
-        h[13] = 1.0 if lep_is_ele[e] else 0.0
+        h[hcol[H_HT]] = ht
+        h[hcol[H_MET]] = met[e]
+        h[hcol[H_PHI_MET]] = met_phi[e]
+        h[hcol[H_MT]] = 2.0 * met[e] * lpt * (1.0 - math.cos(lphi - met_phi[e]))
+        h[hcol[H_N_JETS]] = njets
+        h[hcol[H_N_BJETS]] = nbjets
+        h[hcol[H_LEP_PT]] = lpt
+        h[hcol[H_LEP_ETA]] = leta
+        h[hcol[H_LEP_PHI]] = lphi
+        h[hcol[H_LEP_ISO_CH]] = lep_iso[e, 0]
+        h[hcol[H_LEP_ISO_GAMMA]] = lep_iso[e, 1]
+        h[hcol[H_LEP_ISO_NEU]] = lep_iso[e, 2]
+        h[hcol[H_LEP_CHARGE]] = lq
+        h[hcol[H_LEP_IS_ELE]] = 1.0 if lep_is_ele[e] else 0.0
     return llf, hlf
 
 
@@ -344,34 +384,40 @@ def _build(status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
 assert schema.PHOTON_MAP_MIN_ET == schema.NEUTRAL_MAP_MIN_ET
 
 
-def compute_features(events: dict[str, Collection], met: np.ndarray, met_phi: np.ndarray) -> ChunkFeatures:
+def compute_features(chunk: EventChunk, llf_columns: Sequence[str] = schema.LLF_COLUMNS,
+                     hlf_columns: Sequence[str] = schema.HLF_COLUMNS) -> ChunkFeatures:  # fmt: skip
     """Apply the selection and build LLF and HLF for a chunk (SPEC.md steps 1–3).
 
-    ``events`` maps each collection of ``schema.COLLECTIONS`` (except MissingET)
-    to its CSR arrays; ``met`` and ``met_phi`` hold one value per event.
+    ``chunk`` holds the neutral collections of the events, whichever source
+    read them. The LLF and HLF columns come in the order of ``llf_columns`` and
+    ``hlf_columns``, which must each name every column of the schema once
+    (a ``SettingsError`` says which do not).
     """
-    trk, pho, neu = events["EFlowTrack"], events["EFlowPhoton"], events["EFlowNeutralHadron"]
-    ele, mu, jet = events["Electron"], events["MuonTight"], events["Jet"]
+    col = column_index(llf_columns, schema.LLF_COLUMNS, "LLF")
+    hcol = column_index(hlf_columns, schema.HLF_COLUMNS, "HLF")
+    trk, pho, neu = chunk.tracks, chunk.photons, chunk.neutral_hadrons
+    ele, mu, jet = chunk.electrons, chunk.muons, chunk.jets
     status, lep_index, lep_is_ele, lep_iso, counts = _select(
-        trk.offsets, trk["PT"], trk["Eta"], trk["Phi"],
-        pho.offsets, pho["ET"], pho["Eta"], pho["Phi"],
-        neu.offsets, neu["ET"], neu["Eta"], neu["Phi"],
-        ele.offsets, ele["PT"], ele["Eta"], ele["Phi"],
-        mu.offsets, mu["PT"], mu["Eta"], mu["Phi"],
+        trk.offsets, trk["pt"], trk["eta"], trk["phi"],
+        pho.offsets, pho["et"], pho["eta"], pho["phi"],
+        neu.offsets, neu["et"], neu["eta"], neu["phi"],
+        ele.offsets, ele["pt"], ele["eta"], ele["phi"],
+        mu.offsets, mu["pt"], mu["eta"], mu["phi"],
     )  # fmt: skip
     rows = np.where(status == PASSED, 1 + counts.sum(axis=1), 0)
     row_offsets = np.zeros(len(rows) + 1, np.int64)
     np.cumsum(rows, out=row_offsets[1:])
     llf, hlf = _build(
         status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
-        trk.offsets, trk["PT"], trk["Eta"], trk["Phi"], trk["PID"], trk["X"], trk["Y"], trk["Z"],
-        pho.offsets, pho["ET"], pho["Eta"], pho["Phi"],
-        neu.offsets, neu["ET"], neu["Eta"], neu["Phi"],
-        ele["PT"], ele["Eta"], ele["Phi"], ele["Charge"],
-        mu["PT"], mu["Eta"], mu["Phi"], mu["Charge"],
-        jet.offsets, jet["PT"], jet["Eta"], jet["BTag"], met, met_phi,
+        trk.offsets, trk["pt"], trk["eta"], trk["phi"], trk["pid"], trk["x"], trk["y"], trk["z"],
+        pho.offsets, pho["et"], pho["eta"], pho["phi"],
+        neu.offsets, neu["et"], neu["eta"], neu["phi"],
+        ele["pt"], ele["eta"], ele["phi"], ele["charge"],
+        mu["pt"], mu["eta"], mu["phi"], mu["charge"],
+        jet.offsets, jet["pt"], jet["eta"], jet["btag"], chunk.met, chunk.met_phi, col, hcol,
     )  # fmt: skip
-    return ChunkFeatures(status=status, hlf=hlf, llf=llf, llf_offsets=row_offsets, group_counts=counts)
+    return ChunkFeatures(status=status, hlf=hlf, llf=llf, llf_offsets=row_offsets, group_counts=counts,
+                         llf_columns=tuple(llf_columns), hlf_columns=tuple(hlf_columns))  # fmt: skip
 
 
 def dense_llf(llf: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from tasks.core import schema
 from tasks.core.errors import SettingsError
 from tasks.core.storage import atomic_directory, read_json, write_json
+from tasks.events.delphes import COLLECTIONS, TREE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +92,14 @@ def _columns(events: list) -> dict[str, dict[str, np.ndarray]]:
     neutrals = [stacked(e.neutrals, 3) for e in events]
     by_pt = lambda objs: sorted(objs, key=lambda o: -o[0])  # noqa: E731  Delphes orders these by pT
     return {
-        "EFlowTrack": jagged(tracks, ("PT", "Eta", "Phi", "PID", "X", "Y", "Z"), (f4, f4, f4, i4, f4, f4, f4)),
-        "EFlowPhoton": jagged(photons, ("ET", "Eta", "Phi"), (f4, f4, f4)),
-        "EFlowNeutralHadron": jagged(neutrals, ("ET", "Eta", "Phi"), (f4, f4, f4)),
-        "Electron": jagged([by_pt(e.electrons) for e in events], ("PT", "Eta", "Phi", "Charge"), (f4, f4, f4, i4)),
-        "MuonTight": jagged([by_pt(e.muons) for e in events], ("PT", "Eta", "Phi", "Charge"), (f4, f4, f4, i4)),
-        "Jet": jagged([by_pt(e.jets) for e in events], ("PT", "Eta", "Phi", "BTag"), (f4, f4, f4, u4)),
+        "EFlowTrack": jagged(tracks, COLLECTIONS["EFlowTrack"], (f4, f4, f4, i4, f4, f4, f4)),
+        "EFlowPhoton": jagged(photons, COLLECTIONS["EFlowPhoton"], (f4, f4, f4)),
+        "EFlowNeutralHadron": jagged(neutrals, COLLECTIONS["EFlowNeutralHadron"], (f4, f4, f4)),
+        "Electron": jagged([by_pt(e.electrons) for e in events], COLLECTIONS["Electron"], (f4, f4, f4, i4)),
+        "MuonTight": jagged([by_pt(e.muons) for e in events], COLLECTIONS["MuonTight"], (f4, f4, f4, i4)),
+        "Jet": jagged([by_pt(e.jets) for e in events], COLLECTIONS["Jet"], (f4, f4, f4, u4)),
         "MissingET": jagged([[(np.hypot(*e.invisible), np.arctan2(e.invisible[1], e.invisible[0]))] for e in events],
-                            ("MET", "Phi"), (f4, f4)),  # fmt: skip
+                            COLLECTIONS["MissingET"], (f4, f4)),  # fmt: skip
     }
 
 
@@ -136,7 +137,7 @@ def write_file(path: str, sample: str, n_events: int, seed: int, branch_style: s
                 batch.append(ev)
             data = _columns(batch)
             if tree is None:
-                tree = out.mktree(schema.TREE_NAME, {k: v.type for k, v in data.items()}, **naming)
+                tree = out.mktree(TREE_NAME, {k: v.type for k, v in data.items()}, **naming)
             tree.extend(data)
             done += len(batch)
     tmp.rename(path)

@@ -1,7 +1,7 @@
 """Evaluation on the test split: what a physicist wants to see of a classifier.
 
-``evaluate(model_dir, ...)`` scores the test split in its stored order and
-writes into ``<output>/``:
+``evaluate(model_dir, ...)`` scores the test split in its stored order
+(tasks.learning.scoring) and writes into ``<output>/``:
 
 - ``metrics.json``: per class one-vs-rest AUC (and the ROC curve points),
   accuracy, the row-normalised confusion matrix, and for tt̄ and W+jets the
@@ -9,8 +9,10 @@ writes into ``<output>/``:
   signal (the trigger use: keep ~all interesting events, reject what you can);
 - ``roc.png``, ``confusion.png``, ``curves.png`` (loss and accuracy per epoch,
   train and validation, from the training history);
-- ``report.html``: all of it on one page, with the published AUCs next to ours,
-  labelled as measured on different data.
+- ``report.html``: all of it on one page, with the published AUCs next to ours
+  (tasks.learning.records), labelled as measured on different data.
+
+The metrics themselves are tasks.learning.metrics.
 """
 
 from __future__ import annotations
@@ -23,101 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from tasks.core import schema
-from tasks.datasets.scaling import Scaler, ScalerError
 from tasks.core.storage import atomic_directory, read_json, write_json
+from tasks.learning.metrics import physics_metrics
+from tasks.learning.records import MODELS
+from tasks.learning.scoring import predict_split, predictions_table
 
 log = logging.getLogger(__name__)
 
-SIGNAL_EFFICIENCY = 0.99
-SIGNALS = ("ttbar", "wjets")
-PUBLISHED_AUC = {  # Nguyen et al. 2018, on 3.4 M simulated events (QCD, tt̄, W+jets)
-    "hlf": {"qcd": 0.987, "ttbar": 0.985, "wjets": 0.981},
-    "inclusive": {"qcd": 0.995, "ttbar": 0.997, "wjets": 0.995},
-}
 LABELS = {"qcd": "QCD", "ttbar": "tt̄", "wjets": "W+jets"}
-
-
-def physics_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
-    """Metrics of class probabilities (n, 3) against integer labels (n,)."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    n_classes = len(schema.CLASS_NAMES)
-    predicted = probabilities.argmax(axis=1)
-    confusion = np.zeros((n_classes, n_classes))
-    np.add.at(confusion, (labels, predicted), 1)
-    confusion = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    out: dict = {"events": int(len(labels)), "accuracy": float((predicted == labels).mean()),
-                 "confusion_matrix": confusion.round(6).tolist(), "classes": {}}  # fmt: skip
-    for c, name in enumerate(schema.CLASS_NAMES):
-        is_class = labels == c
-        score = probabilities[:, c]
-        fpr, tpr, _ = roc_curve(is_class, score)
-        entry = {"auc": float(roc_auc_score(is_class, score)), "roc": _thin(fpr, tpr)}
-        if name in SIGNALS:
-            # The score cut that keeps 99 % of the signal, and what it lets through of the rest.
-            threshold = float(np.quantile(score[is_class], 1.0 - SIGNAL_EFFICIENCY, method="lower"))
-            entry["threshold_at_99pct_signal"] = threshold
-            entry["signal_efficiency"] = float((score[is_class] >= threshold).mean())
-            entry["background_fpr_at_99pct_signal"] = float((score[~is_class] >= threshold).mean())
-        out["classes"][name] = entry
-    return out
-
-
-def _thin(fpr: np.ndarray, tpr: np.ndarray, points: int = 200) -> dict:
-    """At most ``points`` points of a ROC curve, enough to draw it."""
-    idx = np.unique(np.linspace(0, len(fpr) - 1, min(points, len(fpr))).astype(int))
-    return {"fpr": fpr[idx].round(6).tolist(), "tpr": tpr[idx].round(6).tolist()}
-
-
-def predict_split(model_dir: Path, path: Path, fmt: str, batch_size: int = 1024,
-                  data_scaler: Scaler | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(labels, probabilities) for a test split, in stored order.
-
-    ``data_scaler`` is the scaler the split was prepared with; when the model
-    was trained with another one (a champion from an earlier preparation),
-    the inputs are mapped back and rescaled with the model's own statistics,
-    so that both models are compared on the same events, each as it expects
-    them.
-    """
-    import keras
-
-    import tasks.learning.models  # noqa: F401  registers the custom layers
-    from tasks.datasets.readers import open_feed
-
-    training = read_json(model_dir / "training.json")
-    model = keras.models.load_model(model_dir / "model.keras")
-    own = Scaler.load(model_dir / "scaler.json") if (model_dir / "scaler.json").exists() else None
-    if data_scaler is not None and own is None:
-        raise ScalerError(f"{model_dir} has no scaler (trained on an external, already scaled dataset): "
-                          "it cannot be compared on data prepared here")  # fmt: skip
-    convert = data_scaler is not None and data_scaler.sha256 != own.sha256
-    labels, probabilities = [], []
-    with open_feed(path, fmt, training["inputs"], batch_size) as dataset:
-        for x, y in dataset:
-            if convert:
-                x = _rescale(training["inputs"], x, data_scaler, own)
-            probabilities.append(np.asarray(model(x, training=False)))
-            labels.append(np.asarray(y).argmax(axis=1))
-    return np.concatenate(labels), np.concatenate(probabilities)
-
-
-def _rescale(inputs: str, x, source: Scaler, target: Scaler):
-    """Inputs scaled with ``source`` as ``target`` would have scaled them;
-    padding rows (all zero) stay zero."""
-
-    def hlf(h):
-        return target.scale_hlf(source.unscale_hlf(np.asarray(h, np.float64)))
-
-    def gru(g):
-        g = np.asarray(g)
-        real = np.any(g != 0.0, axis=-1)
-        out = np.zeros_like(g)
-        out[real] = target.scale_llf_rows(source.unscale_llf_rows(g[real].astype(np.float64)))
-        return out
-
-    if inputs == "inclusive":
-        return gru(x[0]), hlf(x[1])
-    return hlf(x) if inputs == "hlf" else gru(x)
 
 
 def evaluate(model_dir: str | Path, output: str | Path, fmt: str | None = None, test_path: str | Path | None = None) -> dict:
@@ -125,7 +40,6 @@ def evaluate(model_dir: str | Path, output: str | Path, fmt: str | None = None, 
     ``predictions.parquet`` (the scores per event, for the predictions contract)."""
     import pyarrow.parquet as pq
 
-    from tasks.learning.predict import predictions_table
     from tasks.datasets.readers import FeedError, feed_event_ids
 
     model_dir, output = Path(model_dir), Path(output)
@@ -215,7 +129,8 @@ def _image(path: Path) -> str:
 
 def _report(metrics: dict, history: dict, folder: Path) -> str:
     model = metrics["model"]
-    published = PUBLISHED_AUC.get("inclusive" if model.startswith("inclusive") else model, {})
+    record = MODELS.get(model)
+    published = (record.published_auc if record is not None else None) or {}
     rows = []
     for name, c in metrics["classes"].items():
         fpr = c.get("background_fpr_at_99pct_signal")

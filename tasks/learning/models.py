@@ -15,9 +15,11 @@ kernel on a GPU; the padding rows are at the end and exactly zero, so the
 Masking layer's mask is right-padded, which cuDNN requires. The output layer
 is float32 even under mixed precision.
 
-The hyperparameter search (tasks/hyperparameters.py) varies an
-``Architecture``: the widths of the dense hidden layers, their activation, and
-the width of the recurrent layer. ``Architecture()`` is the paper's model.
+The hyperparameter search (tasks/learning/tuning.py) varies an
+``Architecture`` (tasks/learning/architectures.py): the widths of the dense
+hidden layers, their activation, and the width of the recurrent layer.
+``Architecture()`` is the paper's model. Which models exist, their inputs and
+their builder here: tasks/learning/records.py.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import keras
 from keras import ops
 
 from tasks.core import schema
-from tasks.core.errors import SettingsError
-from tasks.learning.tuning import Architecture
+from tasks.learning.architectures import Architecture
+from tasks.learning.records import model_record
 
 N_CLASSES = len(schema.CLASS_NAMES)
-MODEL_INPUTS = schema.MODEL_INPUTS
+
+
 def _dense_stack(x, widths: tuple[int, ...], activation: str):
     for units in widths:
         x = keras.layers.Dense(units, activation=activation)(x)
@@ -76,7 +79,7 @@ def _softmax(x):
 
 def build_hlf_model(arch: Architecture = Architecture()) -> keras.Model:
     hlf = _hlf()
-    x = _dense_stack(hlf, arch.hidden_of("hlf"), arch.activation)
+    x = _dense_stack(hlf, arch.hidden_of(model_record("hlf").hidden), arch.activation)
     return keras.Model(hlf, _softmax(x), name="hlf")
 
 
@@ -84,7 +87,7 @@ def build_gru_model(arch: Architecture = Architecture()) -> keras.Model:
     particles = _particles()
     x = keras.layers.Masking(mask_value=0.0)(particles)
     x = keras.layers.GRU(arch.recurrent_units, activation="tanh", name="gru")(x)
-    x = _dense_stack(x, arch.hidden_of("gru"), arch.activation)
+    x = _dense_stack(x, arch.hidden_of(model_record("gru").hidden), arch.activation)
     return keras.Model(particles, _softmax(x), name="gru")
 
 
@@ -116,19 +119,19 @@ def build_inclusive_model(recurrent: str = "gru", arch: Architecture = Architect
     h = keras.layers.Dropout(dropout)(hlf)
     x = keras.layers.Concatenate()([x, h])
     name = "inclusive" if recurrent == "gru" else f"inclusive_{recurrent}"
-    x = _dense_stack(x, arch.hidden_of(name), arch.activation)
+    x = _dense_stack(x, arch.hidden_of(model_record(name).hidden), arch.activation)
     return keras.Model([particles, hlf], _softmax(x), name=name)
 
 
+def build_inclusive_lstm_model(arch: Architecture = Architecture()) -> keras.Model:
+    return build_inclusive_model("lstm", arch)
+
+
+def build_inclusive_transformer_model(arch: Architecture = Architecture()) -> keras.Model:
+    return build_inclusive_model("transformer", arch)
+
+
 def build_model(name: str, arch: Architecture = Architecture()):
-    """A fresh, uncompiled model by name (``MODEL_INPUTS``), the paper's unless ``arch`` says otherwise."""
-    builders = {
-        "hlf": lambda: build_hlf_model(arch),
-        "gru": lambda: build_gru_model(arch),
-        "inclusive": lambda: build_inclusive_model("gru", arch),
-        "inclusive_lstm": lambda: build_inclusive_model("lstm", arch),
-        "inclusive_transformer": lambda: build_inclusive_model("transformer", arch),
-    }
-    if name not in builders:
-        raise SettingsError(f"unknown model {name!r}; choose one of {', '.join(builders)}")
-    return builders[name]()
+    """A fresh, uncompiled model by name (tasks.learning.records.MODELS), the paper's unless ``arch`` says otherwise."""
+    builder = globals()[model_record(name).builder]
+    return builder(arch=arch)

@@ -26,6 +26,8 @@ import numpy as np
 from tasks.core import schema
 from tasks.core.errors import SettingsError, TopoError
 from tasks.core.storage import read_json, temporary_sibling
+from tasks.events.sources import DEFAULT_SOURCE, get_source, input_files, is_input_file
+from tasks.learning.scoring import predictions_table
 
 if TYPE_CHECKING:
     from tasks.contracts import ValidationSettings
@@ -33,39 +35,42 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _input_files(source: str | Path) -> tuple[str, list[str]]:
-    """('root' | 'parquet', files) of an input given as a file, a directory or a glob."""
+def _input_files(source: str | Path, event_source: str = DEFAULT_SOURCE) -> tuple[str, list[str]]:
+    """(the source's file type, e.g. 'root', or 'parquet'; files) of an input given as a file, a directory or a glob:
+    raw event files of ``event_source`` (its file patterns) or an ingested Parquet dataset."""
     text = str(source)
     if glob.has_magic(text):
         files = sorted(glob.glob(text, recursive=True))
     elif Path(text).is_dir():
-        files = sorted(str(p) for p in Path(text).rglob("*") if p.suffix in (".root", ".parquet"))
+        files = sorted({*input_files(text, event_source), *(str(p) for p in Path(text).rglob("*.parquet"))})
     else:
         files = [text] if Path(text).exists() else []
     if not files:
         raise SettingsError(f"no input to score at {source} (expected .root files or an ingested .parquet dataset)")
-    kinds = {Path(f).suffix for f in files}
-    if kinds - {".root", ".parquet"} or len(kinds) > 1:
+    raw = {f for f in files if is_input_file(f, event_source)}
+    parquet = {f for f in files if f.endswith(".parquet")}
+    if len(raw | parquet) < len(files) or (raw and parquet):
+        kinds = {Path(f).suffix for f in files}
         raise SettingsError(f"{source}: mix ROOT and Parquet inputs in separate calls (found {', '.join(sorted(kinds))})")
-    return ("root" if kinds == {".root"} else "parquet"), files
+    return (get_source(event_source).file_type.lower() if raw else "parquet"), files
 
 
-def _ingest_root(files: list[str], workdir: Path, chunk: int) -> list[str]:
-    """Selection and features of ROOT files into Parquet parts (as ingestion does)."""
-    from tasks.events.delphes import inspect_file
+def _ingest_events(files: list[str], workdir: Path, chunk: int, event_source: str = DEFAULT_SOURCE) -> list[str]:
+    """Selection and features of raw event files into Parquet parts (as ingestion does)."""
     from tasks.events.ingest import plan_chunks, process_chunk
 
+    reader = get_source(event_source)
     for path in files:
-        n = inspect_file(path)  # a bad file stops scoring with a clear error naming it
+        n = reader.inspect(path)  # a bad file stops scoring with a clear error naming it
         for start, stop in plan_chunks(n, chunk):
-            result = process_chunk("predict", 0, path, start, stop, str(workdir))
+            result = process_chunk("predict", 0, path, start, stop, str(workdir), source=event_source)
             if "error" in result:
                 raise TopoError(f"{path}: {result['error']}")
     return sorted(str(p) for p in workdir.glob("*.parquet"))
 
 
 def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch_size: int = 1024, chunk: int = 1000,
-            contracts: ValidationSettings | None = None) -> dict:  # fmt: skip
+            contracts: ValidationSettings | None = None, event_source: str = DEFAULT_SOURCE) -> dict:  # fmt: skip
     """Score every selected event of ``source`` with the model in ``model_dir``;
     with ``contracts``, the scores must pass the predictions contract before
     ``output`` is written."""
@@ -79,13 +84,13 @@ def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch
     from tasks.datasets.scaling import Scaler
 
     model_dir, output = Path(model_dir), Path(output)
-    kind, files = _input_files(source)
+    kind, files = _input_files(source, event_source)
     training = read_json(model_dir / "training.json")
     scaler = Scaler.load(model_dir / "scaler.json")
     model = keras.models.load_model(model_dir / "model.keras")
     ids, probabilities = [], []
     with tempfile.TemporaryDirectory(prefix="topo-predict-") as tmp:
-        parts = _ingest_root(files, Path(tmp), chunk) if kind == "root" else files
+        parts = files if kind == "parquet" else _ingest_events(files, Path(tmp), chunk, event_source)
         for part in parts:
             for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size, columns=["event_id", "hfeatures", "lfeatures"]):
                 table = pa.Table.from_batches([batch])
@@ -109,16 +114,3 @@ def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch
     counts = {name: int((p.argmax(axis=1) == c).sum()) for c, name in enumerate(schema.CLASS_NAMES)} if len(p) else {}
     log.info("scored %d events from %d %s file(s) with %s -> %s", len(ids), len(files), kind, training["model"], output)
     return {"output": str(output), "events": len(ids), "model": training["model"], "predicted_per_class": counts}
-
-
-def predictions_table(ids: list[str], probabilities: np.ndarray, labels: np.ndarray | None = None):
-    """The predictions as an Arrow table: event_id, [label], p_<class>..., predicted."""
-    import pyarrow as pa
-
-    columns = {"event_id": pa.array(ids, pa.string())}
-    if labels is not None:
-        columns["label"] = pa.array(np.asarray(labels, np.int8), pa.int8())
-    columns.update({f"p_{name}": pa.array(probabilities[:, c], pa.float32()) for c, name in enumerate(schema.CLASS_NAMES)})
-    predicted = np.asarray(schema.CLASS_NAMES)[probabilities.argmax(axis=1)] if len(probabilities) else []
-    columns["predicted"] = pa.array(predicted, pa.string())
-    return pa.table(columns)

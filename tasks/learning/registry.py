@@ -9,7 +9,7 @@
 - ``promote``: the only way to become ``champion`` (an MLflow alias). The
   challenger and the current champion are scored on the same test events, each
   with its own scaler, and the challenger wins only if it is better by the
-  configured physics metric and margin. The decision and both scores are
+  configured physics metric and margin (tasks.learning.metrics). The decision and both scores are
   recorded on the version; every change of champion is appended to a history
   kept on the registered model, so ``rollback`` can undo it.
 
@@ -30,15 +30,13 @@ from pathlib import Path
 
 from tasks.core.errors import SettingsError, TopoError
 from tasks.core.storage import read_json
+from tasks.learning.metrics import METRICS, _better, summarise
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "topology-classifier"
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
-METRICS = ("mean_auc", "auc_qcd", "auc_ttbar", "auc_wjets", "fpr99_ttbar", "fpr99_wjets", "accuracy")
-"""Promotion metrics; fpr99_* (background rate at 99 % signal efficiency) are
-better when lower, the others when higher."""
 
 
 class RegistryError(TopoError):
@@ -64,18 +62,6 @@ def tracking(tracking_uri: str, experiment: str = EXPERIMENT):
         mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)
     return mlflow
-
-
-def summarise(metrics: dict) -> dict[str, float]:
-    """The promotion metrics of an evaluation (tasks.learning.evaluate.physics_metrics)."""
-    classes = metrics["classes"]
-    aucs = [c["auc"] for c in classes.values()]
-    out = {"accuracy": metrics["accuracy"], "mean_auc": float(sum(aucs) / len(aucs))}
-    for name, c in classes.items():
-        out[f"auc_{name}"] = c["auc"]
-        if "background_fpr_at_99pct_signal" in c:
-            out[f"fpr99_{name}"] = c["background_fpr_at_99pct_signal"]
-    return out
 
 
 def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: str, run_name: str | None = None) -> dict:
@@ -136,24 +122,14 @@ def _history(client, name: str) -> list[dict]:
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 
-def lower_is_better(metric: str) -> bool:
-    return metric.startswith("fpr99_")
-
-
-def _better(metric: str, challenger: float, champion: float, margin: float) -> bool:
-    """Strictly better by more than ``margin``: a tie keeps the champion."""
-    if lower_is_better(metric):
-        return challenger < champion - margin
-    return challenger > champion + margin
-
-
 def promote(name: str, version: int, test_path: str | Path, fmt: str, tracking_uri: str,
             metric: str = "mean_auc", margin: float = 0.0, data_scaler_path: str | Path | None = None) -> dict:  # fmt: skip
     """Make ``version`` the champion if it beats the current one on the same test data."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from tasks.learning.evaluate import physics_metrics, predict_split
+    from tasks.learning.metrics import physics_metrics
+    from tasks.learning.scoring import predict_split
     from tasks.datasets.scaling import Scaler
 
     if metric not in METRICS:

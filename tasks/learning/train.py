@@ -1,7 +1,7 @@
 """Training that resumes: one classifier on a prepared dataset, CPU or GPU.
 
-``train(...)`` builds the model (tasks/models.py), feeds it from either format
-(tasks/readers.py), and writes ``<output>/``: ``model.keras``, ``scaler.json``
+``train(...)`` builds the model (tasks/learning/models.py), feeds it from either format
+(tasks/datasets/readers.py), and writes ``<output>/``: ``model.keras``, ``scaler.json``
 (what inference needs with the model), ``history.json`` (per-epoch metrics)
 and ``training.json`` (settings, devices, timing). The output appears
 atomically when training has finished.
@@ -27,9 +27,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tasks.core import schema
 from tasks.core.errors import SettingsError
-from tasks.learning.tuning import Architecture
+from tasks.learning.architectures import Architecture
+from tasks.learning.records import model_record
 from tasks.datasets.readers import FORMATS
 from tasks.core.storage import atomic_directory, read_json, write_json
 
@@ -62,7 +62,7 @@ class TrainSettings:
     early_stopping_patience: int = 0  # epochs without val_loss improvement; 0: off
     seed: int = 42
     mixed_precision: bool = False
-    # The architecture and optimizer (tasks.learning.models.Architecture); the defaults
+    # The architecture and optimizer (tasks.learning.architectures.Architecture); the defaults
     # are the paper's, a hyperparameter search changes them.
     hidden: tuple[int, ...] | None = None
     activation: str = "relu"
@@ -73,8 +73,7 @@ class TrainSettings:
         if self.optimizer not in OPTIMIZERS:
             raise SettingsError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         self.architecture  # validates hidden, activation, recurrent_units
-        if self.model not in schema.MODEL_INPUTS:
-            raise SettingsError(f"unknown model {self.model!r}; choose one of {', '.join(schema.MODEL_INPUTS)}")
+        model_record(self.model)  # validates the model name
         if self.feed not in FORMATS:
             raise SettingsError(f"unknown feed format {self.feed!r}; choose one of {', '.join(FORMATS)}")
         for name in ("epochs", "batch_size"):
@@ -213,7 +212,7 @@ def train(prepared: str | Path | None, output: str | Path, settings: TrainSettin
     log.info("training %s on %s (%s, %d replica(s)); feed %s, batch %d, %d epochs",
              settings.model, ", ".join(hardware["gpus"]) or "CPU", hardware["strategy"], hardware["replicas"],
              settings.feed, settings.batch_size, settings.epochs)  # fmt: skip
-    inputs = schema.MODEL_INPUTS[settings.model]
+    inputs = model_record(settings.model).inputs
     n_train = data["train"]
     started = time.perf_counter()
     policy = keras.mixed_precision.global_policy()

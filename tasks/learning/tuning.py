@@ -5,7 +5,7 @@ units per layer, the activation, the optimizer, the batch size and the
 learning rate, scoring each model by its AUC. A grid here is a JSON object of
 lists, one list per hyperparameter (``GRID_KEYS``); every combination is one
 trial. A trial trains on the train split of a prepared dataset and is scored
-on its test split by one of the promotion metrics (tasks.learning.registry.METRICS).
+on its test split by one of the promotion metrics (tasks.learning.metrics.METRICS).
 
 The best set is written to ``<data root>/hyperparameters/<model>.json`` with
 where it came from; ``topology_classifier`` and ``retrain_classifier`` read it
@@ -20,18 +20,15 @@ import itertools
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+from tasks.core.catalog import Catalog
 from tasks.core.errors import SettingsError, TopoError
-from tasks.learning.registry import lower_is_better
+from tasks.learning.metrics import METRICS, lower_is_better, summarise
 from tasks.core.storage import read_json, write_json
 
 log = logging.getLogger(__name__)
-
-ACTIVATIONS = ("relu", "tanh", "elu", "selu", "sigmoid", "gelu")
-PAPER_HIDDEN = {"hlf": (50, 20, 10), "gru": (), "inclusive": (25,), "inclusive_lstm": (25,), "inclusive_transformer": (25,)}
-"""Dense hidden layers of each model in the paper (after the recurrent layer, if any)."""
 
 GRID_KEYS = ("hidden", "recurrent_units", "activation", "optimizer", "batch_size", "learning_rate")
 """``hidden``: widths of the dense hidden layers, e.g. [50, 20, 10] (the number of
@@ -42,24 +39,6 @@ MAX_TRIALS = 500
 
 class TuningError(TopoError):
     """A search that cannot run or finish (bad grid, no trial succeeded)."""
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """What the grid varies of a model; the defaults are the paper's model."""
-
-    hidden: tuple[int, ...] | None = None  # dense hidden layer widths; None: PAPER_HIDDEN of the model
-    activation: str = "relu"
-    recurrent_units: int = 50
-
-    def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise SettingsError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if self.recurrent_units < 1 or any(int(w) < 1 for w in self.hidden or ()):
-            raise SettingsError(f"layer widths must be at least 1: hidden {self.hidden}, recurrent_units {self.recurrent_units}")
-
-    def hidden_of(self, model: str) -> tuple[int, ...]:
-        return tuple(self.hidden) if self.hidden is not None else PAPER_HIDDEN[model]
 
 
 def apply(settings, hyperparameters: dict):
@@ -109,8 +88,8 @@ def run_trial(prepared: str | Path, output: str | Path, model: str, trial: dict,
 
     ``output/trial.json`` keeps the result (with start and end times); a trial
     that already finished with the same settings is not run again."""
-    from tasks.learning.evaluate import physics_metrics, predict_split
-    from tasks.learning.registry import METRICS, summarise
+    from tasks.learning.metrics import physics_metrics
+    from tasks.learning.scoring import predict_split
     from tasks.learning.train import TrainSettings, train
 
     if metric not in METRICS:
@@ -150,16 +129,14 @@ def find_prepared(data_root: str | Path, given: str = "") -> Path:
         if not (Path(given) / "_summary.json").exists():
             raise SettingsError(f"prepared dataset {given} has no _summary.json; is it a prepare output?")
         return Path(given)
-    root = Path(data_root)
-    found = sorted([*root.glob("runs/*/prepared/_summary.json"), *root.glob("retraining/*/prepared/_summary.json")],
-                   key=lambda p: p.stat().st_mtime)  # fmt: skip
+    found = Catalog.under(data_root).prepared_datasets()
     if not found:
-        raise SettingsError(f"no prepared dataset under {root}; run topology_classifier first or set 'prepared'")
-    return found[-1].parent
+        raise SettingsError(f"no prepared dataset under {data_root}; run topology_classifier first or set 'prepared'")
+    return found[-1]
 
 
 def tuned_path(data_root: str | Path, model: str) -> Path:
-    return Path(data_root) / "hyperparameters" / f"{model}.json"
+    return Catalog.under(data_root).tuned(model)
 
 
 def save_best(data_root: str | Path, best: dict, search: str, n_trials: int) -> Path:

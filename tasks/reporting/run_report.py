@@ -12,15 +12,15 @@ import html
 from pathlib import Path
 
 from tasks.core import schema
+from tasks.core.catalog import RunLayout
 from tasks.core.storage import read_json, temporary_sibling, write_json
 
 
-def summarise_run(run_dir: str | Path, decisions: list[dict] | None = None) -> dict:
-    """Write summary.json and report.html for the evaluated models of ``run_dir``."""
-    run_dir = Path(run_dir)
-    by_model = {d["name"].removeprefix("topo-"): d for d in decisions or []}
+def summarise_run(run: RunLayout, decisions: list[dict] | None = None) -> dict:
+    """Write summary.json and report.html for the evaluated models of ``run``."""
+    by_model = {d["model"]: d for d in decisions or []}
     models = []
-    for metrics_file in sorted((run_dir / "evaluation").glob("*/metrics.json")):
+    for metrics_file in sorted(run.evaluation(m).joinpath("metrics.json") for m in _evaluated_models(run)):
         m = read_json(metrics_file)
         decision = by_model.get(m["model"], {})
         models.append({
@@ -34,10 +34,46 @@ def summarise_run(run_dir: str | Path, decisions: list[dict] | None = None) -> d
             "decision": decision.get("reason"),
             "version": decision.get("challenger"),
         })  # fmt: skip
-    summary = {"run": run_dir.name, "models": models, "report": str(run_dir / "report.html")}
-    write_json(run_dir / "summary.json", summary)
-    _write_html(run_dir / "report.html", summary)
+    summary = {"run": run.run, "models": models, "report": str(run.report)}
+    write_json(run.summary, summary)
+    _write_html(run.report, summary)
     return summary
+
+
+def _evaluated_models(run: RunLayout) -> list[str]:
+    if run.evaluations is None:
+        if not run.models.is_dir():
+            return []
+        return sorted(p.name for p in run.models.iterdir() if run.evaluation(p.name).joinpath("metrics.json").exists())
+    return sorted(p.parent.name for p in run.evaluations.glob("*/metrics.json"))
+
+
+def describe_run(run: RunLayout) -> str:
+    """Where everything of a finished run is, its cutflow and its AUC table (``topo summary``)."""
+    lines = []
+    if (run.events / "_summary.json").exists():
+        ingested = read_json(run.events / "_summary.json")
+        lines += [f"Outputs of run {run.run}:", f"  events dataset: {run.events}  ({ingested['events_written']} events)",
+                  f"  cutflow:        {run.events / '_cutflow.json'}"]  # fmt: skip
+        lines += [f"    {name:6s} read {c['read']:7d}  written {c['written']:7d}" for name, c in ingested["cutflow"].items()]
+        if ingested["bad_files"]:
+            lines += ["  bad input files:", *(f"    {f}" for f in ingested["bad_files"])]
+    else:
+        lines.append(f"Outputs of run {run.run}:")
+    if (run.prepared / "_summary.json").exists():
+        p = read_json(run.prepared / "_summary.json")
+        lines.append(f"  prepared data:  {run.prepared}  (Petastorm-ready Parquet: train {p['train']['events']}, "
+                     f"test {p['test']['events']} events, {p['kept_per_class']} per class)")  # fmt: skip
+        lines.append(f"  scaler:         {run.prepared / 'scaler.json'}")
+    if (run.tfrecord / "_summary.json").exists():
+        lines.append(f"  TFRecord feed:  {run.tfrecord}")
+    for model in _evaluated_models(run):
+        lines.append(f"  {model:9s} model: {run.model(model)}")
+        lines.append(f"            report: {run.evaluation(model) / 'report.html'}")
+    if run.summary.exists():
+        s = read_json(run.summary)
+        lines += ["", "Test-split AUC of each model (one-vs-rest):", auc_table(s), "", f"HTML report of the run: {s['report']}"]
+    return "\n".join(lines)
 
 
 def auc_table(summary: dict) -> str:

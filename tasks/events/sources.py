@@ -1,0 +1,76 @@
+"""Event sources: the seam between file formats and the feature kernel.
+
+An event source knows one input format: which file names are its files
+(``patterns``), whether a file is usable and how many events it holds
+(``inspect``), and how to read an entry range of it as a neutral
+``EventChunk`` (``read_chunk``). Ingestion, daily partitions and scoring look
+a source up by its ``kind`` in ``SOURCES``; the kind is what travels to the
+Dask workers, which look the source up again there.
+
+Adding a format (CMS NanoAOD, RNTuple, ...) is a class with these members
+and one entry in ``SOURCES``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from tasks.core.errors import SettingsError
+from tasks.events.collections import EventChunk
+from tasks.events.delphes import DelphesSource
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """One input format."""
+
+    kind: str
+    """The name the source is looked up by (``get_source``), e.g. "delphes"."""
+    patterns: tuple[str, ...]
+    """Shell-style patterns of its file names (matched at any depth under a directory)."""
+    file_type: str
+    """What its files are called in messages, e.g. "ROOT"."""
+
+    def inspect(self, path: str) -> int:
+        """The number of events of ``path``; raises ``InputFileError`` naming the
+        file when it cannot be used (missing, damaged, no events, ...)."""
+        ...
+
+    def read_chunk(self, path: str, start: int, stop: int) -> EventChunk:
+        """Events [start, stop) of ``path``; raises ``InputFileError`` naming the file."""
+        ...
+
+
+SOURCES: dict[str, EventSource] = {source.kind: source for source in (DelphesSource(),)}
+"""The known sources by kind."""
+
+DEFAULT_SOURCE = "delphes"
+
+
+def get_source(kind: str = DEFAULT_SOURCE) -> EventSource:
+    """The source of ``kind``; a ``SettingsError`` naming the known ones if there is none."""
+    try:
+        return SOURCES[kind]
+    except (KeyError, TypeError):
+        raise SettingsError(f"unknown event source {kind!r}; known sources: {', '.join(sorted(SOURCES))}") from None
+
+
+def input_files(directory: str | Path, source: str = DEFAULT_SOURCE) -> list[str]:
+    """The files of ``source`` anywhere under ``directory``, sorted; none if it is not a directory."""
+    patterns, root = get_source(source).patterns, Path(directory)
+    if not root.is_dir():
+        return []
+    return sorted({str(p) for pattern in patterns for p in root.rglob(pattern)})
+
+
+def has_input(directory: str | Path, source: str = DEFAULT_SOURCE) -> bool:
+    """Whether any file of ``source`` lies anywhere under ``directory`` (stops at the first)."""
+    patterns, root = get_source(source).patterns, Path(directory)
+    return root.is_dir() and any(any(root.rglob(pattern)) for pattern in patterns)
+
+
+def is_input_file(path: str | Path, source: str = DEFAULT_SOURCE) -> bool:
+    """Whether the name of ``path`` matches one of the patterns of ``source``."""
+    patterns = get_source(source).patterns
+    return any(Path(path).match(pattern) for pattern in patterns)
