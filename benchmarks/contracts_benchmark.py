@@ -35,14 +35,15 @@ from benchmarks.ingest_benchmark import machine  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=30000, help="the feed benchmark's sample size (default 30000)")
-    parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "work", help="where the feed benchmark keeps its data")
+    parser.add_argument(
+        "--workdir", type=Path, default=REPO / "benchmarks" / "work", help="where the feed benchmark keeps its data"
+    )
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
 
-    from tasks.contracts import ValidationSettings, validate
+    from tasks.contracts import ValidationSettings, validate, validation
     from tasks.contracts import datasets as adapters
-    from tasks.contracts import validation
     from tasks.contracts.suites import import_gx, load_contract
 
     datasets = {
@@ -73,35 +74,58 @@ def main() -> None:
             validate(contract, path, settings)
             row["this process, one GX run per partition"] = time.perf_counter() - started
             validation.GROUP_PARTITIONS = grouping
-            row["events"] = report["rows"] if contract != "feeds" else report["facts"]["rows"]["train"] + report["facts"]["rows"]["test"]
+            row["events"] = (
+                report["rows"]
+                if contract != "feeds"
+                else report["facts"]["rows"]["train"] + report["facts"]["rows"]["test"]
+            )
             row["partitions"] = len(parts)
             results[contract] = row
         for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
+                Client(cluster) as client,
+            ):
                 for contract, path in datasets.items():
                     validate(contract, path, settings, client)  # warm-up: GX imported on every worker
                     started = time.perf_counter()
                     validate(contract, path, settings, client)
-                    results[contract][f"Dask, {workers} worker{'s' if workers > 1 else ''}"] = time.perf_counter() - started
+                    results[contract][f"Dask, {workers} worker{'s' if workers > 1 else ''}"] = (
+                        time.perf_counter() - started
+                    )
     out = {
         "machine": machine(),
         "command": "python benchmarks/contracts_benchmark.py " + " ".join(sys.argv[1:]),
-        "seconds": {c: {k: round(v, 2) for k, v in r.items() if k not in ("events", "partitions")} for c, r in results.items()},
+        "seconds": {
+            c: {k: round(v, 2) for k, v in r.items() if k not in ("events", "partitions")} for c, r in results.items()
+        },
         "events": {c: r["events"] for c, r in results.items()},
         "partitions": {c: r["partitions"] for c, r in results.items()},
-        "events_per_s": {c: {k: round(r["events"] / v) for k, v in r.items() if k not in ("events", "partitions")} for c, r in results.items()},
+        "events_per_s": {
+            c: {k: round(r["events"] / v) for k, v in r.items() if k not in ("events", "partitions")}
+            for c, r in results.items()
+        },
         "dask_2_over_1_workers": {c: round(r["Dask, 1 worker"] / r["Dask, 2 workers"], 2) for c, r in results.items()},
-        "grouped_over_per_partition": {c: round(r["this process, one GX run per partition"] / r["this process"], 2) for c, r in results.items()},
+        "grouped_over_per_partition": {
+            c: round(r["this process, one GX run per partition"] / r["this process"], 2) for c, r in results.items()
+        },
     }
     (REPO / "benchmarks" / "results" / "contracts.json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     columns = ("this process, one GX run per partition", "this process", "Dask, 1 worker", "Dask, 2 workers")
-    print("\n| contract | events (partitions) | " + " | ".join(columns) + " | grouped ÷ per partition | 2 ÷ 1 workers | views alone |")
+    print(
+        "\n| contract | events (partitions) | "
+        + " | ".join(columns)
+        + " | grouped ÷ per partition | 2 ÷ 1 workers | views alone |"
+    )
     print("|---|---|" + "---|" * (len(columns) + 3))
     for c, r in results.items():
         cells = [f"{r[k]:.1f} s ({r['events'] / r[k]:,.0f} ev/s)" for k in columns]
-        print(f"| {c} | {r['events']:,} ({r['partitions']}) | " + " | ".join(cells)
-              + f" | {r[columns[0]] / r['this process']:.1f}× | {r['Dask, 1 worker'] / r['Dask, 2 workers']:.2f} | {r['views only, this process']:.1f} s |")
+        print(
+            f"| {c} | {r['events']:,} ({r['partitions']}) | "
+            + " | ".join(cells)
+            + f" | {r[columns[0]] / r['this process']:.1f}× | {r['Dask, 1 worker'] / r['Dask, 2 workers']:.2f} | {r['views only, this process']:.1f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,10 @@ sys.path.insert(0, str(REPO))
 from benchmarks.ingest_benchmark import machine  # noqa: E402
 from tasks.core import schema  # noqa: E402
 
-TENSOR_BYTES = {"inclusive": 4 * (schema.LLF_ROWS * schema.LLF_FEATURES + schema.HLF_FEATURES + 3), "hlf": 4 * (schema.HLF_FEATURES + 3)}
+TENSOR_BYTES = {
+    "inclusive": 4 * (schema.LLF_ROWS * schema.LLF_FEATURES + schema.HLF_FEATURES + 3),
+    "hlf": 4 * (schema.HLF_FEATURES + 3),
+}
 
 
 def dir_bytes(path: Path) -> int:
@@ -63,10 +66,10 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from tasks.datasets.feeds import write_tfrecords
-    from tasks.generator.generate import SampleRequest, generate
+    from tasks.datasets.prepare import GRU_SIZE, PrepareSettings, prepare
     from tasks.events.ingest import ingest
     from tasks.events.samples import discover_samples
-    from tasks.datasets.prepare import GRU_SIZE, PrepareSettings, prepare
+    from tasks.generator.generate import SampleRequest, generate
 
     raw = args.workdir / f"raw-{args.events}"
     events = args.workdir / f"events-{args.events}"
@@ -109,9 +112,11 @@ def main() -> None:
             row = {}
             n, s = timed_epochs(in_memory_dataset(arrays, inputs, batch), args.epochs)
             row["in-memory NumPy"] = n / s
-            for name, fmt, path in (("petastorm", "petastorm", work / "prepared" / "train"),
-                                    ("TFRecord gzip", "tfrecord", work / "tfrecord-gzip" / "train"),
-                                    ("TFRecord none", "tfrecord", work / "tfrecord-none" / "train")):  # fmt: skip
+            for name, fmt, path in (
+                ("petastorm", "petastorm", work / "prepared" / "train"),
+                ("TFRecord gzip", "tfrecord", work / "tfrecord-gzip" / "train"),
+                ("TFRecord none", "tfrecord", work / "tfrecord-none" / "train"),
+            ):
                 with open_feed(path, fmt, inputs, batch, training=True, seed=1, num_epochs=1) as dataset:
                     n, s = timed_epochs(dataset, args.epochs)
                 assert n == args.epochs * n_train, (name, n)
@@ -129,8 +134,13 @@ def main() -> None:
         "size_vs_dense": {k: round(v / n_all / dense, 3) for k, v in disk.items()},
         "write_events_per_s": {k: round(n_all / v) for k, v in writes.items()},
         "read_events_per_s": {k: {r: round(v) for r, v in row.items()} for k, row in readers.items()},
-        "read_mb_per_s": {k: {r: round(v * TENSOR_BYTES[k.split(",")[0]] / 1e6, 1) for r, v in row.items()} for k, row in readers.items()},
-        "read_vs_in_memory": {k: {r: round(v / row["in-memory NumPy"], 2) for r, v in row.items()} for k, row in readers.items()},
+        "read_mb_per_s": {
+            k: {r: round(v * TENSOR_BYTES[k.split(",")[0]] / 1e6, 1) for r, v in row.items()}
+            for k, row in readers.items()
+        },
+        "read_vs_in_memory": {
+            k: {r: round(v / row["in-memory NumPy"], 2) for r, v in row.items()} for k, row in readers.items()
+        },
     }
     out = REPO / "benchmarks" / "results" / "feeds.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -139,11 +149,14 @@ def main() -> None:
     print("\n| inputs, batch | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for k, row in readers.items():
-        cells = [f"{row[r]:,.0f} ev/s, {row[r] * TENSOR_BYTES[k.split(',')[0]] / 1e6:,.0f} MB/s ({row[r] / row['in-memory NumPy']:.2f}×)" for r in names]
+        cells = [
+            f"{row[r]:,.0f} ev/s, {row[r] * TENSOR_BYTES[k.split(',')[0]] / 1e6:,.0f} MB/s ({row[r] / row['in-memory NumPy']:.2f}×)"
+            for r in names
+        ]
         print(f"| {k} | " + " | ".join(cells) + " |")
     print("\n| format | write events/s | bytes on disk per event | vs dense float32 |")
     print("|---|---|---|---|")
-    for (name, v), (wname, w) in zip(disk.items(), writes.items()):
+    for (name, v), (wname, w) in zip(disk.items(), writes.items(), strict=True):
         print(f"| {name} | {n_all / w:,.0f} ({wname}) | {v / n_all:,.0f} | {v / n_all / dense:.2f}× |")
 
 

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/ingest_benchmark.py [--events 8000] [--reference-events 200]
 
-1. reference: the per-event Python implementation (tests/reference.py, the
-   shape of the seed's Spark UDF), on the first ``--reference-events`` events;
+1. reference: the per-event Python implementation (tests/support/reference.py, the
+   shape of SparkDLTrigger's Spark UDF), on the first ``--reference-events`` events;
 2. fast, one core: read + numba kernel + Parquet write, chunk after chunk in
    this process (``tasks.events.ingest.process_chunk``);
 3. fast on a Dask LocalCluster of 1 and of 2 single-threaded workers
@@ -33,14 +33,20 @@ from tasks.events.ingest import ingest, plan_chunks, process_chunk  # noqa: E402
 from tasks.events.samples import discover_samples  # noqa: E402
 from tasks.events.sources import get_source  # noqa: E402
 from tasks.generator.generate import SampleRequest, generate  # noqa: E402
-from tests.reference import reference_features  # noqa: E402
+from tests.support.reference import reference_features  # noqa: E402
 
 SOURCE = get_source("delphes")
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
@@ -71,11 +77,15 @@ def time_fast_one_core(samples, chunk: int, out: Path) -> tuple[int, float]:
 
 def time_steps(files: list[str], out: Path) -> dict[str, float]:
     """Seconds per step of the fast path over all files, one core: where the time goes."""
-    from tasks.events.kernel import PASSED, compute_features
     from tasks.events.ingest import event_table, write_part
+    from tasks.events.kernel import PASSED, compute_features
 
     out.mkdir(parents=True)
-    steps = {"read (uproot, 27 branches -> CSR)": 0.0, "kernel (selection + LLF/HLF)": 0.0, "Arrow table + Parquet write": 0.0}
+    steps = {
+        "read (uproot, 27 branches -> CSR)": 0.0,
+        "kernel (selection + LLF/HLF)": 0.0,
+        "Arrow table + Parquet write": 0.0,
+    }
     names = list(steps)
     for i, path in enumerate(files):
         t0 = time.perf_counter()
@@ -85,7 +95,7 @@ def time_steps(files: list[str], out: Path) -> dict[str, float]:
         t2 = time.perf_counter()
         write_part(event_table("s", 0, path, 0, feats, feats.status == PASSED), out / f"{i}.parquet")
         t3 = time.perf_counter()
-        for name, seconds in zip(names, (t1 - t0, t2 - t1, t3 - t2)):
+        for name, seconds in zip(names, (t1 - t0, t2 - t1, t3 - t2), strict=True):
             steps[name] += seconds
     return {k: round(v, 3) for k, v in steps.items()}
 
@@ -94,7 +104,10 @@ def time_dask(samples, chunk: int, workers: int, out: Path) -> tuple[dict, float
     """Wall time of ``ingest`` on a fresh LocalCluster of ``workers`` processes."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         warm = [type(s)(s.name, s.label, s.files[:1]) for s in samples[:1]]
         ingest(warm, out / "warmup", client, chunk=50)  # every worker loads the kernels
         started = time.perf_counter()
@@ -133,8 +146,16 @@ def main() -> None:
         "events_written": written,
         "reference": {"events": ref_n, "seconds": round(ref_s, 3), "events_per_s_per_core": round(ref_rate, 2)},
         "fast_one_core": {"events": fast_n, "seconds": round(fast_s, 3), "events_per_s_per_core": round(fast_rate, 1)},
-        "dask_1_worker": {"seconds": round(d1_s, 3), "events_per_s": round(d1_rate, 1), "events_per_s_per_core": round(d1_rate, 1)},
-        "dask_2_workers": {"seconds": round(d2_s, 3), "events_per_s": round(d2_rate, 1), "events_per_s_per_core": round(d2_rate / 2, 1)},
+        "dask_1_worker": {
+            "seconds": round(d1_s, 3),
+            "events_per_s": round(d1_rate, 1),
+            "events_per_s_per_core": round(d1_rate, 1),
+        },
+        "dask_2_workers": {
+            "seconds": round(d2_s, 3),
+            "events_per_s": round(d2_rate, 1),
+            "events_per_s_per_core": round(d2_rate / 2, 1),
+        },
         "one_core_seconds_per_step": steps,
         "speedup_fast_vs_reference": round(fast_rate / ref_rate, 1),
         "speedup_2_vs_1_workers": round(d2_rate / d1_rate, 2),
@@ -145,7 +166,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    print(f"""
+    print(
+        f"""
 | path | events | seconds | events/s per core |
 |---|---|---|---|
 | per-event reference (Python, seed-UDF shape) | {ref_n} | {ref_s:.2f} | {ref_rate:.1f} |
@@ -158,7 +180,9 @@ Parquet: {parquet_bytes / written / 1024:.1f} KiB per written event (dense float
 
 | step (all {fast_n} events, one core) | seconds |
 |---|---|
-""" + "\n".join(f"| {name} | {seconds:.2f} |" for name, seconds in steps.items()))
+"""
+        + "\n".join(f"| {name} | {seconds:.2f} |" for name, seconds in steps.items())
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/tuning_benchmark.py [--events 6000] [--trials 4] [--epochs 3] [--parallel 2]
 
-The seed ran its grid search on Spark executors and found it scaled almost
+SparkDLTrigger ran its grid search on Spark executors and found it scaled almost
 linearly with executors. Here a trial is ``tasks.learning.tuning.run_trial``
 (train on the prepared train split, score on the test split) in a process of
 its own, as an Airflow task is. The same trials (HLF model, a grid over
@@ -41,12 +41,12 @@ print(json.dumps(run_trial(sys.argv[1], sys.argv[2], "hlf", trial, epochs=int(sy
 
 
 def dataset(work: Path, events: int) -> Path:
-    from tasks.generator.generate import SampleRequest, generate
+    from tasks.core.runtime import dask_client
+    from tasks.core.settings import Settings
+    from tasks.datasets.prepare import PrepareSettings, prepare
     from tasks.events.ingest import ingest
     from tasks.events.samples import discover_samples
-    from tasks.datasets.prepare import PrepareSettings, prepare
-    from tasks.core.settings import Settings
-    from tasks.core.runtime import dask_client
+    from tasks.generator.generate import SampleRequest, generate
 
     root = work / f"tuning-{events}"
     if (root / "prepared" / "_summary.json").exists():
@@ -60,8 +60,20 @@ def dataset(work: Path, events: int) -> Path:
 
 def run(prepared: Path, trials: list[dict], epochs: int, parallel: int, out: Path) -> tuple[float, list[dict]]:
     def one(trial: dict) -> dict:
-        done = subprocess.run([sys.executable, "-c", TRIAL, str(prepared), str(out / f"trial-{trial['index']:03d}"),
-                               json.dumps(trial), str(epochs)], capture_output=True, text=True, cwd=REPO)  # fmt: skip
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                TRIAL,
+                str(prepared),
+                str(out / f"trial-{trial['index']:03d}"),
+                json.dumps(trial),
+                str(epochs),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         if done.returncode:
             raise RuntimeError(done.stderr[-3000:])
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -85,27 +97,41 @@ def main() -> None:
 
     prepared = dataset(args.workdir, args.events)
     n_train = json.loads((prepared / "_summary.json").read_text())["train"]["events"]
-    grid = {"hidden": [[50, 20, 10], [100, 50], [64], [32, 32, 32]], "optimizer": ["adam", "rmsprop"], "learning_rate": [1e-3]}
+    grid = {
+        "hidden": [[50, 20, 10], [100, 50], [64], [32, 32, 32]],
+        "optimizer": ["adam", "rmsprop"],
+        "learning_rate": [1e-3],
+    }
     trials = expand_grid(grid, "hlf")[: args.trials]
     figures = {}
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for name, parallel in (("serial", 1), ("parallel", args.parallel)):
             seconds, results = run(prepared, trials, args.epochs, parallel, Path(tmp) / name)
-            figures[name] = {"trials_at_once": parallel, "seconds": round(seconds, 2),
-                             "trials_per_minute": round(60 * len(trials) / seconds, 2),
-                             "mean_trial_seconds": round(sum(r["finished"] - r["started"] for r in results) / len(results), 2)}  # fmt: skip
+            figures[name] = {
+                "trials_at_once": parallel,
+                "seconds": round(seconds, 2),
+                "trials_per_minute": round(60 * len(trials) / seconds, 2),
+                "mean_trial_seconds": round(sum(r["finished"] - r["started"] for r in results) / len(results), 2),
+            }
     ratio = figures["serial"]["seconds"] / figures["parallel"]["seconds"]
-    result = {"machine": machine(), "command": " ".join(["benchmarks/tuning_benchmark.py", *sys.argv[1:]]),
-              "model": "hlf", "train_events": n_train, "trials": len(trials), "epochs": args.epochs,
-              **figures, "parallel_speedup": round(ratio, 2)}  # fmt: skip
+    result = {
+        "machine": machine(),
+        "command": " ".join(["benchmarks/tuning_benchmark.py", *sys.argv[1:]]),
+        "model": "hlf",
+        "train_events": n_train,
+        "trials": len(trials),
+        "epochs": args.epochs,
+        **figures,
+        "parallel_speedup": round(ratio, 2),
+    }
     out = REPO / "benchmarks" / "results" / "tuning.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"""
 | trials at once | wall time (s) | trials/min | mean time per trial (s) |
 |---|---|---|---|
-| 1 (serial) | {figures['serial']['seconds']} | {figures['serial']['trials_per_minute']} | {figures['serial']['mean_trial_seconds']} |
-| {args.parallel} | {figures['parallel']['seconds']} | {figures['parallel']['trials_per_minute']} | {figures['parallel']['mean_trial_seconds']} |
+| 1 (serial) | {figures["serial"]["seconds"]} | {figures["serial"]["trials_per_minute"]} | {figures["serial"]["mean_trial_seconds"]} |
+| {args.parallel} | {figures["parallel"]["seconds"]} | {figures["parallel"]["trials_per_minute"]} | {figures["parallel"]["mean_trial_seconds"]} |
 
 {args.parallel} at once: {ratio:.2f}× the serial throughput ({len(trials)} HLF trials, {args.epochs} epochs on {n_train} training events).""")
 

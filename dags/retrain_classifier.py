@@ -41,14 +41,25 @@ WINDOW = "Window"
 
 @dag(
     dag_id="retrain_classifier",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=validated_events_asset()),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=validated_events_asset()
+    ),
     max_active_runs=1,
     tags=["hep", "topology-classifier", "retraining"],
     params={
-        "window_days": Param(7, type="integer", minimum=1, maximum=3660, section=WINDOW,
-                             description="Days of validated partitions to train on."),  # fmt: skip
-        "window_end": optional_text("Last day of the window, YYYY-MM-DD. Empty: the newest published day.",
-                                    pattern=r"^(\d{4}-\d{2}-\d{2})?$", section=WINDOW),  # fmt: skip
+        "window_days": Param(
+            7,
+            type="integer",
+            minimum=1,
+            maximum=3660,
+            section=WINDOW,
+            description="Days of validated partitions to train on.",
+        ),
+        "window_end": optional_text(
+            "Last day of the window, YYYY-MM-DD. Empty: the newest published day.",
+            pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+            section=WINDOW,
+        ),
         **split_params("held out to judge champion and challenger"),
         **training_params(feed=False),
     },

@@ -78,10 +78,17 @@ INPUT = "Input"
     max_active_runs=1,
     tags=["hep", "topology-classifier"],
     params={
-        "input_dir": optional_text("Directory with qcd/, ttbar/, wjets/ subdirectories of ROOT files. "
-                                   "Empty: generate a sample.", section=INPUT),  # fmt: skip
-        "generate_events": Param(7000, type="integer", minimum=30, maximum=5_000_000, section=INPUT,
-                                 description="Events to generate when input_dir is empty."),  # fmt: skip
+        "input_dir": optional_text(
+            "Directory with qcd/, ttbar/, wjets/ subdirectories of ROOT files. Empty: generate a sample.", section=INPUT
+        ),
+        "generate_events": Param(
+            7000,
+            type="integer",
+            minimum=30,
+            maximum=5_000_000,
+            section=INPUT,
+            description="Events to generate when input_dir is empty.",
+        ),
         "seed": Param(42, type="integer", minimum=0, section=INPUT, description="Random seed of the generated sample."),
         **split_params("kept for the test split"),
         "smoke": smoke_param(),

@@ -38,8 +38,13 @@ from topo_airflow.params import ALL_MODELS, PROMOTION_METRICS, optional_text
 MAX_PARALLEL_TRIALS = parse_time_setting("hpo_max_parallel_trials")
 """Read when the DAG is parsed: the limit is part of the task's definition."""
 
-SPARKDLTRIGGER_GRID = {"hidden": [[50, 20, 10], [100, 50]], "activation": ["relu", "tanh"], "optimizer": ["adam", "rmsprop"],
-                       "batch_size": [64], "learning_rate": [1e-3]}  # fmt: skip
+SPARKDLTRIGGER_GRID = {
+    "hidden": [[50, 20, 10], [100, 50]],
+    "activation": ["relu", "tanh"],
+    "optimizer": ["adam", "rmsprop"],
+    "batch_size": [64],
+    "learning_rate": [1e-3],
+}
 """The search SparkDLTrigger ran on the HLF classifier."""
 SEARCH, TRAINING = "Search", "Training"
 
@@ -50,19 +55,40 @@ SEARCH, TRAINING = "Search", "Training"
     max_active_runs=1,
     tags=["hep", "topology-classifier", "tuning"],
     params={
-        "model": Param("hlf", type="string", enum=list(ALL_MODELS), section=SEARCH, description="The classifier to tune."),
+        "model": Param(
+            "hlf", type="string", enum=list(ALL_MODELS), section=SEARCH, description="The classifier to tune."
+        ),
         "prepared": optional_text("A prepared dataset. Empty: the newest one under the data root.", section=SEARCH),
-        "grid": Param(SPARKDLTRIGGER_GRID, type="object", minProperties=1,
-                      propertyNames={"enum": list(GRID_KEYS)},
-                      additionalProperties={"type": "array", "minItems": 1}, section=SEARCH,
-                      description="Lists of values per hyperparameter; every combination is a trial."),  # fmt: skip
-        "metric": Param("mean_auc", type="string", enum=PROMOTION_METRICS, section=SEARCH,
-                        description="What the best trial maximises (fpr99_*: minimises)."),  # fmt: skip
-        "write_best": Param(True, type="boolean", section=SEARCH,
-                            description="Write the best set to <data root>/hyperparameters/<model>.json for training."),  # fmt: skip
+        "grid": Param(
+            SPARKDLTRIGGER_GRID,
+            type="object",
+            minProperties=1,
+            propertyNames={"enum": list(GRID_KEYS)},
+            additionalProperties={"type": "array", "minItems": 1},
+            section=SEARCH,
+            description="Lists of values per hyperparameter; every combination is a trial.",
+        ),
+        "metric": Param(
+            "mean_auc",
+            type="string",
+            enum=PROMOTION_METRICS,
+            section=SEARCH,
+            description="What the best trial maximises (fpr99_*: minimises).",
+        ),
+        "write_best": Param(
+            True,
+            type="boolean",
+            section=SEARCH,
+            description="Write the best set to <data root>/hyperparameters/<model>.json for training.",
+        ),
         "epochs": Param(5, type="integer", minimum=1, maximum=1000, section=TRAINING, description="Epochs per trial."),
-        "train_seed": Param(42, type="integer", minimum=0, section=TRAINING,
-                            description="Random seed of every trial (same start, fair comparison)."),  # fmt: skip
+        "train_seed": Param(
+            42,
+            type="integer",
+            minimum=0,
+            section=TRAINING,
+            description="Random seed of every trial (same start, fair comparison).",
+        ),
     },
     **dag_defaults(__doc__),
 )

@@ -12,20 +12,27 @@ import logging
 import sys
 from pathlib import Path
 
+from tasks.contracts.validation import ContractError
 from tasks.core.catalog import evaluation_of, tfrecord_of
+from tasks.core.errors import SettingsError, TopoError
 from tasks.core.settings import Settings
 from tasks.learning.records import MODEL_NAMES
-from tasks.contracts.validation import ContractError
-from tasks.core.errors import SettingsError, TopoError
 
 
 def _add_dask_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Dask")
-    g.add_argument("--scheduler", metavar="ADDRESS",
-                   help="Dask scheduler to use, e.g. tcp://10.0.0.5:8786 (default: $TOPO_DASK_SCHEDULER, "
-                        "else a LocalCluster on this machine)")  # fmt: skip
-    g.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes of the LocalCluster (default: $TOPO_DASK_WORKERS, else cores, at most 4)")  # fmt: skip
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler to use, e.g. tcp://10.0.0.5:8786 (default: $TOPO_DASK_SCHEDULER, "
+        "else a LocalCluster on this machine)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes of the LocalCluster (default: $TOPO_DASK_WORKERS, else cores, at most 4)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,62 +44,105 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    gen = sub.add_parser("generate", help="write a Delphes-schema sample of QCD, tt̄ and W+jets as ROOT files",
-                         description="Write a generated sample: <output>/<qcd|ttbar|wjets>/<sample>_NNN.root. "
-                                     "Same options and seed give identical files.")  # fmt: skip
+    gen = sub.add_parser(
+        "generate",
+        help="write a Delphes-schema sample of QCD, tt̄ and W+jets as ROOT files",
+        description="Write a generated sample: <output>/<qcd|ttbar|wjets>/<sample>_NNN.root. "
+        "Same options and seed give identical files.",
+    )
     gen.add_argument("--output", type=Path, help="output directory (default: <data root>/raw/generated)")
-    gen.add_argument("--day", help="land the sample as that day's raw files, <raw root>/<YYYY-MM-DD>/ (the daily layout)")
+    gen.add_argument(
+        "--day", help="land the sample as that day's raw files, <raw root>/<YYYY-MM-DD>/ (the daily layout)"
+    )
     gen.add_argument("--events", type=int, default=7000, help="total events over the three classes (default: 7000)")
     gen.add_argument("--files-per-sample", type=int, default=2, help="ROOT files per class (default: 2)")
     gen.add_argument("--mix", default="1:2:4", help="QCD:tt̄:W+jets ratio of generated events (default: 1:2:4)")
     gen.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    gen.add_argument("--branch-style", choices=("uproot", "delphes"), default="uproot",
-                     help="branch names: uproot 'EFlowTrack_PT' or real-Delphes 'EFlowTrack.PT' (default: uproot)")  # fmt: skip
+    gen.add_argument(
+        "--branch-style",
+        choices=("uproot", "delphes"),
+        default="uproot",
+        help="branch names: uproot 'EFlowTrack_PT' or real-Delphes 'EFlowTrack.PT' (default: uproot)",
+    )
     gen.add_argument("--parallel", action="store_true", help="write the files in parallel on Dask")
     _add_dask_options(gen)
 
-    ing = sub.add_parser("ingest", help="select events and build LLF/HLF Parquet from ROOT files, on Dask",
-                         description="Read ROOT files with uproot on a Dask cluster, apply the trigger-like selection, "
-                                     "and write a Parquet dataset of events with 801×19 LLF and 14 HLF, a cutflow "
-                                     "and a run summary. Bad files are reported and skipped.")  # fmt: skip
+    ing = sub.add_parser(
+        "ingest",
+        help="select events and build LLF/HLF Parquet from ROOT files, on Dask",
+        description="Read ROOT files with uproot on a Dask cluster, apply the trigger-like selection, "
+        "and write a Parquet dataset of events with 801×19 LLF and 14 HLF, a cutflow "
+        "and a run summary. Bad files are reported and skipped.",
+    )
     src = ing.add_mutually_exclusive_group()
-    src.add_argument("--input", type=Path,
-                     help="directory with one subdirectory of .root files per sample, named qcd, ttbar, wjets "
-                          "(default: <data root>/raw/generated)")  # fmt: skip
-    src.add_argument("--samples", type=Path,
-                     help="YAML/JSON file listing samples: {samples: [{name, label, files: [globs]}]}")
+    src.add_argument(
+        "--input",
+        type=Path,
+        help="directory with one subdirectory of .root files per sample, named qcd, ttbar, wjets "
+        "(default: <data root>/raw/generated)",
+    )
+    src.add_argument(
+        "--samples", type=Path, help="YAML/JSON file listing samples: {samples: [{name, label, files: [globs]}]}"
+    )
     ing.add_argument("--output", type=Path, help="output dataset directory (default: <data root>/events/manual)")
     ing.add_argument("--chunk", type=int, help="events per Dask task (default: $TOPO_INGEST_CHUNK, else 1000)")
     _add_dask_options(ing)
 
-    prep = sub.add_parser("prepare", help="undersample, split, scale and order ingested events into training data, on Dask",
-                          description="Balance the classes by undersampling (seeded, without replacement), split "
-                                      "train/test by event identity, fit the scaler on train, order particles by "
-                                      "decreasing ΔR from the lepton, and write Petastorm-ready Parquet shards "
-                                      "(HLF_input, GRU_input, encoded_label), dev subsets and scaler.json.")  # fmt: skip
+    prep = sub.add_parser(
+        "prepare",
+        help="undersample, split, scale and order ingested events into training data, on Dask",
+        description="Balance the classes by undersampling (seeded, without replacement), split "
+        "train/test by event identity, fit the scaler on train, order particles by "
+        "decreasing ΔR from the lepton, and write Petastorm-ready Parquet shards "
+        "(HLF_input, GRU_input, encoded_label), dev subsets and scaler.json.",
+    )
     prep.add_argument("--events", type=Path, help="ingested dataset (default: <data root>/events/manual)")
     prep.add_argument("--output", type=Path, help="prepared dataset directory (default: <data root>/prepared/manual)")
     prep.add_argument("--seed", type=int, default=42, help="seed of undersampling, split and shuffle (default: 42)")
-    prep.add_argument("--test-fraction", type=float, default=0.2, help="share of each class in the test split (default: 0.2)")
-    prep.add_argument("--shard-events", type=int, help="events per output shard (default: $TOPO_SHARD_EVENTS, else 2000)")
-    prep.add_argument("--row-group-events", type=int, default=256, help="Parquet row-group size, the unit petastorm reads (default: 256)")
-    prep.add_argument("--dev-train-events", type=int, default=1000, help="events in the dev subset of train (default: 1000)")
-    prep.add_argument("--dev-test-events", type=int, default=250, help="events in the dev subset of test (default: 250)")
+    prep.add_argument(
+        "--test-fraction", type=float, default=0.2, help="share of each class in the test split (default: 0.2)"
+    )
+    prep.add_argument(
+        "--shard-events", type=int, help="events per output shard (default: $TOPO_SHARD_EVENTS, else 2000)"
+    )
+    prep.add_argument(
+        "--row-group-events",
+        type=int,
+        default=256,
+        help="Parquet row-group size, the unit petastorm reads (default: 256)",
+    )
+    prep.add_argument(
+        "--dev-train-events", type=int, default=1000, help="events in the dev subset of train (default: 1000)"
+    )
+    prep.add_argument(
+        "--dev-test-events", type=int, default=250, help="events in the dev subset of test (default: 250)"
+    )
     _add_dask_options(prep)
 
-    feeds = sub.add_parser("feeds", help="write TFRecord shards of a prepared dataset, on Dask",
-                           description="Write one TFRecord shard per prepared Parquet shard (same rows, same order), "
-                                       "with the SparkDLTrigger feature names. The prepared Parquet is the Petastorm feed.")  # fmt: skip
+    feeds = sub.add_parser(
+        "feeds",
+        help="write TFRecord shards of a prepared dataset, on Dask",
+        description="Write one TFRecord shard per prepared Parquet shard (same rows, same order), "
+        "with the SparkDLTrigger feature names. The prepared Parquet is the Petastorm feed.",
+    )
     feeds.add_argument("--prepared", type=Path, help="prepared dataset (default: <data root>/prepared/manual)")
-    feeds.add_argument("--output", type=Path, help="TFRecord output directory (default: <prepared>-tfrecord next to it)")
-    feeds.add_argument("--compression", choices=("gzip", "none"),
-                       help="TFRecord compression (default: $TOPO_TFRECORD_COMPRESSION, else gzip)")  # fmt: skip
+    feeds.add_argument(
+        "--output", type=Path, help="TFRecord output directory (default: <prepared>-tfrecord next to it)"
+    )
+    feeds.add_argument(
+        "--compression",
+        choices=("gzip", "none"),
+        help="TFRecord compression (default: $TOPO_TFRECORD_COMPRESSION, else gzip)",
+    )
     _add_dask_options(feeds)
 
-    tr = sub.add_parser("train", help="train a classifier on a prepared dataset (CPU, or every GPU present); resumes if killed",
-                        description="Train one model from either feed. A killed run continues from its last epoch "
-                                    "backup when started again with the same output. Writes model.keras, scaler.json, "
-                                    "history.json and training.json.")  # fmt: skip
+    tr = sub.add_parser(
+        "train",
+        help="train a classifier on a prepared dataset (CPU, or every GPU present); resumes if killed",
+        description="Train one model from either feed. A killed run continues from its last epoch "
+        "backup when started again with the same output. Writes model.keras, scaler.json, "
+        "history.json and training.json.",
+    )
     tr.add_argument("--prepared", type=Path, help="prepared dataset (default: <data root>/prepared/manual)")
     tr.add_argument("--tfrecord", type=Path, help="TFRecord feed, for --feed tfrecord (default: <prepared>-tfrecord)")
     tr.add_argument("--model", default="inclusive", choices=MODEL_NAMES, help="the classifier (default: inclusive)")
@@ -100,94 +150,170 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output", type=Path, help="model directory (default: <data root>/models/manual/<model>)")
     tr.add_argument("--epochs", type=int, default=6, help="epochs (default: 6, as SparkDLTrigger)")
     tr.add_argument("--batch-size", type=int, default=128, help="events per batch (default: 128, as SparkDLTrigger)")
-    tr.add_argument("--learning-rate", default="0:5e-4,2:2e-4,4:1e-4",
-                    help="a rate, or epoch:rate steps (default: SparkDLTrigger's 0:5e-4,2:2e-4,4:1e-4)")  # fmt: skip
-    tr.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
-                    help="stop after this many epochs without a better validation loss, keeping the best (default: 0, off)")  # fmt: skip
+    tr.add_argument(
+        "--learning-rate",
+        default="0:5e-4,2:2e-4,4:1e-4",
+        help="a rate, or epoch:rate steps (default: SparkDLTrigger's 0:5e-4,2:2e-4,4:1e-4)",
+    )
+    tr.add_argument(
+        "--early-stopping",
+        type=int,
+        default=0,
+        metavar="PATIENCE",
+        help="stop after this many epochs without a better validation loss, keeping the best (default: 0, off)",
+    )
     tr.add_argument("--seed", type=int, default=42, help="seed of weights, dropout and data order (default: 42)")
     tr.add_argument("--mixed-precision", action="store_true", help="float16 compute on GPUs (bfloat16 on CPU)")
-    tr.add_argument("--tuned", action="store_true",
-                    help="use the best hyperparameters of the last search, <data root>/hyperparameters/<model>.json")  # fmt: skip
+    tr.add_argument(
+        "--tuned",
+        action="store_true",
+        help="use the best hyperparameters of the last search, <data root>/hyperparameters/<model>.json",
+    )
 
-    ev = sub.add_parser("evaluate", help="score a trained model on its test split: metrics.json, plots, report.html",
-                        description="Per-class ROC/AUC, row-normalised confusion matrix, accuracy, background rate at "
-                                    "99%% signal efficiency for tt̄ and W+jets, training curves, and an HTML report.")  # fmt: skip
+    ev = sub.add_parser(
+        "evaluate",
+        help="score a trained model on its test split: metrics.json, plots, report.html",
+        description="Per-class ROC/AUC, row-normalised confusion matrix, accuracy, background rate at "
+        "99%% signal efficiency for tt̄ and W+jets, training curves, and an HTML report.",
+    )
     ev.add_argument("--model-dir", type=Path, required=True, help="a directory written by topo train")
     ev.add_argument("--output", type=Path, help="report directory (default: <model dir>-evaluation)")
     ev.add_argument("--feed", help="petastorm or tfrecord (default: the feed the model was trained from)")
     ev.add_argument("--test", type=Path, help="test split to score (default: the one the model was trained with)")
 
-    reg = sub.add_parser("register", help="track a trained, evaluated model in MLflow and register it as a new version",
-                         description="Log parameters, per-epoch metrics, test metrics, the model directory and the "
-                                     "evaluation to MLflow ($TOPO_MLFLOW_TRACKING_URI, else SQLite under the data root) "
-                                     "and add a version to the registered model topo-<model>. Does not promote.")  # fmt: skip
+    reg = sub.add_parser(
+        "register",
+        help="track a trained, evaluated model in MLflow and register it as a new version",
+        description="Log parameters, per-epoch metrics, test metrics, the model directory and the "
+        "evaluation to MLflow ($TOPO_MLFLOW_TRACKING_URI, else SQLite under the data root) "
+        "and add a version to the registered model topo-<model>. Does not promote.",
+    )
     reg.add_argument("--model-dir", type=Path, required=True, help="a directory written by topo train")
     reg.add_argument("--evaluation", type=Path, help="its evaluation directory (default: <model dir>-evaluation)")
 
-    pro = sub.add_parser("promote", help="make a registered version champion if it beats the current one on the same test data",
-                         description="Score the version and the current champion on the same test split (each with its own "
-                                     "scaler) and move the 'champion' alias only if the version is better by the metric "
-                                     "and margin. The decision is recorded on the version; promotions are kept in a history.")  # fmt: skip
+    pro = sub.add_parser(
+        "promote",
+        help="make a registered version champion if it beats the current one on the same test data",
+        description="Score the version and the current champion on the same test split (each with its own "
+        "scaler) and move the 'champion' alias only if the version is better by the metric "
+        "and margin. The decision is recorded on the version; promotions are kept in a history.",
+    )
     pro.add_argument("--model", required=True, choices=MODEL_NAMES, help="model kind (registered as topo-<model>)")
     pro.add_argument("--version", type=int, required=True, help="the challenger's version number")
-    pro.add_argument("--test", type=Path, required=True, help="test split both are scored on (a prepared test/ or TFRecord test/ directory)")
+    pro.add_argument(
+        "--test",
+        type=Path,
+        required=True,
+        help="test split both are scored on (a prepared test/ or TFRecord test/ directory)",
+    )
     pro.add_argument("--feed", default="petastorm", help="format of --test: petastorm or tfrecord (default: petastorm)")
-    pro.add_argument("--scaler", type=Path, help="scaler.json the test split was prepared with (default: found next to a prepared split)")
-    pro.add_argument("--metric", default="mean_auc",
-                     help="mean_auc, auc_<class>, fpr99_ttbar, fpr99_wjets (lower is better) or accuracy (default: mean_auc)")  # fmt: skip
+    pro.add_argument(
+        "--scaler",
+        type=Path,
+        help="scaler.json the test split was prepared with (default: found next to a prepared split)",
+    )
+    pro.add_argument(
+        "--metric",
+        default="mean_auc",
+        help="mean_auc, auc_<class>, fpr99_ttbar, fpr99_wjets (lower is better) or accuracy (default: mean_auc)",
+    )
     pro.add_argument("--margin", type=float, default=0.0, help="how much better the challenger must be (default: 0)")
 
-    rb = sub.add_parser("rollback", help="give the champion alias back to the previous champion",
-                        description="Undo the last change of champion of topo-<model>, using the promotion history.")
+    rb = sub.add_parser(
+        "rollback",
+        help="give the champion alias back to the previous champion",
+        description="Undo the last change of champion of topo-<model>, using the promotion history.",
+    )
     rb.add_argument("--model", required=True, choices=MODEL_NAMES, help="model kind")
 
-    pr = sub.add_parser("predict", help="score ROOT files or an ingested Parquet dataset with a trained or registered model",
-                        description="Select and featurise the events (ROOT input) as ingestion does, scale them with the "
-                                    "model's own scaler, and write event_id, p_qcd, p_ttbar, p_wjets, predicted as Parquet.")  # fmt: skip
-    pr.add_argument("--input", required=True, help="a .root file, a directory or glob of them, or an ingested Parquet dataset")
+    pr = sub.add_parser(
+        "predict",
+        help="score ROOT files or an ingested Parquet dataset with a trained or registered model",
+        description="Select and featurise the events (ROOT input) as ingestion does, scale them with the "
+        "model's own scaler, and write event_id, p_qcd, p_ttbar, p_wjets, predicted as Parquet.",
+    )
+    pr.add_argument(
+        "--input", required=True, help="a .root file, a directory or glob of them, or an ingested Parquet dataset"
+    )
     pr.add_argument("--output", type=Path, required=True, help="the predictions Parquet file to write")
     which = pr.add_mutually_exclusive_group(required=True)
     which.add_argument("--model-dir", type=Path, help="a directory written by topo train")
-    which.add_argument("--model", choices=MODEL_NAMES, help="a registered model kind (topo-<model>), with --alias or --version")
+    which.add_argument(
+        "--model", choices=MODEL_NAMES, help="a registered model kind (topo-<model>), with --alias or --version"
+    )
     pr.add_argument("--alias", default="champion", help="registered alias to use with --model (default: champion)")
     pr.add_argument("--version", type=int, help="registered version to use with --model (instead of the alias)")
 
-    sub.add_parser("training-slots", help="how many training tasks may run at once: the size of the Airflow pool 'gpu'",
-                   description="The number of NVIDIA GPUs (nvidia-smi), or $TOPO_CPU_TRAINING_SLOTS (default 1) without one. "
-                               "scripts/airflow-init.sh sizes the pool 'gpu' with it.")  # fmt: skip
-    val = sub.add_parser("validate", help="check a dataset against its data contract (Great Expectations), on Dask",
-                         description="Validate a dataset against a contract in data_contracts/ (ingested_events, prepared, "
-                                     "feeds, predictions) partition by partition on Dask. Exit status 1 when a critical "
-                                     "expectation fails; the report names each failed rule, partition, column and examples. "
-                                     "Results are kept under <data root>/validation (history.jsonl, per-run JSON, GX data "
-                                     "docs) and failing partitions copied to <data root>/quarantine.")  # fmt: skip
+    sub.add_parser(
+        "training-slots",
+        help="how many training tasks may run at once: the size of the Airflow pool 'gpu'",
+        description="The number of NVIDIA GPUs (nvidia-smi), or $TOPO_CPU_TRAINING_SLOTS (default 1) without one. "
+        "scripts/airflow-init.sh sizes the pool 'gpu' with it.",
+    )
+    val = sub.add_parser(
+        "validate",
+        help="check a dataset against its data contract (Great Expectations), on Dask",
+        description="Validate a dataset against a contract in data_contracts/ (ingested_events, prepared, "
+        "feeds, predictions) partition by partition on Dask. Exit status 1 when a critical "
+        "expectation fails; the report names each failed rule, partition, column and examples. "
+        "Results are kept under <data root>/validation (history.jsonl, per-run JSON, GX data "
+        "docs) and failing partitions copied to <data root>/quarantine.",
+    )
     val.add_argument("contract", help="contract name (a file in data_contracts/) or path to a contract .json")
-    val.add_argument("dataset", type=Path, nargs="?",
-                     help="the dataset: an ingested events dir, a prepared dir, a TFRecord feed dir, or a predictions file/dir")  # fmt: skip
-    val.add_argument("--run-name", default="", help="name of this validation in the history and docs (default: UTC time)")
-    val.add_argument("--history", action="store_true", help="print the contract's validation history instead of validating")
+    val.add_argument(
+        "dataset",
+        type=Path,
+        nargs="?",
+        help="the dataset: an ingested events dir, a prepared dir, a TFRecord feed dir, or a predictions file/dir",
+    )
+    val.add_argument(
+        "--run-name", default="", help="name of this validation in the history and docs (default: UTC time)"
+    )
+    val.add_argument(
+        "--history", action="store_true", help="print the contract's validation history instead of validating"
+    )
     val.add_argument("--local", action="store_true", help="validate in this process instead of on Dask")
     _add_dask_options(val)
 
-    sub.add_parser("summary", help="where the outputs of a run are, its cutflow and its AUC table",
-                   description="Print what a finished run produced: the events, prepared data and feeds with their "
-                               "counts, each model and its report, and the table of test-split AUCs. RUN is a run id "
-                               "or a run directory (default: the newest pipeline run).").add_argument(
-        "run", nargs="?", help="run id (a directory under <data root>/runs or retraining) or a run directory")  # fmt: skip
+    sub.add_parser(
+        "summary",
+        help="where the outputs of a run are, its cutflow and its AUC table",
+        description="Print what a finished run produced: the events, prepared data and feeds with their "
+        "counts, each model and its report, and the table of test-split AUCs. RUN is a run id "
+        "or a run directory (default: the newest pipeline run).",
+    ).add_argument(
+        "run", nargs="?", help="run id (a directory under <data root>/runs or retraining) or a run directory"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)  # fmt: skip
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
-        settings = Settings.from_env(dask_scheduler=getattr(args, "scheduler", None), dask_workers=getattr(args, "workers", None))
-        result = {"generate": _generate, "ingest": _ingest, "prepare": _prepare, "feeds": _feeds,
-                  "train": _train, "evaluate": _evaluate, "register": _register, "promote": _promote,
-                  "rollback": _rollback, "predict": _predict, "validate": _validate,
-                  "training-slots": _training_slots, "summary": _summary}[args.command](args, settings)
+        settings = Settings.from_env(
+            dask_scheduler=getattr(args, "scheduler", None), dask_workers=getattr(args, "workers", None)
+        )
+        result = {
+            "generate": _generate,
+            "ingest": _ingest,
+            "prepare": _prepare,
+            "feeds": _feeds,
+            "train": _train,
+            "evaluate": _evaluate,
+            "register": _register,
+            "promote": _promote,
+            "rollback": _rollback,
+            "predict": _predict,
+            "validate": _validate,
+            "training-slots": _training_slots,
+            "summary": _summary,
+        }[args.command](args, settings)
     except ContractError as exc:
         print(f"topo {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -201,8 +327,13 @@ def main(argv: list[str] | None = None) -> int:
 def _generate(args, settings: Settings) -> dict:
     from tasks.generator.generate import SampleRequest, generate, parse_mix
 
-    request = SampleRequest(events=args.events, files_per_sample=args.files_per_sample, mix=parse_mix(args.mix),
-                            seed=args.seed, branch_style=args.branch_style)  # fmt: skip
+    request = SampleRequest(
+        events=args.events,
+        files_per_sample=args.files_per_sample,
+        mix=parse_mix(args.mix),
+        seed=args.seed,
+        branch_style=args.branch_style,
+    )
     if args.day and args.output:
         raise SettingsError("give --day or --output, not both")
     if args.day:
@@ -226,11 +357,15 @@ def _training_slots(args, settings: Settings) -> dict:
 
 
 def _ingest(args, settings: Settings) -> dict:
+    from tasks.core.runtime import dask_client
     from tasks.events.ingest import format_cutflow, ingest
     from tasks.events.samples import discover_samples, load_samples_file
-    from tasks.core.runtime import dask_client
 
-    samples = load_samples_file(args.samples) if args.samples else discover_samples(args.input or settings.catalog.generated())
+    samples = (
+        load_samples_file(args.samples)
+        if args.samples
+        else discover_samples(args.input or settings.catalog.generated())
+    )
     output = args.output or settings.catalog.manual().events
     with dask_client(settings) as client:
         summary = ingest(samples, output, client, chunk=settings.ingest_chunk if args.chunk is None else args.chunk)
@@ -239,39 +374,55 @@ def _ingest(args, settings: Settings) -> dict:
 
 
 def _prepare(args, settings: Settings) -> dict:
-    from tasks.datasets.prepare import PrepareSettings, prepare
     from tasks.core.runtime import dask_client
+    from tasks.datasets.prepare import PrepareSettings, prepare
 
-    options = PrepareSettings(seed=args.seed, test_fraction=args.test_fraction,
-                              shard_events=args.shard_events or settings.shard_events, row_group_events=args.row_group_events,
-                              dev_train_events=args.dev_train_events, dev_test_events=args.dev_test_events)  # fmt: skip
+    options = PrepareSettings(
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        shard_events=args.shard_events or settings.shard_events,
+        row_group_events=args.row_group_events,
+        dev_train_events=args.dev_train_events,
+        dev_test_events=args.dev_test_events,
+    )
     manual = settings.catalog.manual()
     events = args.events or manual.events
     output = args.output or manual.prepared
     with dask_client(settings) as client:
         summary = prepare(events, output, client, options)
     return {k: summary[k] for k in ("output", "input_per_class", "kept_per_class", "dev", "scaler", "seconds")} | {
-        split: {k: summary[split][k] for k in ("events", "per_class")} for split in ("train", "test")}
+        split: {k: summary[split][k] for k in ("events", "per_class")} for split in ("train", "test")
+    }
 
 
 def _feeds(args, settings: Settings) -> dict:
-    from tasks.datasets.feeds import write_tfrecords
     from tasks.core.runtime import dask_client
+    from tasks.datasets.feeds import write_tfrecords
 
     prepared = args.prepared or settings.catalog.manual().prepared
     output = args.output or tfrecord_of(prepared)
     with dask_client(settings) as client:
-        summary = write_tfrecords(prepared, output, client, compression=args.compression or settings.tfrecord_compression)
+        summary = write_tfrecords(
+            prepared, output, client, compression=args.compression or settings.tfrecord_compression
+        )
     return {k: summary[k] for k in ("output", "compression", "seconds")} | {
-        split: {k: summary[split][k] for k in ("events", "bytes")} for split in ("train", "test")}
+        split: {k: summary[split][k] for k in ("events", "bytes")} for split in ("train", "test")
+    }
 
 
 def _train(args, settings: Settings) -> dict:
     from tasks.learning.train import TrainSettings, parse_schedule, train
 
-    options = TrainSettings(model=args.model, feed=args.feed, epochs=args.epochs, batch_size=args.batch_size,
-                            learning_rates=parse_schedule(args.learning_rate), early_stopping_patience=args.early_stopping,
-                            seed=args.seed, mixed_precision=args.mixed_precision)  # fmt: skip
+    options = TrainSettings(
+        model=args.model,
+        feed=args.feed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rates=parse_schedule(args.learning_rate),
+        early_stopping_patience=args.early_stopping,
+        seed=args.seed,
+        mixed_precision=args.mixed_precision,
+    )
     if args.tuned:
         from tasks.learning.tuning import tuned_path, tuned_settings
 
@@ -283,7 +434,9 @@ def _train(args, settings: Settings) -> dict:
     tfrecord = args.tfrecord or tfrecord_of(prepared)
     output = args.output or manual.model(args.model)
     result = train(prepared, output, options, tfrecord=tfrecord)
-    return {"output": str(output)} | {k: result[k] for k in ("model", "epochs_run", "resumed_after_epochs", "final", "devices")}
+    return {"output": str(output)} | {
+        k: result[k] for k in ("model", "epochs_run", "resumed_after_epochs", "final", "devices")
+    }
 
 
 def _evaluate(args, settings: Settings) -> dict:
@@ -291,8 +444,12 @@ def _evaluate(args, settings: Settings) -> dict:
 
     output = args.output or evaluation_of(args.model_dir)
     metrics = evaluate(args.model_dir, output, fmt=args.feed, test_path=args.test)
-    return {"output": str(output), "report": str(output / "report.html"), "accuracy": metrics["accuracy"],
-            "auc": {n: c["auc"] for n, c in metrics["classes"].items()}}  # fmt: skip
+    return {
+        "output": str(output),
+        "report": str(output / "report.html"),
+        "accuracy": metrics["accuracy"],
+        "auc": {n: c["auc"] for n, c in metrics["classes"].items()},
+    }
 
 
 def _register(args, settings: Settings) -> dict:
@@ -306,8 +463,16 @@ def _promote(args, settings: Settings) -> dict:
     from tasks.learning.registry import promote, registered_name
 
     scaler = args.scaler or (args.test.parent / "scaler.json" if (args.test.parent / "scaler.json").exists() else None)
-    return promote(registered_name(args.model), args.version, args.test, args.feed, settings.tracking_uri,
-                   metric=args.metric, margin=args.margin, data_scaler_path=scaler)  # fmt: skip
+    return promote(
+        registered_name(args.model),
+        args.version,
+        args.test,
+        args.feed,
+        settings.tracking_uri,
+        metric=args.metric,
+        margin=args.margin,
+        data_scaler_path=scaler,
+    )
 
 
 def _rollback(args, settings: Settings) -> dict:
@@ -322,8 +487,12 @@ def _predict(args, settings: Settings) -> dict:
 
     model_dir = args.model_dir
     if model_dir is None:
-        model_dir = download(registered_name(args.model), settings.tracking_uri, version=args.version,
-                             alias=None if args.version else args.alias)  # fmt: skip
+        model_dir = download(
+            registered_name(args.model),
+            settings.tracking_uri,
+            version=args.version,
+            alias=None if args.version else args.alias,
+        )
     from tasks.contracts import ValidationSettings
 
     return predict(args.input, args.output, model_dir, contracts=ValidationSettings.under(settings.data_root))
@@ -347,7 +516,10 @@ def _validate(args, settings: Settings) -> dict:
     else:
         with dask_client(settings) as client:
             report = validate(args.contract, args.dataset, options, client)
-    return {k: report[k] for k in ("contract", "version", "dataset", "success", "partitions", "rows", "warnings", "docs", "run")}
+    return {
+        k: report[k]
+        for k in ("contract", "version", "dataset", "success", "partitions", "rows", "warnings", "docs", "run")
+    }
 
 
 def _summary(args, settings: Settings) -> str:

@@ -37,8 +37,12 @@ def dask_client():
     """A real two-worker LocalCluster, capped so tests cannot exhaust the machine."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="3GiB",
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, memory_limit="3GiB", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -68,7 +72,7 @@ def prepared(ingested_events, dask_client, tmp_path_factory):
 def local_cluster():
     """scripts/cluster.sh started in a temporary home on free ports; stopped at
     the end, and the stop must leave no process of it behind."""
-    from tests.local_cluster import LocalCluster
+    from tests.support.local_cluster import LocalCluster
 
     cluster = LocalCluster()
     try:

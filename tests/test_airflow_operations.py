@@ -10,8 +10,8 @@ from datetime import datetime
 import pyarrow.parquet as pq
 import pytest
 
-from tests.airflow_service import AirflowService
-from tests.files import file_hashes
+from tests.support.airflow_service import AirflowService
+from tests.support.files import file_hashes
 
 DAYS = ("2026-01-01", "2026-01-02", "2026-01-03")
 EMPTY_DAY = "2026-01-04"
@@ -21,11 +21,15 @@ MAX_PARALLEL_TRIALS = 2
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory):
     root = tmp_path_factory.mktemp("service")
-    service = AirflowService(root / "airflow", root / "data", {
-        "TOPO_DASK_WORKERS": "1",  # several tasks at once on two cores: one Dask worker each
-        "TOPO_HPO_MAX_PARALLEL_TRIALS": str(MAX_PARALLEL_TRIALS),
-        "AIRFLOW__CORE__PARALLELISM": "8",
-    })  # fmt: skip
+    service = AirflowService(
+        root / "airflow",
+        root / "data",
+        {
+            "TOPO_DASK_WORKERS": "1",  # several tasks at once on two cores: one Dask worker each
+            "TOPO_HPO_MAX_PARALLEL_TRIALS": str(MAX_PARALLEL_TRIALS),
+            "AIRFLOW__CORE__PARALLELISM": "8",
+        },
+    )
     service.start()
     service.cli("pools", "set", "gpu", "4", "more slots than the trial limit, so the limit is what holds")
     try:
@@ -37,10 +41,17 @@ def airflow(tmp_path_factory):
 @pytest.mark.slow
 def test_invalid_params_are_refused_when_the_run_is_triggered(airflow):
     airflow.wait_for_dag("topology_classifier")
-    for conf, field in [({"epochs": 0}, "epochs"), ({"models": []}, "models"), ({"models": ["bdt"]}, "models"),
-                        ({"feed_format": "csv"}, "feed_format"), ({"learning_rate": "fast"}, "learning_rate"),
-                        ({"test_fraction": 1.5}, "test_fraction")]:  # fmt: skip
-        status, body = airflow.request("POST", "/api/v2/dags/topology_classifier/dagRuns", {"logical_date": None, "conf": conf})
+    for conf, field in [
+        ({"epochs": 0}, "epochs"),
+        ({"models": []}, "models"),
+        ({"models": ["bdt"]}, "models"),
+        ({"feed_format": "csv"}, "feed_format"),
+        ({"learning_rate": "fast"}, "learning_rate"),
+        ({"test_fraction": 1.5}, "test_fraction"),
+    ]:
+        status, body = airflow.request(
+            "POST", "/api/v2/dags/topology_classifier/dagRuns", {"logical_date": None, "conf": conf}
+        )
         assert status == 400, (conf, body)
         assert f"param {field}" in body["detail"], body
     assert airflow.runs("topology_classifier") == []  # refused: no run, so no task ever started
@@ -77,7 +88,7 @@ def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_tha
 
     before = {day: file_hashes(events / day) for day in DAYS}
     inode = {day: (events / day).stat().st_ino for day in DAYS}
-    for attempt in (1, 2):
+    for _attempt in (1, 2):
         # Reprocessing clears the day's run and runs it again (same run id).
         airflow.backfill("ingest_daily", DAYS[1], DAYS[1], "--reprocess-behavior", "completed")
         [again] = [r for r in airflow.runs("ingest_daily") if r["logical_date"].startswith(DAYS[1])]
@@ -94,12 +105,17 @@ def test_hyperparameter_trials_fan_out_within_the_concurrency_limit(airflow, pre
     out, _, _ = prepared
     grid = {"hidden": [[4], [8]], "optimizer": ["adam", "sgd"], "batch_size": [16], "learning_rate": [5e-3]}
     airflow.unpause("tune_hyperparameters")
-    status, body = airflow.request("POST", "/api/v2/dags/tune_hyperparameters/dagRuns",
-                                   {"logical_date": None, "conf": {"prepared": str(out), "grid": grid, "epochs": 1}})  # fmt: skip
+    status, body = airflow.request(
+        "POST",
+        "/api/v2/dags/tune_hyperparameters/dagRuns",
+        {"logical_date": None, "conf": {"prepared": str(out), "grid": grid, "epochs": 1}},
+    )
     assert status == 200, body
     [run] = airflow.wait_for_runs("tune_hyperparameters", 1, timeout=900)
     assert run["state"] == "success", airflow.tail()
-    trials = [t for t in airflow.task_instances("tune_hyperparameters", run["dag_run_id"]) if t["task_id"] == "run_trial"]
+    trials = [
+        t for t in airflow.task_instances("tune_hyperparameters", run["dag_run_id"]) if t["task_id"] == "run_trial"
+    ]
     assert sorted(t["map_index"] for t in trials) == [0, 1, 2, 3] and all(t["state"] == "success" for t in trials)
     spans = [(datetime.fromisoformat(t["start_date"]), datetime.fromisoformat(t["end_date"])) for t in trials]
     overlap = max(sum(1 for s, e in spans if s <= moment < e) for moment, _ in spans)

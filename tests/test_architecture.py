@@ -74,7 +74,9 @@ def _layer(module: str) -> int:
     for i, prefixes in enumerate(LAYERS):
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return i
-    raise AssertionError(f"{module} is in no layer of tests/test_architecture.py: add it to LAYERS and docs/architecture.md")
+    raise AssertionError(
+        f"{module} is in no layer of tests/test_architecture.py: add it to LAYERS and docs/architecture.md"
+    )
 
 
 def _package(module: str) -> str:

@@ -35,7 +35,11 @@ def test_the_cli_layout_keeps_its_defaults(tmp_path):
     assert manual.prepared == tmp_path / "prepared" / "manual"
     assert manual.tfrecord == tmp_path / "prepared" / "manual-tfrecord" == tfrecord_of(manual.prepared)
     assert manual.model("hlf") == tmp_path / "models" / "manual" / "hlf"
-    assert manual.evaluation("hlf") == tmp_path / "models" / "manual" / "hlf-evaluation" == evaluation_of(manual.model("hlf"))
+    assert (
+        manual.evaluation("hlf")
+        == tmp_path / "models" / "manual" / "hlf-evaluation"
+        == evaluation_of(manual.model("hlf"))
+    )
 
 
 def test_daily_partitions_and_raw_days(tmp_path):

@@ -15,7 +15,9 @@ from tasks.cli import build_parser
 
 def topo(*args, data_root, check=True):
     env = os.environ | {"TOPO_DATA_ROOT": str(data_root), "TOPO_DASK_WORKERS": "2"}
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], capture_output=True, text=True, env=env, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "tasks.cli", *args], capture_output=True, text=True, env=env, check=check
+    )
 
 
 @pytest.mark.parametrize("command", ["generate", "ingest", "prepare", "feeds"])
@@ -29,7 +31,9 @@ def test_every_option_is_explained(command):
 def test_generate_ingest_prepare_feeds(tmp_path):
     gen = topo("generate", "--events", "90", "--files-per-sample", "1", "--seed", "3", data_root=tmp_path)
     assert json.loads(gen.stdout)["events_per_sample"] == {"qcd": 12, "ttbar": 25, "wjets": 53}
-    gen = topo("generate", "--events", "240", "--mix", "1:1:1", "--files-per-sample", "1", "--seed", "3", data_root=tmp_path)
+    gen = topo(
+        "generate", "--events", "240", "--mix", "1:1:1", "--files-per-sample", "1", "--seed", "3", data_root=tmp_path
+    )
     ing = topo("ingest", "--chunk", "30", data_root=tmp_path)
     result = json.loads(ing.stdout)
     assert result["output"] == str(tmp_path / "events" / "manual")
@@ -42,7 +46,9 @@ def test_generate_ingest_prepare_feeds(tmp_path):
     feeds = json.loads(topo("feeds", "--compression", "none", data_root=tmp_path).stdout)
     assert feeds["output"] == str(tmp_path / "prepared" / "manual-tfrecord") and feeds["compression"] == "none"
     assert feeds["train"]["events"] == prep["train"]["events"] and feeds["test"]["events"] == prep["test"]["events"]
-    assert sorted(p.name for p in (tmp_path / "prepared" / "manual-tfrecord" / "test").iterdir()) == ["part-00000.tfrecord"]
+    assert sorted(p.name for p in (tmp_path / "prepared" / "manual-tfrecord" / "test").iterdir()) == [
+        "part-00000.tfrecord"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -58,7 +64,10 @@ def test_generate_ingest_prepare_feeds(tmp_path):
         (["generate", "--day", "2026-02-30"], "'2026-02-30' is not a day in YYYY-MM-DD form"),
         (["generate", "--day", "2026-02-03", "--output", "x"], "give --day or --output, not both"),
         (["train", "--model", "hlf", "--tuned"], "--tuned: no search has written"),
-        (["train", "--model", "cnn"], "invalid choice: 'cnn' (choose from 'hlf', 'gru', 'inclusive', 'inclusive_lstm', 'inclusive_transformer')"),
+        (
+            ["train", "--model", "cnn"],
+            "invalid choice: 'cnn' (choose from 'hlf', 'gru', 'inclusive', 'inclusive_lstm', 'inclusive_transformer')",
+        ),
         (["rollback", "--model", "cnn"], "invalid choice: 'cnn'"),
         (["summary"], "no run under"),
         (["summary", "no-such-run"], "no run 'no-such-run'"),

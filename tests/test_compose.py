@@ -11,10 +11,22 @@ import subprocess
 import pytest
 import yaml
 
-from tests.airflow_service import REPO
+from tests.support.airflow_service import REPO
 
-SERVICES = {"postgres", "redis", "airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-triggerer", "airflow-worker", "training-worker", "dask-scheduler", "dask-worker", "mlflow"}  # fmt: skip
+SERVICES = {
+    "postgres",
+    "redis",
+    "airflow-init",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "training-worker",
+    "dask-scheduler",
+    "dask-worker",
+    "mlflow",
+}
 ONE_SHOT = {"airflow-init"}
 OURS = SERVICES - {"postgres", "redis"}
 SECRET_NAME = re.compile(r"PASSWORD$|SECRET$|SECRET_KEY$|FERNET_KEY$")  # names of values, not of files
@@ -61,7 +73,11 @@ def test_training_has_its_own_worker_with_the_gpus(compose):
     queue = worker["command"][worker["command"].index("--queues") + 1]
     assert queue == "gpu"
     # The DAGs put training on the queue named by TOPO_TRAINING_QUEUE (tests/test_dags.py).
-    assert all(compose["services"][s]["environment"]["TOPO_TRAINING_QUEUE"] == queue for s in SERVICES if s.startswith("airflow-"))
+    assert all(
+        compose["services"][s]["environment"]["TOPO_TRAINING_QUEUE"] == queue
+        for s in SERVICES
+        if s.startswith("airflow-")
+    )
     other = compose["services"]["airflow-worker"]["command"]
     assert other[other.index("--queues") + 1] == "default"
     assert compose["services"]["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
@@ -77,13 +93,25 @@ def test_no_secret_is_written_in_the_file_and_every_one_comes_from_the_generated
             value = str(value)
             if SECRET_NAME.search(key):
                 checked.add(key)
-                assert REQUIRED_VAR.fullmatch(value), (name, key)  # no default, no empty value: compose refuses to start
+                assert REQUIRED_VAR.fullmatch(value), (
+                    name,
+                    key,
+                )  # no default, no empty value: compose refuses to start
             for credentials in re.findall(r"://[^:/@]+:([^@]+)@", value):  # user:password@host URIs
                 assert REQUIRED_VAR.fullmatch(credentials), (name, key)
-    assert {"POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "MLFLOW_TRACKING_PASSWORD",
-            "MLFLOW_ADMIN_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"} <= checked  # fmt: skip
-    assert "simple_auth_manager_all_admins" not in text.lower() or compose["services"]["airflow-api-server"][
-        "environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"  # fmt: skip
+    assert {
+        "POSTGRES_PASSWORD",
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_ADMIN_PASSWORD",
+        "AIRFLOW_ADMIN_PASSWORD",
+    } <= checked
+    assert (
+        "simple_auth_manager_all_admins" not in text.lower()
+        or compose["services"]["airflow-api-server"]["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"]
+        == "False"
+    )
     # The generated file stays out of git and out of the image's build context.
     assert subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO).returncode == 0
     assert ".env" in (REPO / ".dockerignore").read_text().split()
@@ -105,8 +133,16 @@ def test_one_image_from_the_dockerfile_that_installs_the_lock(compose):
         svc = compose["services"][name]
         assert svc["build"]["context"] == "." and svc["build"]["target"] in stages, name
         images.setdefault(svc["build"]["target"], set()).add(svc["image"])
-    assert images == {"cpu": {"topo-classifier:${TOPO_IMAGE_TAG:-latest}"}, "gpu": {"topo-classifier-gpu:${TOPO_IMAGE_TAG:-latest}"}}
-    for script in ("scripts/airflow-users.sh", "scripts/airflow-init.sh", "scripts/mlflow-server.sh", "scripts/postgres-init.sql"):
+    assert images == {
+        "cpu": {"topo-classifier:${TOPO_IMAGE_TAG:-latest}"},
+        "gpu": {"topo-classifier-gpu:${TOPO_IMAGE_TAG:-latest}"},
+    }
+    for script in (
+        "scripts/airflow-users.sh",
+        "scripts/airflow-init.sh",
+        "scripts/mlflow-server.sh",
+        "scripts/postgres-init.sql",
+    ):
         assert script in (REPO / "docker-compose.yml").read_text() and (REPO / script).exists(), script
 
 
@@ -143,4 +179,6 @@ def test_generated_env_is_private_random_and_never_overwritten(tmp_path):
     assert env.read_text() == before  # a second run keeps the secrets (and the Fernet key) as they are
     other = tmp_path / "other.env"
     subprocess.run(["bash", script, str(other)], check=True, capture_output=True)
-    assert not set(values.values()) & set(line.split("=", 1)[1] for line in other.read_text().splitlines() if "=" in line)
+    assert not set(values.values()) & set(
+        line.split("=", 1)[1] for line in other.read_text().splitlines() if "=" in line
+    )

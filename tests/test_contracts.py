@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.core import schema
 from tasks.contracts import ContractError, ValidationSettings, available, load_contract, validate
+from tasks.core import schema
 from tasks.core.errors import SettingsError
 
 HLF_MET = schema.HLF_COLUMNS.index("MET")
@@ -51,7 +51,9 @@ def rewrite(part, change):
 def set_list_value(table, column, row, index, value):
     """The table with element ``index`` of row ``row``'s list in ``column`` set to ``value``."""
     array = table.column(column).combine_chunks()
-    values = np.asarray(array.values if not pa.types.is_fixed_size_list(array.type) else array.flatten(), np.float32).copy()
+    values = np.asarray(
+        array.values if not pa.types.is_fixed_size_list(array.type) else array.flatten(), np.float32
+    ).copy()
     start = row * array.type.list_size if pa.types.is_fixed_size_list(array.type) else array.offsets[row].as_py()
     values[start + index] = value
     if pa.types.is_fixed_size_list(array.type):
@@ -83,8 +85,10 @@ def test_contracts_are_gx_suites_stored_as_data():
 
 def test_every_stage_output_passes_and_the_run_is_kept(ingested_events, prepared, tfrecords, dask_client, tmp_path):
     before = {p: digest(p) for p in (ingested_events, prepared[0], tfrecords)}
-    reports = [validate(c, d, settings(tmp_path, f"good-{c}"), dask_client)
-               for c, d in (("ingested_events", ingested_events), ("prepared", prepared[0]), ("feeds", tfrecords))]  # fmt: skip
+    reports = [
+        validate(c, d, settings(tmp_path, f"good-{c}"), dask_client)
+        for c, d in (("ingested_events", ingested_events), ("prepared", prepared[0]), ("feeds", tfrecords))
+    ]
     assert [r["success"] for r in reports] == [True] * 3
     assert reports[0]["rows"] == pq.read_table(ingested_events).num_rows
     assert reports[1]["rows"] == prepared[1]["train"]["events"] + prepared[1]["test"]["events"]
@@ -120,13 +124,20 @@ def test_nan_in_one_hlf_fails_naming_column_partition_and_event(ingested_events,
     assert {p["where"] for p in error.report["failures"]} == {part.name}
     quarantined = tmp_path / "data" / "quarantine" / "ingested_events" / "run" / part.name
     assert quarantined.read_bytes() == part.read_bytes()
-    assert not json.loads((tmp_path / "data" / "validation" / "ingested_events" / "history.jsonl").read_text())["success"]
+    assert not json.loads((tmp_path / "data" / "validation" / "ingested_events" / "history.jsonl").read_text())[
+        "success"
+    ]
 
 
 def test_wrong_label_fails(ingested_events, tmp_path):
     broken = copy_dataset(ingested_events, tmp_path)
     part = first_part(broken)
-    rewrite(part, lambda t: t.set_column(t.column_names.index("label"), "label", pa.array([7] + t.column("label").to_pylist()[1:], pa.int8())))
+    rewrite(
+        part,
+        lambda t: t.set_column(
+            t.column_names.index("label"), "label", pa.array([7] + t.column("label").to_pylist()[1:], pa.int8())
+        ),
+    )
     message = str(expect_failure("ingested_events", broken, tmp_path))
     assert "label is 0 QCD, 1 ttbar or 2 W+jets [expect_column_values_to_be_in_set on label]: 1 of" in message
     assert "e.g. [7]" in message
@@ -149,7 +160,12 @@ def test_broken_selection_fails(ingested_events, tmp_path):
     broken = copy_dataset(ingested_events, tmp_path)
     part = first_part(broken)
     pt, is_gamma = schema.LLF_COLUMNS.index("Pt"), schema.LLF_COLUMNS.index("isGamma")
-    rewrite(part, lambda t: set_list_value(set_list_value(t, "lfeatures", 0, pt, 12.0), "lfeatures", 1, schema.LLF_FEATURES + is_gamma, 1.0))
+    rewrite(
+        part,
+        lambda t: set_list_value(
+            set_list_value(t, "lfeatures", 0, pt, 12.0), "lfeatures", 1, schema.LLF_FEATURES + is_gamma, 1.0
+        ),
+    )
     message = str(expect_failure("ingested_events", broken, tmp_path))
     assert "selection: lepton pT >= 23 GeV [expect_column_values_to_be_between on lepton_pt]" in message
     assert "particle_type_one_hot" in message
@@ -163,7 +179,11 @@ def test_missing_class_and_cutflow_drift_fail_at_dataset_level(ingested_events, 
     (drifted / "_summary.json").write_text(json.dumps(cutflow))
     error = expect_failure("ingested_events", drifted, tmp_path, run="drifted")
     [failure] = error.report["failures"]
-    assert failure["where"] == "dataset" and failure["table"] == "cutflow" and failure["columns"] == ["cutflow_efficiency_pull"]
+    assert (
+        failure["where"] == "dataset"
+        and failure["table"] == "cutflow"
+        and failure["columns"] == ["cutflow_efficiency_pull"]
+    )
     assert failure["at"] == ["ttbar"] and "at sample ttbar" in str(error)
     assert not error.report["quarantined"]  # nothing partition-specific to copy
 
@@ -171,7 +191,10 @@ def test_missing_class_and_cutflow_drift_fail_at_dataset_level(ingested_events, 
     for part in no_wjets.glob("part-wjets-*.parquet"):
         part.unlink()
     message = str(expect_failure("ingested_events", no_wjets, tmp_path, run="no-wjets"))
-    assert "every class is present [expect_column_values_to_be_between on events]: 1 of 3 rows" in message and "wjets" in message
+    assert (
+        "every class is present [expect_column_values_to_be_between on events]: 1 of 3 rows" in message
+        and "wjets" in message
+    )
 
 
 # --- prepared data -------------------------------------------------------------------------
@@ -201,8 +224,16 @@ def test_nonzero_padding_and_unscaled_hlf_fail(prepared, tmp_path, dask_client):
     broken = copy_dataset(prepared[0], tmp_path)
     shard = sorted((broken / "train").glob("*.parquet"))[0]
     n_particles = pq.read_table(shard).column("n_particles")[0].as_py()
-    rewrite(shard, lambda t: set_list_value(set_list_value(t, "GRU_input", 0, (n_particles + 3) * schema.LLF_FEATURES, 0.5),
-                                            "HLF_input", 1, HLF_MET, 1.7))  # fmt: skip
+    rewrite(
+        shard,
+        lambda t: set_list_value(
+            set_list_value(t, "GRU_input", 0, (n_particles + 3) * schema.LLF_FEATURES, 0.5),
+            "HLF_input",
+            1,
+            HLF_MET,
+            1.7,
+        ),
+    )
     error = expect_failure("prepared", broken, tmp_path, dask_client)
     found = {tuple(f["columns"]) for f in error.report["failures"]}
     assert ("nonzero_padding_values",) in found and ("MET",) in found
@@ -261,7 +292,11 @@ def test_predictions_contract(tmp_path):
     bad = tmp_path / "bad.parquet"
     pq.write_table(predictions_table(["a", "b"], p * np.array([[1.0], [1.5]], np.float32)), bad)
     message = str(expect_failure("predictions", bad, tmp_path))
-    assert "the class probabilities sum to 1" in message and "probabilities are in [0, 1]" in message and "at event_id b" in message
+    assert (
+        "the class probabilities sum to 1" in message
+        and "probabilities are in [0, 1]" in message
+        and "at event_id b" in message
+    )
 
 
 def test_cli_validate(ingested_events, tmp_path):
@@ -270,14 +305,21 @@ def test_cli_validate(ingested_events, tmp_path):
 
     env = {"TOPO_DATA_ROOT": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
     topo = [sys.executable, "-m", "tasks.cli", "validate"]
-    ok = subprocess.run(topo + ["ingested_events", str(ingested_events), "--local", "--run-name", "cli"], env=env, capture_output=True, text=True)
+    ok = subprocess.run(
+        topo + ["ingested_events", str(ingested_events), "--local", "--run-name", "cli"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert json.loads(ok.stdout)["success"] is True
     broken = copy_dataset(ingested_events, tmp_path)
     rewrite(first_part(broken), lambda t: set_list_value(t, "hfeatures", 2, HLF_MET, -3.0))
     bad = subprocess.run(topo + ["ingested_events", str(broken), "--local"], env=env, capture_output=True, text=True)
     assert bad.returncode == 1 and "HLF MET >= 0" in bad.stderr and "e.g. [-3.0]" in bad.stderr
-    history = subprocess.run(topo + ["ingested_events", "--history"], env=env, capture_output=True, text=True, check=True)
+    history = subprocess.run(
+        topo + ["ingested_events", "--history"], env=env, capture_output=True, text=True, check=True
+    )
     assert [r["success"] for r in json.loads(history.stdout)["runs"]] == [True, False]
     unknown = subprocess.run(topo + ["nonsense", str(broken)], env=env, capture_output=True, text=True)
     assert unknown.returncode == 2 and "no data contract 'nonsense'" in unknown.stderr
@@ -308,5 +350,7 @@ def test_gx_imports_in_a_process_without_a_main_file():
     import sys
 
     code = "from tasks.contracts.suites import import_gx; gx = import_gx(); print('alive', gx.__version__)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(load_contract("prepared").path.parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=str(load_contract("prepared").path.parents[1])
+    )
     assert out.returncode == 0 and "alive 1." in out.stdout, out.stderr[-2000:]

@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
-HEAVY = ("tensorflow", "dask", "distributed", "great_expectations", "uproot", "awkward", "numba", "pyarrow", "petastorm")
+HEAVY = (
+    "tensorflow",
+    "dask",
+    "distributed",
+    "great_expectations",
+    "uproot",
+    "awkward",
+    "numba",
+    "pyarrow",
+    "petastorm",
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +36,7 @@ def test_no_import_errors(dagbag):
 
 
 def _assert_chain(dag, chain):
-    for upstream, downstream in zip(chain, chain[1:]):
+    for upstream, downstream in zip(chain, chain[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
 
 
@@ -60,16 +70,42 @@ def test_every_dag_can_be_triggered_from_the_form_with_its_defaults(dagbag):
 
 def test_topology_classifier_graph(dagbag):
     dag = dagbag.dags["topology_classifier"]
-    chain = ["generate_sample", "ingest_events", "validate_events", "prepare_datasets", "validate_prepared", "write_feeds",
-             "validate_feeds", "train_model", "evaluate_model", "validate_predictions", "register_model", "promote_model",
-             "report_run"]  # fmt: skip
+    chain = [
+        "generate_sample",
+        "ingest_events",
+        "validate_events",
+        "prepare_datasets",
+        "validate_prepared",
+        "write_feeds",
+        "validate_feeds",
+        "train_model",
+        "evaluate_model",
+        "validate_predictions",
+        "register_model",
+        "promote_model",
+        "report_run",
+    ]
     assert set(dag.task_ids) == set(chain) | {"choose_models"}
     _assert_chain(dag, chain)
     assert dag.get_task("choose_models").downstream_task_ids == {"train_model"}
     _assert_retries(dag)
-    assert set(dag.params) == {"input_dir", "generate_events", "seed", "split_seed", "test_fraction", "smoke", "models",
-                               "feed_format", "epochs", "batch_size", "learning_rate", "train_seed", "use_tuned",
-                               "promotion_metric", "promotion_margin"}  # fmt: skip
+    assert set(dag.params) == {
+        "input_dir",
+        "generate_events",
+        "seed",
+        "split_seed",
+        "test_fraction",
+        "smoke",
+        "models",
+        "feed_format",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "train_seed",
+        "use_tuned",
+        "promotion_metric",
+        "promotion_margin",
+    }
     assert dag.params["models"] == ["hlf", "gru", "inclusive"]
 
 
@@ -83,8 +119,20 @@ def test_ingest_daily_is_keyed_on_the_day_and_announces_its_partition(dagbag):
 
 def test_retraining_runs_on_a_schedule_and_on_new_partitions(dagbag):
     dag = dagbag.dags["retrain_classifier"]
-    _assert_chain(dag, ["select_window", "prepare_window", "validate_prepared", "train_model", "evaluate_model",
-                        "validate_predictions", "register_model", "promote_model", "report_run"])  # fmt: skip
+    _assert_chain(
+        dag,
+        [
+            "select_window",
+            "prepare_window",
+            "validate_prepared",
+            "train_model",
+            "evaluate_model",
+            "validate_predictions",
+            "register_model",
+            "promote_model",
+            "report_run",
+        ],
+    )
     assert dag.get_task("choose_models").downstream_task_ids == {"train_model"}
     assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
     assert dag.timetable.timetable.expression == "0 4 * * 1"
@@ -122,8 +170,13 @@ def test_training_goes_to_the_queue_named_when_the_dags_are_parsed():
         f"bag = DagBag(dag_folder={str(DAGS)!r})\n"
         "print(json.dumps(sorted({(t.task_id, t.queue) for d in bag.dags.values() for t in d.tasks if t.queue != 'default'})))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=os.environ | {"TOPO_TRAINING_QUEUE": "gpu"})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"TOPO_TRAINING_QUEUE": "gpu"},
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [["run_trial", "gpu"], ["train_model", "gpu"]]
 
 
@@ -164,7 +217,10 @@ def test_trigger_form_fields_are_grouped_in_sections(dagbag):
         dag = dagbag.dags[dag_id]
         sections = {name: dag.params.get_param(name).schema.get("section") for name in dag.params}
         assert all(sections.values()), (dag_id, [n for n, s in sections.items() if not s])
-    sections = {n: dagbag.dags["topology_classifier"].params.get_param(n).schema["section"] for n in ("epochs", "split_seed", "promotion_metric")}
+    sections = {
+        n: dagbag.dags["topology_classifier"].params.get_param(n).schema["section"]
+        for n in ("epochs", "split_seed", "promotion_metric")
+    }
     assert len(set(sections.values())) == 3
 
 

@@ -62,7 +62,10 @@ def test_publish_replaces_that_day_only(tmp_path):
     assert sorted(p.name for p in partition(tmp_path, "2026-01-02").iterdir()) == ["_summary.json", "new.parquet"]
     assert not staged.exists()
     assert (other / "part.parquet").read_text() == "day one"
-    assert sorted(p.name for p in (tmp_path / "events").iterdir()) == ["2026-01-01", "2026-01-02"]  # no temporaries left
+    assert sorted(p.name for p in (tmp_path / "events").iterdir()) == [
+        "2026-01-01",
+        "2026-01-02",
+    ]  # no temporaries left
 
 
 def test_window_takes_the_last_calendar_days_of_published_partitions(tmp_path):

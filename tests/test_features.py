@@ -1,4 +1,4 @@
-"""The fast feature kernel against the per-event reference (SPEC.md steps 1–3)."""
+"""The fast feature kernel against the per-event reference (docs/spec.md steps 1–3)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from tasks.core import schema
 from tasks.core.errors import SettingsError
 from tasks.events.kernel import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features, dense_llf
 from tasks.events.sources import get_source
-from tests import reference
-from tests.events import busy_background, event, particle, to_chunk
+from tests.support import reference
+from tests.support.events import busy_background, event, particle, to_chunk
 
 HLF = {name: i for i, name in enumerate(schema.HLF_COLUMNS)}
 LLF = {name: i for i, name in enumerate(schema.LLF_COLUMNS)}
@@ -23,9 +23,13 @@ def assert_matches_reference(chunk):
     status, hlfs, llfs = reference.reference_features(chunk)
     np.testing.assert_array_equal(fast.status, status)
     for e in np.flatnonzero(status == PASSED):
-        np.testing.assert_allclose(fast.hlf[e], np.asarray(hlfs[e], np.float32), rtol=1e-5, atol=1e-6, err_msg=f"HLF of event {e}")
+        np.testing.assert_allclose(
+            fast.hlf[e], np.asarray(hlfs[e], np.float32), rtol=1e-5, atol=1e-6, err_msg=f"HLF of event {e}"
+        )
         rows = fast.llf[fast.llf_offsets[e] : fast.llf_offsets[e + 1]]
-        np.testing.assert_allclose(rows, np.asarray(llfs[e], np.float32), rtol=1e-5, atol=1e-5, err_msg=f"LLF of event {e}")
+        np.testing.assert_allclose(
+            rows, np.asarray(llfs[e], np.float32), rtol=1e-5, atol=1e-5, err_msg=f"LLF of event {e}"
+        )
     return fast
 
 
@@ -40,8 +44,12 @@ def own_track(lep, pid):
 def with_background(rng, **objects):
     tracks, photons, neutrals = busy_background(rng)
     extra_tracks = objects.pop("tracks", [])
-    return event(tracks=extra_tracks + tracks, photons=objects.pop("photons", photons),
-                 neutrals=objects.pop("neutrals", neutrals), **objects)  # fmt: skip
+    return event(
+        tracks=extra_tracks + tracks,
+        photons=objects.pop("photons", photons),
+        neutrals=objects.pop("neutrals", neutrals),
+        **objects,
+    )
 
 
 def edge_case_events():
@@ -56,19 +64,31 @@ def edge_case_events():
     cases = {
         "no lepton": with_background(rng),
         "lepton exactly at 23 GeV": with_background(rng, electrons=[at_cut], tracks=[own_track(at_cut, 11)]),
-        "electron and muon, electron harder": with_background(rng, electrons=[e40], muons=[m35], tracks=[own_track(e40, 11), own_track(m35, 13)]),
-        "electron and muon, muon harder": with_background(rng, electrons=[e30], muons=[m50], tracks=[own_track(e30, 11), own_track(m50, 13)]),
+        "electron and muon, electron harder": with_background(
+            rng, electrons=[e40], muons=[m35], tracks=[own_track(e40, 11), own_track(m35, 13)]
+        ),
+        "electron and muon, muon harder": with_background(
+            rng, electrons=[e30], muons=[m50], tracks=[own_track(e30, 11), own_track(m50, 13)]
+        ),
         "electron and muon, equal pT": with_background(rng, electrons=[e40], muons=[lepton(40.0, eta=2.0, phi=2.0)]),
         "first electron not isolated": with_background(
-            rng, electrons=[dirty, clean_second],
-            tracks=[own_track(dirty, 11), particle(40.0, 1.05, 0.05, pid=211, x=0, y=0, z=0), own_track(clean_second, 11)]),
+            rng,
+            electrons=[dirty, clean_second],
+            tracks=[
+                own_track(dirty, 11),
+                particle(40.0, 1.05, 0.05, pid=211, x=0, y=0, z=0),
+                own_track(clean_second, 11),
+            ],
+        ),
         "empty photon collection": with_background(rng, electrons=[e40], photons=[]),
         "empty neutral collection": with_background(rng, electrons=[e40], neutrals=[]),
         "photons all below the map threshold": with_background(rng, electrons=[e40], photons=[particle(0.9, 0.0, 0.0)]),
         "phi seam: track across +-pi in the cone": with_background(
-            rng, electrons=[seam], tracks=[own_track(seam, 11), particle(5.0, 0.5, -3.12, pid=211, x=0, y=0, z=0)]),
+            rng, electrons=[seam], tracks=[own_track(seam, 11), particle(5.0, 0.5, -3.12, pid=211, x=0, y=0, z=0)]
+        ),
         "phi seam: lepton made non-isolated across +-pi": with_background(
-            rng, electrons=[seam], tracks=[own_track(seam, 11), particle(30.0, 0.5, -3.12, pid=-211, x=0, y=0, z=0)]),
+            rng, electrons=[seam], tracks=[own_track(seam, 11), particle(30.0, 0.5, -3.12, pid=-211, x=0, y=0, z=0)]
+        ),
     }
     # The kernel bins particles on an (η, φ) grid of 0.31 × 2π/20 cells,
     # clamped at |η| = 6.2: cone members across a cell edge, beyond the clamp,
@@ -76,23 +96,40 @@ def edge_case_events():
     edge = lepton(40.0, eta=0.31 * 3 + 0.001, phi=-math.pi + 2 * math.pi / 20 + 0.001)
     fwd = lepton(40.0, eta=6.1, phi=0.0)
     cases["grid: cone members across cell edges"] = with_background(
-        rng, electrons=[edge], tracks=[own_track(edge, 11)] + [
+        rng,
+        electrons=[edge],
+        tracks=[own_track(edge, 11)]
+        + [
             particle(1.0, edge["eta"] + de, edge["phi"] + dp, pid=211, x=0, y=0, z=0)
-            for de, dp in [(-0.2, 0.0), (0.0, -0.2), (-0.15, -0.15), (0.2, 0.1), (-0.299, 0.0), (0.0, -0.2999)]])
+            for de, dp in [(-0.2, 0.0), (0.0, -0.2), (-0.15, -0.15), (0.2, 0.1), (-0.299, 0.0), (0.0, -0.2999)]
+        ],
+    )
     cases["grid: forward particles beyond the clamped edge"] = with_background(
-        rng, electrons=[fwd], tracks=[own_track(fwd, 11), particle(4.0, 6.35, 0.1, pid=211, x=0, y=0, z=0)],
+        rng,
+        electrons=[fwd],
+        tracks=[own_track(fwd, 11), particle(4.0, 6.35, 0.1, pid=211, x=0, y=0, z=0)],
         photons=[particle(4.0, 6.25, -0.1), particle(2.0, 7.5, 0.0), particle(2.0, 0.0, 0.0)],
-        neutrals=[particle(2.0, 6.3, 0.05), particle(2.0, -7.0, 0.0)])
+        neutrals=[particle(2.0, 6.3, 0.05), particle(2.0, -7.0, 0.0)],
+    )
     off_range = lepton(40.0, eta=0.0, phi=3.1)
     cases["grid: phi outside [-pi, pi] searched exhaustively"] = with_background(
-        rng, electrons=[off_range], tracks=[own_track(off_range, 11), particle(30.0, 0.0, 3.3, pid=211, x=0, y=0, z=0)])
+        rng, electrons=[off_range], tracks=[own_track(off_range, 11), particle(30.0, 0.0, 3.3, pid=211, x=0, y=0, z=0)]
+    )
     many_tracks, many_photons, many_neutrals = busy_background(rng, 520, 180, 230)
     e = lepton(80.0, eta=0.0, phi=0.0)
     cases["more than 450 tracks, 150 photons, 200 neutrals"] = event(
-        tracks=[own_track(e, -11)] + many_tracks, photons=many_photons, neutrals=many_neutrals, electrons=[e])
+        tracks=[own_track(e, -11)] + many_tracks, photons=many_photons, neutrals=many_neutrals, electrons=[e]
+    )
     cases["jets: HT, b-tags, acceptance"] = with_background(
-        rng, electrons=[e40], jets=[particle(120.0, 0.1, 0.2, btag=1), particle(45.0, -2.59, 1.0, btag=0),
-                                    particle(45.0, 2.61, 1.0, btag=1), particle(29.9, 0.0, 0.0, btag=1)])  # fmt: skip
+        rng,
+        electrons=[e40],
+        jets=[
+            particle(120.0, 0.1, 0.2, btag=1),
+            particle(45.0, -2.59, 1.0, btag=0),
+            particle(45.0, 2.61, 1.0, btag=1),
+            particle(29.9, 0.0, 0.0, btag=1),
+        ],
+    )
     return cases
 
 
@@ -191,7 +228,7 @@ def test_jets(edge_cases):
     assert fast.hlf[e, HLF["HT"]] == pytest.approx(165.0)
 
 
-def test_mt_is_the_seed_definition(edge_cases):
+def test_mt_is_the_sparkdltrigger_definition(edge_cases):
     fast, e = case(edge_cases, "electron and muon, electron harder")
     h = fast.hlf[e]
     expected = 2 * h[HLF["MET"]] * h[HLF["LepPt"]] * (1 - math.cos(h[HLF["LepPhi"]] - h[HLF["PhiMET"]]))

@@ -34,8 +34,14 @@ def read_all(path, fmt, inputs, batch_size=4, **kw):
 
 def test_our_serialisation_is_a_valid_example():
     values = np.array([1.5, -2.25, 3e-8], np.float32)
-    data = serialize_example({"GRU_input": _float_feature(values), "empty": _float_feature(values[:0]),
-                              "event_id": _bytes_feature(b"ttbar/f.root:7"), "label": _int64_feature(300)})  # fmt: skip
+    data = serialize_example(
+        {
+            "GRU_input": _float_feature(values),
+            "empty": _float_feature(values[:0]),
+            "event_id": _bytes_feature(b"ttbar/f.root:7"),
+            "label": _int64_feature(300),
+        }
+    )
     example = tf.train.Example.FromString(data)
     assert list(example.features.feature["GRU_input"].float_list.value) == values.tolist()
     assert list(example.features.feature["empty"].float_list.value) == []
@@ -53,7 +59,7 @@ def test_petastorm_and_tfrecord_give_identical_tensors(prepared, tfrecords, inpu
         assert len(y_pq) == len(y_tf) == summary[split]["events"] == feeds[split]["events"]
         assert set(sizes[:-1]) == {4}, "batches have the requested size"
         np.testing.assert_array_equal(y_pq, y_tf)
-        for a, b in zip(tf.nest.flatten(x_pq), tf.nest.flatten(x_tf)):
+        for a, b in zip(tf.nest.flatten(x_pq), tf.nest.flatten(x_tf), strict=True):
             np.testing.assert_array_equal(a, b)
     table = pq.read_table(out / "test")
     expected_label = np.asarray(table.column("encoded_label").combine_chunks().values).reshape(-1, 3)
@@ -61,7 +67,10 @@ def test_petastorm_and_tfrecord_give_identical_tensors(prepared, tfrecords, inpu
     if inputs != "hlf":
         gru = x_pq[0] if inputs == "inclusive" else x_pq
         assert gru.shape[1:] == (schema.LLF_ROWS, schema.LLF_FEATURES)
-        np.testing.assert_array_equal(gru.reshape(len(gru), -1), np.asarray(table.column("GRU_input").combine_chunks().values).reshape(-1, GRU_SIZE))
+        np.testing.assert_array_equal(
+            gru.reshape(len(gru), -1),
+            np.asarray(table.column("GRU_input").combine_chunks().values).reshape(-1, GRU_SIZE),
+        )
 
 
 @pytest.mark.parametrize("fmt", ["petastorm", "tfrecord"])
@@ -88,14 +97,20 @@ def test_training_directly_on_published_tfrecords(tmp_path):
             for i in range(n):
                 gru = np.zeros(GRU_SIZE, np.float32)
                 gru[: 19 * 5] = rng.normal(size=19 * 5)
-                feature = {"HLF_input": tf.train.Feature(float_list=tf.train.FloatList(value=rng.uniform(size=14))),
-                           "GRU_input": tf.train.Feature(float_list=tf.train.FloatList(value=gru)),
-                           "encoded_label": tf.train.Feature(float_list=tf.train.FloatList(value=np.eye(3)[i % 3]))}  # fmt: skip
+                feature = {
+                    "HLF_input": tf.train.Feature(float_list=tf.train.FloatList(value=rng.uniform(size=14))),
+                    "GRU_input": tf.train.Feature(float_list=tf.train.FloatList(value=gru)),
+                    "encoded_label": tf.train.Feature(float_list=tf.train.FloatList(value=np.eye(3)[i % 3])),
+                }
                 writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
         (tmp_path / "published" / split / "_SUCCESS").touch()  # as Spark leaves it
     assert count_events(str(tmp_path / "published" / "train" / "part-r-00000"), "tfrecord") == 24
-    result = train(None, tmp_path / "model", TrainSettings(model="inclusive", feed="tfrecord", epochs=1, batch_size=8),
-                   tfrecord=tmp_path / "published")  # fmt: skip
+    result = train(
+        None,
+        tmp_path / "model",
+        TrainSettings(model="inclusive", feed="tfrecord", epochs=1, batch_size=8),
+        tfrecord=tmp_path / "published",
+    )
     assert (result["train_events"], result["test_events"], result["scaler_sha256"]) == (24, 9, None)
     assert not (tmp_path / "model" / "scaler.json").exists()
 
@@ -109,9 +124,11 @@ def test_published_sparkdltrigger_layouts_are_read(tmp_path):
     (tmp_path / "tfr").mkdir()
     with tf.io.TFRecordWriter(str(tmp_path / "tfr" / "part-r-00000.tfrecord")) as writer:
         for i in range(3):
-            feature = {"HLF_input": tf.train.Feature(float_list=tf.train.FloatList(value=hlf[i])),
-                       "GRU_input": tf.train.Feature(float_list=tf.train.FloatList(value=gru[i])),
-                       "encoded_label": tf.train.Feature(float_list=tf.train.FloatList(value=label[i]))}  # fmt: skip
+            feature = {
+                "HLF_input": tf.train.Feature(float_list=tf.train.FloatList(value=hlf[i])),
+                "GRU_input": tf.train.Feature(float_list=tf.train.FloatList(value=gru[i])),
+                "encoded_label": tf.train.Feature(float_list=tf.train.FloatList(value=label[i])),
+            }
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     ((g, h), y), _ = read_all(tmp_path / "tfr", "tfrecord", "inclusive")
     np.testing.assert_array_equal(g.reshape(3, -1), gru)
@@ -119,13 +136,21 @@ def test_published_sparkdltrigger_layouts_are_read(tmp_path):
     np.testing.assert_array_equal(y, label)
     # The published HLF Parquet: lists of doubles.
     (tmp_path / "pq").mkdir()
-    pq.write_table(pa.table({"HLF_input": hlf.astype(np.float64).tolist(), "encoded_label": label.astype(np.float64).tolist()}),
-                   tmp_path / "pq" / "part-0.parquet")  # fmt: skip
+    pq.write_table(
+        pa.table({"HLF_input": hlf.astype(np.float64).tolist(), "encoded_label": label.astype(np.float64).tolist()}),
+        tmp_path / "pq" / "part-0.parquet",
+    )
     (h, y), _ = read_all(tmp_path / "pq", "petastorm", "hlf")
     assert h.dtype == np.float32
     np.testing.assert_array_equal(h, hlf)
     # The full published Parquet nests GRU_input (801 lists of 19): petastorm cannot, and says so.
-    nested = pa.table({"GRU_input": [gru[0].reshape(801, 19).tolist()], "HLF_input": [hlf[0].tolist()], "encoded_label": [label[0].tolist()]})
+    nested = pa.table(
+        {
+            "GRU_input": [gru[0].reshape(801, 19).tolist()],
+            "HLF_input": [hlf[0].tolist()],
+            "encoded_label": [label[0].tolist()],
+        }
+    )
     pq.write_table(nested, tmp_path / "nested.parquet")
     with pytest.raises(FeedError, match="column GRU_input is list<element: list"):
         with open_feed(tmp_path / "nested.parquet", "petastorm", "inclusive"):

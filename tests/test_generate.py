@@ -52,9 +52,13 @@ def test_reuses_a_matching_sample_and_replaces_another(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"events": 2}, "events must be at least"), ({"files_per_sample": 0}, "files_per_sample"),
-     ({"mix": (1, 0, 1)}, "positive weights"), ({"branch_style": "cms"}, "branch_style")],
-)  # fmt: skip
+    [
+        ({"events": 2}, "events must be at least"),
+        ({"files_per_sample": 0}, "files_per_sample"),
+        ({"mix": (1, 0, 1)}, "positive weights"),
+        ({"branch_style": "cms"}, "branch_style"),
+    ],
+)
 def test_bad_requests_are_refused(kwargs, message):
     with pytest.raises(SettingsError, match=message):
         SampleRequest(**kwargs)
@@ -121,6 +125,7 @@ def test_class_signatures(physics_sample):
 
 def test_particle_content_carries_more_than_the_hlf(physics_sample):
     """b decays leave displaced tracks; the caps are reached in busy events."""
+
     def displaced_fraction(feats):
         rows = feats.llf[feats.llf[:, LLF["isChHad"]] == 1]
         return np.mean(np.hypot(rows[:, LLF["vtxX"]], rows[:, LLF["vtxY"]]) > 0.5)

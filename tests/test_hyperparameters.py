@@ -8,9 +8,18 @@ import math
 import pytest
 
 from tasks.core.errors import SettingsError
-from tasks.learning.tuning import (TuningError, apply, best_trial, expand_grid, log_trial, run_trial, save_best,
-                                   tuned_path, tuned_settings)  # fmt: skip
 from tasks.learning.train import TrainSettings
+from tasks.learning.tuning import (
+    TuningError,
+    apply,
+    best_trial,
+    expand_grid,
+    log_trial,
+    run_trial,
+    save_best,
+    tuned_path,
+    tuned_settings,
+)
 
 
 def test_grid_expands_to_every_combination_in_a_fixed_order():
@@ -18,20 +27,26 @@ def test_grid_expands_to_every_combination_in_a_fixed_order():
     assert [t["index"] for t in trials] == [0, 1, 2, 3]
     # GRID_KEYS order, whatever the order in the request
     assert [t["hyperparameters"] for t in trials] == [
-        {"hidden": [8], "optimizer": "adam", "learning_rate": 1e-3}, {"hidden": [8], "optimizer": "sgd", "learning_rate": 1e-3},
-        {"hidden": [16, 8], "optimizer": "adam", "learning_rate": 1e-3}, {"hidden": [16, 8], "optimizer": "sgd", "learning_rate": 1e-3}]
+        {"hidden": [8], "optimizer": "adam", "learning_rate": 1e-3},
+        {"hidden": [8], "optimizer": "sgd", "learning_rate": 1e-3},
+        {"hidden": [16, 8], "optimizer": "adam", "learning_rate": 1e-3},
+        {"hidden": [16, 8], "optimizer": "sgd", "learning_rate": 1e-3},
+    ]
 
 
-@pytest.mark.parametrize(("grid", "message"), [
-    ({}, "non-empty JSON object"),
-    ({"layers": [1]}, "unknown grid key"),
-    ({"activation": []}, "non-empty list"),
-    ({"activation": ["relu", "swishy"]}, "'activation': 'swishy'.*unknown activation 'swishy'"),
-    ({"optimizer": ["adamw"]}, "unknown optimizer 'adamw'"),
-    ({"hidden": [[10, 0]]}, "layer widths must be at least 1"),
-    ({"batch_size": [0]}, "batch_size must be at least 1"),
-    ({"batch_size": list(range(1, 30)), "learning_rate": [0.1 * i for i in range(1, 30)]}, "more than 500"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({}, "non-empty JSON object"),
+        ({"layers": [1]}, "unknown grid key"),
+        ({"activation": []}, "non-empty list"),
+        ({"activation": ["relu", "swishy"]}, "'activation': 'swishy'.*unknown activation 'swishy'"),
+        ({"optimizer": ["adamw"]}, "unknown optimizer 'adamw'"),
+        ({"hidden": [[10, 0]]}, "layer widths must be at least 1"),
+        ({"batch_size": [0]}, "batch_size must be at least 1"),
+        ({"batch_size": list(range(1, 30)), "learning_rate": [0.1 * i for i in range(1, 30)]}, "more than 500"),
+    ],
+)
 def test_a_bad_grid_is_refused_before_any_trial(grid, message):
     with pytest.raises(TuningError, match=message):
         expand_grid(grid, "hlf")
@@ -47,14 +62,21 @@ def test_hyperparameters_change_the_built_model():
     assert [d.units for d in dense] == [8, 4, 3] and dense[0].activation.__name__ == "tanh"
     # 14·8+8 + 8·4+4 + 4·3+3
     assert model.count_params() == 171
-    gru = build_model("inclusive", apply(TrainSettings(model="inclusive"), {"recurrent_units": 7, "hidden": []}).architecture)
+    gru = build_model(
+        "inclusive", apply(TrainSettings(model="inclusive"), {"recurrent_units": 7, "hidden": []}).architecture
+    )
     assert gru.get_layer("gru").units == 7 and [d.units for d in gru.layers if d.__class__.__name__ == "Dense"] == [3]
     with pytest.raises(SettingsError, match="unknown hyperparameter"):
         apply(TrainSettings(), {"dropout": 0.5})
 
 
 def test_best_trial_by_direction_of_the_metric_and_never_nan():
-    trials = [{"index": 0, "score": 0.7}, {"index": 1, "score": math.nan}, {"index": 2, "score": 0.9}, {"index": 3, "score": 0.9}]
+    trials = [
+        {"index": 0, "score": 0.7},
+        {"index": 1, "score": math.nan},
+        {"index": 2, "score": 0.9},
+        {"index": 3, "score": 0.9},
+    ]
     assert best_trial(trials, "mean_auc")["index"] == 2  # the tie goes to the earlier trial
     assert best_trial(trials, "fpr99_ttbar")["index"] == 0  # lower is better
     with pytest.raises(TuningError, match="no trial produced"):
@@ -65,7 +87,10 @@ def test_a_trial_trains_scores_is_tracked_and_its_best_set_reaches_training(prep
     """A real trial on the session's prepared data, logged to a real MLflow store;
     the saved set is what ``tuned_settings`` (the DAGs, ``topo train --tuned``) applies."""
     out, _, _ = prepared
-    trial = {"index": 5, "hyperparameters": {"hidden": [6], "optimizer": "rmsprop", "batch_size": 16, "learning_rate": 5e-3}}
+    trial = {
+        "index": 5,
+        "hyperparameters": {"hidden": [6], "optimizer": "rmsprop", "batch_size": 16, "learning_rate": 5e-3},
+    }
     result = run_trial(out, tmp_path / "trial", "hlf", trial, epochs=2, seed=1)
     assert 0 <= result["score"] <= 1 and result["finished"] > result["started"]
     training = json.loads((tmp_path / "trial" / "model" / "training.json").read_text())
@@ -103,6 +128,8 @@ def test_the_search_dataset_is_the_given_one_or_the_newest_prepared(tmp_path):
     for i, where in enumerate(("runs/a/prepared", "retraining/b/prepared", "runs/c/prepared")):
         (tmp_path / where).mkdir(parents=True)
         (tmp_path / where / "_summary.json").write_text("{}")
-        os.utime(tmp_path / where / "_summary.json", (1000 + i * (1 if i != 1 else 10), 1000 + i * (1 if i != 1 else 10)))
+        os.utime(
+            tmp_path / where / "_summary.json", (1000 + i * (1 if i != 1 else 10), 1000 + i * (1 if i != 1 else 10))
+        )
     assert find_prepared(tmp_path) == tmp_path / "retraining" / "b" / "prepared"  # newest, wherever it is
     assert find_prepared(tmp_path, str(tmp_path / "runs" / "a" / "prepared")) == tmp_path / "runs" / "a" / "prepared"

@@ -17,7 +17,7 @@ from tasks.events.ingest import IngestError, ingest, read_lfeatures
 from tasks.events.kernel import dense_llf
 from tasks.events.samples import Sample, discover_samples, load_samples_file
 from tasks.events.sources import SOURCES, EventSource, get_source, has_input, input_files, is_input_file
-from tests.events import busy_background, event, particle, write_root
+from tests.support.events import busy_background, event, particle, write_root
 
 DELPHES = get_source("delphes")
 inspect_file, read_chunk = DELPHES.inspect, DELPHES.read_chunk
@@ -29,8 +29,14 @@ def good_events(n=6, seed=1):
     for _ in range(n):
         tracks, photons, neutrals = busy_background(rng)
         lep = particle(40.0, -2.0, -1.0, charge=1)
-        out.append(event(tracks=[particle(40.0, -2.0, -1.0, pid=-11, x=0, y=0, z=0)] + tracks,
-                         photons=photons, neutrals=neutrals, electrons=[lep]))  # fmt: skip
+        out.append(
+            event(
+                tracks=[particle(40.0, -2.0, -1.0, pid=-11, x=0, y=0, z=0)] + tracks,
+                photons=photons,
+                neutrals=neutrals,
+                electrons=[lep],
+            )
+        )
     return out
 
 
@@ -138,7 +144,9 @@ def make_bad_inputs(directory):
     }
 
 
-@pytest.mark.parametrize("name", ["truncated.root", "not_root.root", "empty.root", "no_tree.root", "no_btag.root", "no_events.root"])
+@pytest.mark.parametrize(
+    "name", ["truncated.root", "not_root.root", "empty.root", "no_tree.root", "no_btag.root", "no_events.root"]
+)
 def test_inspect_names_the_problem(tmp_path, name):
     expected = make_bad_inputs(tmp_path)[name]
     with pytest.raises(InputFileError) as err:
@@ -158,7 +166,9 @@ def test_reader_accepts_jagged_and_flat_missing_et(tmp_path, flat_met):
     np.testing.assert_allclose(chunk.met_phi, [0.1, 0.2, 0.3], rtol=1e-6)
     tracks = chunk.tracks
     assert tracks.offsets.tolist() == [0, 40, 80, 120]  # entry_start > 0: offsets rebased to 0
-    np.testing.assert_array_equal(tracks["pt"], np.array([p["pt"] for e in events[1:] for p in e["tracks"]], np.float32))
+    np.testing.assert_array_equal(
+        tracks["pt"], np.array([p["pt"] for e in events[1:] for p in e["tracks"]], np.float32)
+    )
 
 
 def test_bad_files_are_listed_and_good_ones_kept(tmp_path, dask_client):

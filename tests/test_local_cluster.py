@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from tests.airflow_service import wait_until
-from tests.files import file_hashes
-from tests.local_cluster import ROLES
+from tests.support.airflow_service import wait_until
+from tests.support.files import file_hashes
+from tests.support.local_cluster import ROLES
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -34,7 +34,9 @@ def mlflow_get(cluster, path: str, auth: bool = True) -> tuple[int, dict]:
         token = base64.b64encode(f"admin:{cluster.secrets()['MLFLOW_ADMIN_PASSWORD']}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
     try:
-        with urllib.request.urlopen(urllib.request.Request(cluster.mlflow_url + path, headers=headers), timeout=30) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(cluster.mlflow_url + path, headers=headers), timeout=30
+        ) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, {}
@@ -42,8 +44,12 @@ def mlflow_get(cluster, path: str, auth: bool = True) -> tuple[int, dict]:
 
 def test_every_role_runs_on_localhost_only_and_asks_for_credentials(local_cluster):
     assert all(local_cluster.pid(role) and psutil.pid_exists(local_cluster.pid(role)) for role in ROLES)
-    listening = {(p.name(), c.laddr.ip, c.laddr.port) for p in local_cluster.processes()
-                 for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}  # fmt: skip
+    listening = {
+        (p.name(), c.laddr.ip, c.laddr.port)
+        for p in local_cluster.processes()
+        for c in p.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
     ports = {port for _, _, port in listening}
     assert set(local_cluster.ports.values()) <= ports, listening  # Airflow, PostgreSQL, Dask, MLflow
     assert {ip for _, ip, _ in listening} <= {"127.0.0.1", "::1"}, listening
@@ -56,8 +62,10 @@ def test_every_role_runs_on_localhost_only_and_asks_for_credentials(local_cluste
 def test_a_run_triggered_through_the_api_resumes_a_killed_training_and_registers_its_model(local_cluster):
     api = local_cluster.api
     api.unpause(DAG)
-    run_id = api.trigger(DAG, {"generate_events": 1000, "models": [MODEL], "feed_format": "tfrecord", "epochs": EPOCHS,
-                               "use_tuned": False})  # fmt: skip
+    run_id = api.trigger(
+        DAG,
+        {"generate_events": 1000, "models": [MODEL], "feed_format": "tfrecord", "epochs": EPOCHS, "use_tuned": False},
+    )
     runs = local_cluster.data_root / "runs"
 
     def one_epoch_done():
@@ -69,7 +77,11 @@ def test_a_run_triggered_through_the_api_resumes_a_killed_training_and_registers
     wait_until(one_epoch_done, 900, "no training epoch finished")
     [ti] = [t for t in api.task_instances(DAG, run_id) if t["task_id"] == "train_model"]
     # The task runner titles its process with the task instance's id.
-    [victim] = [p for p in psutil.process_iter(["cmdline"]) if f"airflow worker -- {ti['id']}" in " ".join(p.info["cmdline"] or [])]
+    [victim] = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if f"airflow worker -- {ti['id']}" in " ".join(p.info["cmdline"] or [])
+    ]
     victim.send_signal(signal.SIGKILL)
 
     [run] = api.wait_for_runs(DAG, 1, timeout=900)
@@ -86,15 +98,17 @@ def test_a_run_triggered_through_the_api_resumes_a_killed_training_and_registers
     assert status == 200, body
     model = body["registered_model"]
     assert [v["version"] for v in model["latest_versions"]] == ["1"]
-    assert {a["alias"]: a["version"] for a in model.get("aliases", [])} == {"champion": "1"}  # the first model is promoted
+    assert {a["alias"]: a["version"] for a in model.get("aliases", [])} == {
+        "champion": "1"
+    }  # the first model is promoted
 
 
 def test_killing_a_dask_worker_during_ingestion_gives_the_same_output(local_cluster, tmp_path):
     from distributed import Client
 
-    from tasks.generator.generate import SampleRequest, generate
     from tasks.events.ingest import ingest
     from tasks.events.samples import discover_samples
+    from tasks.generator.generate import SampleRequest, generate
 
     with Client(local_cluster.dask_scheduler) as client:
         raw = local_cluster.data_root / "raw" / "worker-kill"
@@ -104,8 +118,14 @@ def test_killing_a_dask_worker_during_ingestion_gives_the_same_output(local_clus
         pids = client.run(os.getpid)
         with ThreadPoolExecutor(1) as pool:
             disturbed = pool.submit(ingest, samples, tmp_path / "disturbed", client, chunk=20)
-            busy = wait_until(lambda: [w for w, tasks in client.processing().items()
-                                       if any(t.startswith("process_chunk") for t in tasks)], 120, "no chunk ever ran", 0.01)  # fmt: skip
+            busy = wait_until(
+                lambda: [
+                    w for w, tasks in client.processing().items() if any(t.startswith("process_chunk") for t in tasks)
+                ],
+                120,
+                "no chunk ever ran",
+                0.01,
+            )
             os.kill(pids[busy[0]], signal.SIGKILL)
             killed_midway = not disturbed.done()
             result = disturbed.result(timeout=600)
@@ -121,7 +141,12 @@ def test_killing_a_dask_worker_during_ingestion_gives_the_same_output(local_clus
 def test_no_secret_reaches_a_log(local_cluster):
     secrets = [v for v in local_cluster.secrets().values() if len(v) >= 16]
     assert len(secrets) == 7
-    logs = [p for d in (local_cluster.home / "logs", local_cluster.home / "airflow" / "logs") for p in d.rglob("*") if p.is_file()]
+    logs = [
+        p
+        for d in (local_cluster.home / "logs", local_cluster.home / "airflow" / "logs")
+        for p in d.rglob("*")
+        if p.is_file()
+    ]
     assert any("task_id=train_model" in str(p) for p in logs)  # the task logs are among them
     leaks = [(p, s[:4]) for p in logs for s in secrets if s in p.read_text(errors="replace")]
     assert not leaks

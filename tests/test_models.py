@@ -14,7 +14,9 @@ from tasks.learning.models import build_model  # noqa: E402
 # Hand-counted: Dense 14→50→20→10→3; GRU(50) on 19 features with reset_after
 # (3 × (19·50 + 50·50 + 2·50)) + Dense 50→3; inclusive adds Dense (50+14)→25→3;
 # LSTM(50): 4 × (19·50 + 50·50 + 50).
-@pytest.mark.parametrize(("name", "params"), [("hlf", 2013), ("gru", 10803), ("inclusive", 12353), ("inclusive_lstm", 15703)])
+@pytest.mark.parametrize(
+    ("name", "params"), [("hlf", 2013), ("gru", 10803), ("inclusive", 12353), ("inclusive_lstm", 15703)]
+)
 def test_parameter_counts_follow_spec(name, params):
     assert build_model(name).count_params() == params
 
@@ -106,8 +108,15 @@ def test_an_unknown_model_name_is_a_clear_error(where):
     from tasks.learning.records import model_record
     from tasks.learning.train import TrainSettings
 
-    call = {"model_record": model_record, "build_model": build_model, "TrainSettings": lambda n: TrainSettings(model=n)}[where]
-    with pytest.raises(SettingsError, match="unknown model 'cnn'; choose one of hlf, gru, inclusive, inclusive_lstm, inclusive_transformer"):
+    call = {
+        "model_record": model_record,
+        "build_model": build_model,
+        "TrainSettings": lambda n: TrainSettings(model=n),
+    }[where]
+    with pytest.raises(
+        SettingsError,
+        match="unknown model 'cnn'; choose one of hlf, gru, inclusive, inclusive_lstm, inclusive_transformer",
+    ):
         call("cnn")
 
 
@@ -120,9 +129,13 @@ def test_an_unknown_input_kind_is_a_clear_error_not_a_fall_through():
     assert model_input("gru", gru, hlf) is gru and model_input("hlf", gru, hlf) is hlf
     assert model_input("inclusive", gru, hlf) == (gru, hlf)
     message = "unknown model inputs 'cnn'; choose one of inclusive, hlf, gru"
-    for call in (lambda: input_names("cnn"), lambda: model_input("cnn", gru, hlf), lambda: _arrange("cnn", gru, hlf, None),
-                 lambda: check_feed_options("tfrecord", "cnn", 8),
-                 lambda: in_memory_dataset({"GRU_input": gru, "HLF_input": hlf, "encoded_label": np.zeros((1, 3))}, "cnn", 8),
-                 lambda: _rescale("cnn", hlf, Scaler.__new__(Scaler), Scaler.__new__(Scaler))):  # fmt: skip
+    for call in (
+        lambda: input_names("cnn"),
+        lambda: model_input("cnn", gru, hlf),
+        lambda: _arrange("cnn", gru, hlf, None),
+        lambda: check_feed_options("tfrecord", "cnn", 8),
+        lambda: in_memory_dataset({"GRU_input": gru, "HLF_input": hlf, "encoded_label": np.zeros((1, 3))}, "cnn", 8),
+        lambda: _rescale("cnn", hlf, Scaler.__new__(Scaler), Scaler.__new__(Scaler)),
+    ):
         with pytest.raises(SettingsError, match=message):
             call()

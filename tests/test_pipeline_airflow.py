@@ -23,8 +23,20 @@ def test_dag_runs_every_stage_from_generation_to_evaluation(tmp_path):
         "TOPO_DASK_WORKERS": "2",
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
-    run = subprocess.run([AIRFLOW, "dags", "test", "topology_classifier", "--conf", json.dumps({"generate_events": 300, "seed": 5, "epochs": 2, "batch_size": 16})],
-                         env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [
+            AIRFLOW,
+            "dags",
+            "test",
+            "topology_classifier",
+            "--conf",
+            json.dumps({"generate_events": 300, "seed": 5, "epochs": 2, "batch_size": 16}),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
     assert "state=success" in log
@@ -37,7 +49,10 @@ def test_dag_runs_every_stage_from_generation_to_evaluation(tmp_path):
     assert len(set(prepared["train"]["per_class"].values())) == 1  # balanced
     assert pq.read_table(events.parent / "prepared" / "train").num_rows == prepared["train"]["events"] > 0
     feeds = json.loads((events.parent / "tfrecord" / "_summary.json").read_text())
-    assert feeds["train"]["events"] == prepared["train"]["events"] and feeds["test"]["events"] == prepared["test"]["events"]
+    assert (
+        feeds["train"]["events"] == prepared["train"]["events"]
+        and feeds["test"]["events"] == prepared["test"]["events"]
+    )
     for model in ("hlf", "gru", "inclusive"):
         training = json.loads((events.parent / "models" / model / "training.json").read_text())
         assert training["epochs_run"] == 2 and training["settings"]["feed"] == "tfrecord"
@@ -69,10 +84,14 @@ def test_dag_runs_every_stage_from_generation_to_evaluation(tmp_path):
 @pytest.mark.slow
 def test_smoke_mode_with_one_model_and_the_petastorm_feed(tmp_path, generated_sample):
     """Params choose the models and the feed; smoke caps the events read and the epochs."""
-    from tests.airflow_service import dags_test
+    from tests.support.airflow_service import dags_test
 
-    log = dags_test("topology_classifier", {"input_dir": str(generated_sample), "smoke": True, "models": ["hlf"],
-                                            "feed_format": "petastorm", "epochs": 7}, tmp_path / "airflow", tmp_path / "data")  # fmt: skip
+    log = dags_test(
+        "topology_classifier",
+        {"input_dir": str(generated_sample), "smoke": True, "models": ["hlf"], "feed_format": "petastorm", "epochs": 7},
+        tmp_path / "airflow",
+        tmp_path / "data",
+    )
     assert "[exit status 0]" in log and "state=failed" not in log, log[-5000:]
     [run_dir] = list((tmp_path / "data" / "runs").iterdir())
     summary = json.loads((run_dir / "events" / "_summary.json").read_text())
@@ -82,16 +101,23 @@ def test_smoke_mode_with_one_model_and_the_petastorm_feed(tmp_path, generated_sa
     assert training["epochs_run"] == 1 and training["settings"]["feed"] == "petastorm"
     assert (run_dir / "report.html").exists()
     # What scripts/run-pipeline.sh prints at the end: where everything is and the AUC table.
-    shown = subprocess.run([sys.executable, "-m", "tasks.cli", "summary", run_dir.name], capture_output=True, text=True,
-                           env=os.environ | {"TOPO_DATA_ROOT": str(tmp_path / "data")}, check=True).stdout  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-m", "tasks.cli", "summary", run_dir.name],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"TOPO_DATA_ROOT": str(tmp_path / "data")},
+        check=True,
+    ).stdout
     assert f"Outputs of run {run_dir.name}:" in shown and f"hlf       model: {run_dir / 'models' / 'hlf'}" in shown
     assert "Test-split AUC of each model" in shown and f"HTML report of the run: {run_dir / 'report.html'}" in shown
 
 
 def test_invalid_params_stop_the_run_before_any_task(tmp_path):
-    from tests.airflow_service import dags_test
+    from tests.support.airflow_service import dags_test
 
-    log = dags_test("topology_classifier", {"models": ["hlf", "svm"], "epochs": 5}, tmp_path / "airflow", tmp_path / "data")
+    log = dags_test(
+        "topology_classifier", {"models": ["hlf", "svm"], "epochs": 5}, tmp_path / "airflow", tmp_path / "data"
+    )
     assert "[exit status 0]" not in log
     assert "Invalid input for param models" in log and "'svm' is not one of" in log, log[-3000:]
     assert "starting task_id" not in log and not (tmp_path / "data").exists()
@@ -102,7 +128,7 @@ def test_dag_stops_at_the_first_broken_contract(tmp_path, generated_sample):
     """Input with events whose MET is negative (a corrupt MissingET branch): the
     ingested-events contract fails, its task is not retried, and nothing
     after it runs: no preparation, no training, no registration."""
-    from tests.events import write_root
+    from tests.support.events import write_root
     from tests.test_ingest import good_events
 
     raw = tmp_path / "raw"
@@ -111,10 +137,19 @@ def test_dag_stops_at_the_first_broken_contract(tmp_path, generated_sample):
     for e in broken:
         e["met"] = (-25.0, 0.3)
     write_root(raw / "qcd" / "corrupt_met.root", broken)
-    env = os.environ | {"AIRFLOW_HOME": str(tmp_path / "airflow"), "TOPO_DATA_ROOT": str(tmp_path / "data"), "TOPO_DASK_WORKERS": "2"}
+    env = os.environ | {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "TOPO_DATA_ROOT": str(tmp_path / "data"),
+        "TOPO_DASK_WORKERS": "2",
+    }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
-    run = subprocess.run([AIRFLOW, "dags", "test", "topology_classifier", "--conf", json.dumps({"input_dir": str(raw), "epochs": 1})],
-                         env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [AIRFLOW, "dags", "test", "topology_classifier", "--conf", json.dumps({"input_dir": str(raw), "epochs": 1})],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = run.stdout + run.stderr
     assert "contract ingested_events v1 FAILED" in log, log[-5000:]
     assert "HLF MET >= 0 [expect_column_values_to_be_between on MET]: 4 of" in log

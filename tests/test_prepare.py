@@ -1,4 +1,4 @@
-"""Preparation (SPEC.md step 4): balance, split, scale, order, on Dask."""
+"""Preparation (docs/spec.md step 4): balance, split, scale, order, on Dask."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from tasks.core import schema
 from tasks.core.errors import SettingsError
-from tasks.events.ingest import read_lfeatures
-from tasks.datasets.prepare import GRU_SIZE, PrepareError, PrepareSettings, load_prepared, order_particles, prepare
+from tasks.datasets.prepare import PrepareError, PrepareSettings, load_prepared, order_particles, prepare
 from tasks.datasets.scaling import Scaler, ScalerError
+from tasks.events.ingest import read_lfeatures
 
 ETA, PHI = schema.LLF_COLUMNS.index("Eta"), schema.LLF_COLUMNS.index("Phi")
 
@@ -51,7 +51,7 @@ def test_train_is_shuffled_across_inputs(prepared):
     first = pq.read_table(sorted((out / "train").glob("*.parquet"))[0])
     samples = [e.split("/")[0] for e in first.column("event_id").to_pylist()]
     assert len(set(samples)) == 3, "a shard mixes every class"
-    changes = sum(a != b for a, b in zip(samples, samples[1:]))
+    changes = sum(a != b for a, b in zip(samples, samples[1:], strict=False))
     assert changes > len(samples) // 3, f"classes come in runs, not shuffled: {samples}"
 
 
@@ -76,8 +76,12 @@ def test_gru_rows_ordered_by_delta_r_padding_zero_at_the_end(prepared, ingested_
     _, scaler = load_prepared(out)
     raw = ingested_by_id(ingested_events)
     table = split_table(out, "test")
-    gru = np.asarray(table.column("GRU_input").combine_chunks().values).reshape(-1, schema.LLF_ROWS, schema.LLF_FEATURES)
-    for event_id, n, matrix in zip(table.column("event_id").to_pylist(), table.column("n_particles").to_pylist(), gru):
+    gru = np.asarray(table.column("GRU_input").combine_chunks().values).reshape(
+        -1, schema.LLF_ROWS, schema.LLF_FEATURES
+    )
+    for event_id, n, matrix in zip(
+        table.column("event_id").to_pylist(), table.column("n_particles").to_pylist(), gru, strict=True
+    ):
         assert np.all(matrix[n:] == 0.0) and not np.any(np.all(matrix[:n] == 0.0, axis=1))
         real = matrix[:n].astype(np.float64) * np.where(scaler.llf_std > 0, scaler.llf_std, 1) + scaler.llf_mean
         original = raw[event_id][1]
@@ -113,7 +117,8 @@ def test_same_inputs_same_bytes_other_seed_other_split(prepared, ingested_events
     assert again["scaler"] == load_prepared(out)[0]["scaler"]
     other = prepare(ingested_events, tmp_path / "other", dask_client, PrepareSettings(seed=4, shard_events=12))
     assert set(split_table(tmp_path / "other", "test").column("event_id").to_pylist()) != set(
-        split_table(out, "test").column("event_id").to_pylist())
+        split_table(out, "test").column("event_id").to_pylist()
+    )
     assert other["kept_per_class"] == again["kept_per_class"]
 
 
@@ -153,4 +158,3 @@ def test_scaler_artifact_must_match_the_data(prepared, ingested_events, dask_cli
     assert Scaler.load(tmp_path / "other" / "scaler.json").sha256 == other["scaler"]["sha256"]
     with pytest.raises(ScalerError, match="not found"):
         Scaler.load(tmp_path / "missing.json")
-

@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.core.errors import SettingsError
-from tasks.learning.evaluate import evaluate
-from tasks.learning.scoring import _rescale
-from tasks.learning.predict import predict
 from tasks.datasets.prepare import PrepareSettings, model_inputs, prepare
-from tasks.learning.registry import CHAMPION, RegistryError, champion_history, download, promote, register, rollback
 from tasks.datasets.scaling import Scaler
+from tasks.learning.evaluate import evaluate
+from tasks.learning.predict import predict
+from tasks.learning.registry import CHAMPION, RegistryError, champion_history, download, promote, register, rollback
+from tasks.learning.scoring import _rescale
 from tasks.learning.train import TrainSettings, parse_schedule, train
 
 
@@ -26,7 +26,9 @@ def models(prepared, tmp_path_factory):
 
     out, _, _ = prepared
     root = tmp_path_factory.mktemp("models")
-    settings = TrainSettings(model="hlf", feed="petastorm", epochs=30, batch_size=8, learning_rates=parse_schedule("1e-2"))
+    settings = TrainSettings(
+        model="hlf", feed="petastorm", epochs=30, batch_size=8, learning_rates=parse_schedule("1e-2")
+    )
     train(out, root / "good", settings)
     shutil.copytree(root / "good", root / "constant")
     model = keras.models.load_model(root / "constant" / "model.keras")
@@ -42,7 +44,9 @@ def test_register_promote_only_better_and_roll_back(models, prepared, tmp_path):
     out, _, _ = prepared
     tracking = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     constant = register(models / "constant", models / "constant-evaluation", tracking)
-    assert register(models / "constant", models / "constant-evaluation", tracking)["version"] == constant["version"]  # a retry
+    assert (
+        register(models / "constant", models / "constant-evaluation", tracking)["version"] == constant["version"]
+    )  # a retry
     good = register(models / "good", models / "good-evaluation", tracking)
     assert (constant["version"], good["version"]) == (1, 2)
     # Scored on the training split, where the trained model is surely better than a constant one.
@@ -61,7 +65,10 @@ def test_register_promote_only_better_and_roll_back(models, prepared, tmp_path):
     assert not kept["promoted"] and "does not beat" in kept["reason"]
     assert int(MlflowClient().get_model_version_by_alias("topo-hlf", CHAMPION).version) == 2
     decision = json.loads(MlflowClient().get_model_version("topo-hlf", "1").tags["promotion_decision"])
-    assert decision["promoted"] is False and decision["scores"]["champion"]["mean_auc"] > decision["scores"]["challenger"]["mean_auc"]
+    assert (
+        decision["promoted"] is False
+        and decision["scores"]["champion"]["mean_auc"] > decision["scores"]["challenger"]["mean_auc"]
+    )
     assert [h["champion"] for h in champion_history("topo-hlf", tracking)] == [1, 2]
     assert rollback("topo-hlf", tracking) == {"name": "topo-hlf", "champion": 1, "replaced": 2}
     assert int(MlflowClient().get_model_version_by_alias("topo-hlf", CHAMPION).version) == 1
@@ -98,8 +105,12 @@ def test_predict_root_and_parquet_agree(models, generated_sample, ingested_event
     assert from_root["events"] == len(ttbar_ingested) > 0 and from_parquet["events"] == len(b)
     # Same events (ids name the file and entry), same scores whichever way they came in.
     a.index = ["ttbar/" + e.split("/", 1)[1] for e in a.index]
-    np.testing.assert_allclose(a.loc[ttbar_ingested, ["p_qcd", "p_ttbar", "p_wjets"]].to_numpy(),
-                               b.loc[ttbar_ingested, ["p_qcd", "p_ttbar", "p_wjets"]].to_numpy(), rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        a.loc[ttbar_ingested, ["p_qcd", "p_ttbar", "p_wjets"]].to_numpy(),
+        b.loc[ttbar_ingested, ["p_qcd", "p_ttbar", "p_wjets"]].to_numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     np.testing.assert_allclose(b[["p_qcd", "p_ttbar", "p_wjets"]].sum(axis=1), 1.0, rtol=1e-5)
     assert set(b["predicted"]) <= {"qcd", "ttbar", "wjets"}
     with pytest.raises(SettingsError, match="no input to score"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow_service import dags_test
+from tests.support.airflow_service import dags_test
 
 TOPO = str(Path(sys.executable).with_name("topo"))
 WEAK = {"models": ["hlf"], "epochs": 1, "learning_rate": "1e-7", "batch_size": 64, "use_tuned": False}
@@ -22,9 +22,9 @@ STRONG = {"models": ["hlf"], "epochs": 25, "learning_rate": "1e-2", "batch_size"
 def daily_partitions(tmp_path_factory, dask_client):
     """Two published days, as ingest_daily leaves them."""
     from tasks.core.catalog import Catalog
-    from tasks.generator.generate import SampleRequest, generate
     from tasks.events.ingest import ingest
     from tasks.events.samples import discover_samples
+    from tasks.generator.generate import SampleRequest, generate
 
     data = tmp_path_factory.mktemp("retraining") / "data"
     for i, day in enumerate(("2026-02-01", "2026-02-02")):
@@ -66,7 +66,9 @@ def test_a_better_challenger_is_promoted_a_worse_one_is_not_and_rollback_undoes(
     # Every decision is recorded on its version with both scores, judged on the same test events.
     tracking(uri)
     client = MlflowClient()
-    decisions = {v: json.loads(client.get_model_version("topo-hlf", str(v)).tags["promotion_decision"]) for v in (1, 2, 3)}
+    decisions = {
+        v: json.loads(client.get_model_version("topo-hlf", str(v)).tags["promotion_decision"]) for v in (1, 2, 3)
+    }
     assert [decisions[v]["promoted"] for v in (1, 2, 3)] == [True, True, False]
     assert decisions[2]["scores"]["challenger"]["mean_auc"] > decisions[2]["scores"]["champion"]["mean_auc"]
     assert decisions[3]["scores"]["challenger"]["mean_auc"] <= decisions[3]["scores"]["champion"]["mean_auc"]
@@ -76,7 +78,11 @@ def test_a_better_challenger_is_promoted_a_worse_one_is_not_and_rollback_undoes(
     reports = sorted((data / "retraining").glob("*/report.html"))
     assert len(reports) == 3 and "not promoted" in max(reports, key=lambda p: p.stat().st_mtime).read_text()
 
-    rolled = subprocess.run([TOPO, "rollback", "--model", "hlf"], env=os.environ | {"TOPO_DATA_ROOT": str(data)},
-                            capture_output=True, text=True)  # fmt: skip
+    rolled = subprocess.run(
+        [TOPO, "rollback", "--model", "hlf"],
+        env=os.environ | {"TOPO_DATA_ROOT": str(data)},
+        capture_output=True,
+        text=True,
+    )
     assert rolled.returncode == 0, rolled.stderr
     assert int(client.get_model_version_by_alias("topo-hlf", "champion").version) == 1

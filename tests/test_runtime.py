@@ -6,8 +6,8 @@ import subprocess
 import sys
 import textwrap
 
-from tasks.core.settings import Settings
 from tasks.core.runtime import gpu_count, training_slots
+from tasks.core.settings import Settings
 
 
 def test_dask_workers_start_when_the_main_script_is_the_airflow_cli(tmp_path):
@@ -15,7 +15,8 @@ def test_dask_workers_start_when_the_main_script_is_the_airflow_cli(tmp_path):
     import Airflow again (the metadata DB is blocked there). Dask's spawned
     workers must not re-run that script, or none of them ever starts."""
     script = tmp_path / "airflow"  # named like the CLI whose main Airflow tasks run under
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys
         if __name__ != "__main__":
             raise SystemExit("re-ran the main script in a worker")
@@ -24,7 +25,8 @@ def test_dask_workers_start_when_the_main_script_is_the_airflow_cli(tmp_path):
         with dask_client(Settings(dask_workers=1)) as client:
             print("sum", client.submit(sum, [1, 2, 3]).result(timeout=60))
         print("__file__ restored:", __file__ == sys.argv[0])
-    """))
+    """)
+    )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
     assert "sum 6" in done.stdout, done.stderr[-3000:]
     assert "__file__ restored: True" in done.stdout

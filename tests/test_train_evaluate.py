@@ -38,7 +38,9 @@ def test_physics_metrics_on_known_scores():
 def test_train_then_evaluate(prepared, tmp_path, caplog):
     out, summary, _ = prepared
     caplog.set_level(logging.INFO, logger="tasks")
-    settings = TrainSettings(model="hlf", feed="petastorm", epochs=3, batch_size=8, learning_rates=parse_schedule("0:1e-2,2:1e-3"))
+    settings = TrainSettings(
+        model="hlf", feed="petastorm", epochs=3, batch_size=8, learning_rates=parse_schedule("0:1e-2,2:1e-3")
+    )
     result = train(out, tmp_path / "hlf", settings)
     assert [f"epoch {i}/3" in caplog.text for i in (1, 2, 3)] == [True] * 3  # streamed per epoch
     history = json.loads((tmp_path / "hlf" / "history.json").read_text())
@@ -61,22 +63,46 @@ def test_train_then_evaluate(prepared, tmp_path, caplog):
 
 
 def _train_command(prepared_dir, output):
-    return [sys.executable, "-m", "tasks.cli", "train", "--prepared", str(prepared_dir), "--feed", "petastorm",
-            "--model", "gru", "--epochs", "6", "--batch-size", "4", "--learning-rate", "3e-3", "--output", str(output)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "tasks.cli",
+        "train",
+        "--prepared",
+        str(prepared_dir),
+        "--feed",
+        "petastorm",
+        "--model",
+        "gru",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "4",
+        "--learning-rate",
+        "3e-3",
+        "--output",
+        str(output),
+    ]
 
 
 def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_path):
     out, _, _ = prepared
     model_dir = tmp_path / "gru"
     progress = tmp_path / "gru.progress.json"
-    process = subprocess.Popen(_train_command(out, model_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
+    process = subprocess.Popen(
+        _train_command(out, model_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         if progress.exists() and len(json.loads(progress.read_text() or "{}")) >= 2:
             break
         time.sleep(0.02)
-    assert process.poll() is None, "training ended before it could be killed:\n" + process.stdout.read().decode()[-3000:]
+    assert process.poll() is None, (
+        "training ended before it could be killed:\n" + process.stdout.read().decode()[-3000:]
+    )
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
@@ -84,16 +110,21 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_
     assert 2 <= done_when_killed < 6 and not model_dir.exists()  # nothing half-written
     assert (tmp_path / "gru.backup").exists()
 
-    resumed = subprocess.run(_train_command(out, model_dir), capture_output=True, text=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})
+    resumed = subprocess.run(
+        _train_command(out, model_dir), capture_output=True, text=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads(resumed.stdout)
     assert result["resumed_after_epochs"] >= done_when_killed - 1  # the last backup is at most one epoch behind
     assert result["epochs_run"] == 6
     assert "resuming gru from its backup" in resumed.stderr
-    assert f"epoch 1/6" not in resumed.stderr  # did not start over
+    assert "epoch 1/6" not in resumed.stderr  # did not start over
 
-    straight = train(out, tmp_path / "straight", TrainSettings(model="gru", feed="petastorm", epochs=6, batch_size=4,
-                                                               learning_rates=parse_schedule("3e-3")))  # fmt: skip
+    straight = train(
+        out,
+        tmp_path / "straight",
+        TrainSettings(model="gru", feed="petastorm", epochs=6, batch_size=4, learning_rates=parse_schedule("3e-3")),
+    )
     # Same data order per epoch, weights and optimizer restored: the same model.
     assert result["final"]["val_loss"] == pytest.approx(straight["final"]["val_loss"], rel=1e-4, abs=1e-5)
     assert result["final"]["loss"] == pytest.approx(straight["final"]["loss"], rel=1e-4, abs=1e-5)
@@ -102,7 +133,11 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_
 def test_mixed_precision_builds_in_low_precision_and_leaves_the_global_policy_alone(prepared, tmp_path):
     import keras
 
-    result = train(prepared[0], tmp_path / "mp", TrainSettings(model="hlf", feed="petastorm", epochs=1, batch_size=16, mixed_precision=True))
+    result = train(
+        prepared[0],
+        tmp_path / "mp",
+        TrainSettings(model="hlf", feed="petastorm", epochs=1, batch_size=16, mixed_precision=True),
+    )
     model = keras.models.load_model(tmp_path / "mp" / "model.keras")
     assert model.layers[1].dtype_policy.compute_dtype == "bfloat16"  # no GPU here: bfloat16 on the CPU
     assert model.layers[-1].dtype_policy.compute_dtype == "float32"  # probabilities stay float32

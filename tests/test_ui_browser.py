@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow_service import REPO, wait_until
+from tests.support.airflow_service import REPO, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.browser]
 
@@ -84,7 +84,13 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
 
     def finished_state() -> str | None:
         page.goto(f"{url}/dags/{DAG}/runs/{urllib.parse.quote(run_id, safe='')}/details")
-        state = page.get_by_role("row").filter(has_text="State").first.inner_text(timeout=30_000).replace("State", "").strip()
+        state = (
+            page.get_by_role("row")
+            .filter(has_text="State")
+            .first.inner_text(timeout=30_000)
+            .replace("State", "")
+            .strip()
+        )
         return state if state.lower() in ("success", "failed") else None
 
     state = wait_until(finished_state, 600, f"run {run_id} not finished in the UI", 5)
@@ -93,7 +99,9 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
 
     # The form's values reached the run: smoke mode, one model, the Petastorm feed.
     [run] = [r for r in local_cluster.api.runs(DAG) if r["dag_run_id"] == run_id]
-    assert run["conf"]["smoke"] is True and run["conf"]["models"] == ["hlf"] and run["conf"]["feed_format"] == "petastorm"
+    assert (
+        run["conf"]["smoke"] is True and run["conf"]["models"] == ["hlf"] and run["conf"]["feed_format"] == "petastorm"
+    )
     [ti] = [t for t in local_cluster.api.task_instances(DAG, run_id) if t["task_id"] == "train_model"]
     assert ti["state"] == "success" and ti["map_index"] == 0
 

@@ -32,52 +32,118 @@ def optional_text(description: str, **schema) -> Param:
 
 
 def models_param(default: list[str]) -> Param:
-    return Param(default, type="array", items={"type": "string", "enum": list(ALL_MODELS)}, minItems=1, uniqueItems=True,
-                 section=TRAINING,
-                 description="Classifiers to train (the paper's: hlf, gru, inclusive).")  # fmt: skip
+    return Param(
+        default,
+        type="array",
+        items={"type": "string", "enum": list(ALL_MODELS)},
+        minItems=1,
+        uniqueItems=True,
+        section=TRAINING,
+        description="Classifiers to train (the paper's: hlf, gru, inclusive).",
+    )
 
 
 def training_params(epochs: int = 30, models: list[str] | None = None, feed: bool = True) -> dict[str, Param]:
     """Training, registration and promotion: the same in every DAG that trains
     (``feed``: whether the DAG writes both feeds and lets the run choose)."""
-    choice = {"feed_format": Param("tfrecord", type="string", enum=["tfrecord", "petastorm"], section=TRAINING,
-                                   description="Which feed training reads.")} if feed else {}  # fmt: skip
+    choice = (
+        {
+            "feed_format": Param(
+                "tfrecord",
+                type="string",
+                enum=["tfrecord", "petastorm"],
+                section=TRAINING,
+                description="Which feed training reads.",
+            )
+        }
+        if feed
+        else {}
+    )
     return {
         "models": models_param(models or PAPER_MODELS),
         **choice,
         # Defaults sized for the embedded demo sample (~800 training events): the
         # paper's 6 epochs of batch 128 at 5e-4 were ~27,000 steps an epoch on
         # 3.4 M events and leave a model trained on this sample near chance.
-        "epochs": Param(epochs, type="integer", section=TRAINING, minimum=1, maximum=1000,
-                        description="Training epochs. SparkDLTrigger: 6, on 3.4 M events."),  # fmt: skip
-        "batch_size": Param(64, type="integer", section=TRAINING, minimum=1, maximum=65536,
-                            description="Events per batch. SparkDLTrigger: 128."),  # fmt: skip
-        "learning_rate": Param("0:2e-3,18:5e-4", type="string", section=TRAINING, pattern=LEARNING_RATE_PATTERN,
-                               description="A rate, or epoch:rate steps. SparkDLTrigger: 0:5e-4,2:2e-4,4:1e-4."),  # fmt: skip
-        "train_seed": Param(42, type="integer", section=TRAINING, minimum=0, description="Random seed of weights, dropout and data order."),
-        "use_tuned": Param(True, type="boolean", section=TRAINING,
-                           description="Use the best hyperparameters of the last search (tune_hyperparameters) "
-                                       "where one was written: architecture, optimizer, batch size, learning rate."),  # fmt: skip
-        "promotion_metric": Param("mean_auc", type="string", section=PROMOTION, enum=PROMOTION_METRICS,
-                                  description="What a new model must improve to become champion (fpr99_*: lower is better)."),  # fmt: skip
-        "promotion_margin": Param(0.0, type="number", section=PROMOTION, minimum=0, description="By how much it must improve it."),
+        "epochs": Param(
+            epochs,
+            type="integer",
+            section=TRAINING,
+            minimum=1,
+            maximum=1000,
+            description="Training epochs. SparkDLTrigger: 6, on 3.4 M events.",
+        ),
+        "batch_size": Param(
+            64,
+            type="integer",
+            section=TRAINING,
+            minimum=1,
+            maximum=65536,
+            description="Events per batch. SparkDLTrigger: 128.",
+        ),
+        "learning_rate": Param(
+            "0:2e-3,18:5e-4",
+            type="string",
+            section=TRAINING,
+            pattern=LEARNING_RATE_PATTERN,
+            description="A rate, or epoch:rate steps. SparkDLTrigger: 0:5e-4,2:2e-4,4:1e-4.",
+        ),
+        "train_seed": Param(
+            42,
+            type="integer",
+            section=TRAINING,
+            minimum=0,
+            description="Random seed of weights, dropout and data order.",
+        ),
+        "use_tuned": Param(
+            True,
+            type="boolean",
+            section=TRAINING,
+            description="Use the best hyperparameters of the last search (tune_hyperparameters) "
+            "where one was written: architecture, optimizer, batch size, learning rate.",
+        ),
+        "promotion_metric": Param(
+            "mean_auc",
+            type="string",
+            section=PROMOTION,
+            enum=PROMOTION_METRICS,
+            description="What a new model must improve to become champion (fpr99_*: lower is better).",
+        ),
+        "promotion_margin": Param(
+            0.0, type="number", section=PROMOTION, minimum=0, description="By how much it must improve it."
+        ),
     }
 
 
 def split_params(test_purpose: str) -> dict[str, Param]:
-    """Preparation: the seed of undersampling and splitting, and the test share."""
+    """Preparation: the random seed of undersampling and splitting, and the test share."""
     return {
-        "split_seed": Param(42, type="integer", minimum=0, section=DATA,
-                            description="Random seed of undersampling, the train/test split and the shuffle."),  # fmt: skip
-        "test_fraction": Param(0.2, type="number", section=DATA, exclusiveMinimum=0, exclusiveMaximum=1,
-                               description=f"Share of each class {test_purpose}."),  # fmt: skip
+        "split_seed": Param(
+            42,
+            type="integer",
+            minimum=0,
+            section=DATA,
+            description="Random seed of undersampling, the train/test split and the shuffle.",
+        ),
+        "test_fraction": Param(
+            0.2,
+            type="number",
+            section=DATA,
+            exclusiveMinimum=0,
+            exclusiveMaximum=1,
+            description=f"Share of each class {test_purpose}.",
+        ),
     }
 
 
 def smoke_param() -> Param:
-    return Param(False, type="boolean", section=CHECKS,
-                 description="Smoke mode: a quick check of the whole chain on a small subset (at most 1,000 events "
-                             "generated, 500 read per file, one file per sample, one epoch).")  # fmt: skip
+    return Param(
+        False,
+        type="boolean",
+        section=CHECKS,
+        description="Smoke mode: a quick check of the whole chain on a small subset (at most 1,000 events "
+        "generated, 500 read per file, one file per sample, one epoch).",
+    )
 
 
 def effective(params: dict) -> dict:

@@ -137,8 +137,13 @@ def ingest_events(input_dir: str) -> Ingested:
         samples = [Sample(s.name, s.label, s.files[: p["files_per_sample"]]) for s in samples]
     ref = this_run()
     with dask_client(config) as client:
-        summary = ingest(samples, layout(ref).events, client, chunk=config.ingest_chunk,
-                         max_events_per_file=p.get("max_events_per_file"))  # fmt: skip
+        summary = ingest(
+            samples,
+            layout(ref).events,
+            client,
+            chunk=config.ingest_chunk,
+            max_events_per_file=p.get("max_events_per_file"),
+        )
     return ref | {"events_written": summary["events_written"], "bad_files": sorted(summary["bad_files"])}
 
 
@@ -154,8 +159,14 @@ def prepare(ref: RunRef, events: list[Path] | None = None) -> Prepared:
     source = [str(e) for e in events] if events is not None else layout(ref).events
     with dask_client(config) as client:
         summary = run_prepare(source, layout(ref).prepared, client, options)
-    return {"run": ref["run"], "kind": ref["kind"], "feeds": ["petastorm"], "train_events": summary["train"]["events"],
-            "test_events": summary["test"]["events"], "scaler_sha256": summary["scaler"]["sha256"]}  # fmt: skip
+    return {
+        "run": ref["run"],
+        "kind": ref["kind"],
+        "feeds": ["petastorm"],
+        "train_events": summary["train"]["events"],
+        "test_events": summary["test"]["events"],
+        "scaler_sha256": summary["scaler"]["sha256"],
+    }
 
 
 def write_feeds(prepared: Prepared) -> Prepared:
@@ -188,17 +199,29 @@ def train(feeds: Prepared, model: str) -> Trained:
     feed = p.get("feed_format", "petastorm")
     if feed not in feeds["feeds"]:
         raise SettingsError(f"feed {feed!r} was not written for this run (written: {', '.join(feeds['feeds'])})")
-    options = TrainSettings(model=model, feed=feed, epochs=p["epochs"], batch_size=p["batch_size"],
-                            learning_rates=parse_schedule(p["learning_rate"]), seed=p["train_seed"])  # fmt: skip
+    options = TrainSettings(
+        model=model,
+        feed=feed,
+        epochs=p["epochs"],
+        batch_size=p["batch_size"],
+        learning_rates=parse_schedule(p["learning_rate"]),
+        seed=p["train_seed"],
+    )
     tuned = None
     if p.get("use_tuned", True):
         options, tuned = tuned_settings(options, config.data_root)
     where = layout(feeds)
     tfrecord = where.tfrecord if "tfrecord" in feeds["feeds"] else None
     result = run_train(where.prepared, where.model(model), options, tfrecord=tfrecord)
-    return {"run": feeds["run"], "kind": feeds["kind"], "model": model, "epochs_run": result["epochs_run"],
-            "tuned": bool(tuned), "resumed_after_epochs": result["resumed_after_epochs"],
-            "val_accuracy": result["final"].get("val_accuracy")}  # fmt: skip
+    return {
+        "run": feeds["run"],
+        "kind": feeds["kind"],
+        "model": model,
+        "epochs_run": result["epochs_run"],
+        "tuned": bool(tuned),
+        "resumed_after_epochs": result["resumed_after_epochs"],
+        "val_accuracy": result["final"].get("val_accuracy"),
+    }
 
 
 def evaluate(trained: Trained) -> Evaluated:
@@ -207,8 +230,13 @@ def evaluate(trained: Trained) -> Evaluated:
 
     where, model = layout(trained), trained["model"]
     metrics = run_evaluate(where.model(model), where.evaluation(model))
-    return {"run": trained["run"], "kind": trained["kind"], "model": model, "accuracy": metrics["accuracy"],
-            "auc": {name: c["auc"] for name, c in metrics["classes"].items()}}  # fmt: skip
+    return {
+        "run": trained["run"],
+        "kind": trained["kind"],
+        "model": model,
+        "accuracy": metrics["accuracy"],
+        "auc": {name: c["auc"] for name, c in metrics["classes"].items()},
+    }
 
 
 def register(evaluated: Evaluated) -> Registered:
@@ -216,9 +244,17 @@ def register(evaluated: Evaluated) -> Registered:
     from tasks.learning.registry import register as run_register
 
     where, model = layout(evaluated), evaluated["model"]
-    result = run_register(where.model(model), where.evaluation(model), settings().tracking_uri, run_name=f"{model}-{run_key()}")
-    return {"run": evaluated["run"], "kind": evaluated["kind"], "model": model, "name": result["name"],
-            "version": result["version"], "run_id": result["run_id"]}  # fmt: skip
+    result = run_register(
+        where.model(model), where.evaluation(model), settings().tracking_uri, run_name=f"{model}-{run_key()}"
+    )
+    return {
+        "run": evaluated["run"],
+        "kind": evaluated["kind"],
+        "model": model,
+        "name": result["name"],
+        "version": result["version"],
+        "run_id": result["run_id"],
+    }
 
 
 def promote(registered: Registered) -> Decision:
@@ -228,14 +264,31 @@ def promote(registered: Registered) -> Decision:
 
     p = params()
     prepared = layout(registered).prepared
-    decision = run_promote(registered["name"], registered["version"], prepared / "test", "petastorm", settings().tracking_uri,
-                           metric=p["promotion_metric"], margin=p["promotion_margin"],
-                           data_scaler_path=prepared / "scaler.json")  # fmt: skip
-    log.info("promotion of %s v%s: %s; scores %s", registered["name"], registered["version"],
-             "PROMOTED" if decision["promoted"] else "not promoted", decision["scores"])  # fmt: skip
+    decision = run_promote(
+        registered["name"],
+        registered["version"],
+        prepared / "test",
+        "petastorm",
+        settings().tracking_uri,
+        metric=p["promotion_metric"],
+        margin=p["promotion_margin"],
+        data_scaler_path=prepared / "scaler.json",
+    )
+    log.info(
+        "promotion of %s v%s: %s; scores %s",
+        registered["name"],
+        registered["version"],
+        "PROMOTED" if decision["promoted"] else "not promoted",
+        decision["scores"],
+    )
     kept = {k: decision[k] for k in ("name", "challenger", "champion_before", "promoted", "reason", "metric")}
-    return {"run": registered["run"], "kind": registered["kind"], "model": registered["model"], **kept,
-            "scores": {role: s[decision["metric"]] for role, s in decision["scores"].items()}}  # fmt: skip
+    return {
+        "run": registered["run"],
+        "kind": registered["kind"],
+        "model": registered["model"],
+        **kept,
+        "scores": {role: s[decision["metric"]] for role, s in decision["scores"].items()},
+    }
 
 
 def report(decisions: list[Decision]) -> RunReport:
@@ -246,7 +299,12 @@ def report(decisions: list[Decision]) -> RunReport:
     where = layout(decisions[0])
     summary = summarise_run(where, decisions)
     log.info("run %s:\n%s\nreport: %s", where.run, auc_table(summary), summary["report"])
-    return {"run": decisions[0]["run"], "kind": decisions[0]["kind"], "report": summary["report"], "summary": str(where.summary)}
+    return {
+        "run": decisions[0]["run"],
+        "kind": decisions[0]["kind"],
+        "report": summary["report"],
+        "summary": str(where.summary),
+    }
 
 
 # --- ingest_daily ------------------------------------------------------------------------
@@ -275,8 +333,13 @@ def ingest_day(found: Day) -> DayIngested:
 
     config, day = settings(), found["day"]
     with dask_client(config) as client:
-        summary = ingest(discover_samples(config.catalog.raw_day(day)), config.catalog.staging_partition(day), client,
-                         chunk=config.ingest_chunk, id_prefix=f"{day}/")  # fmt: skip
+        summary = ingest(
+            discover_samples(config.catalog.raw_day(day)),
+            config.catalog.staging_partition(day),
+            client,
+            chunk=config.ingest_chunk,
+            id_prefix=f"{day}/",
+        )
     return {"day": day, "events_written": summary["events_written"], "bad_files": sorted(summary["bad_files"])}
 
 
@@ -299,8 +362,10 @@ def select_window() -> Window:
     p, config = params(), settings()
     found = window(config.data_root, p["window_days"], p["window_end"])
     if not found:
-        raise AirflowSkipException(f"no validated partition under {config.catalog.partitions} in the "
-                                   f"{p['window_days']} days up to {p['window_end'] or 'the newest'}: nothing to retrain on")  # fmt: skip
+        raise AirflowSkipException(
+            f"no validated partition under {config.catalog.partitions} in the "
+            f"{p['window_days']} days up to {p['window_end'] or 'the newest'}: nothing to retrain on"
+        )
     return {"partitions": [str(p) for p in found], "days": [p.name for p in found]}
 
 
@@ -343,9 +408,20 @@ def select_best(trials: list[TrialResult]) -> SearchResult:
     trials = sorted(trials, key=lambda t: t["index"])
     best = best_trial(trials, p["metric"])
     for t in trials:
-        log.info("%s trial %3d  %s %.4f  %s", "*" if t is best else " ", t["index"], p["metric"], t["score"], t["hyperparameters"])
-    out: SearchResult = {"best": best["index"], "score": best["score"], "hyperparameters": best["hyperparameters"],
-                         "trials": len(trials)}  # fmt: skip
+        log.info(
+            "%s trial %3d  %s %.4f  %s",
+            "*" if t is best else " ",
+            t["index"],
+            p["metric"],
+            t["score"],
+            t["hyperparameters"],
+        )
+    out: SearchResult = {
+        "best": best["index"],
+        "score": best["score"],
+        "hyperparameters": best["hyperparameters"],
+        "trials": len(trials),
+    }
     if p["write_best"]:
         out["written"] = str(save_best(settings().data_root, best, run_key(), len(trials)))
     return out

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.core import schema
 from tasks.contracts import views
+from tasks.core import schema
 from tasks.core.errors import SettingsError
 from tasks.core.storage import read_json
 
@@ -54,7 +54,11 @@ def partitions(kind: str, dataset: Path, parameters: dict) -> list[Partition]:
         return [Partition(p.name, (str(p),), options={"labels": labels}) for p in sorted(dataset.glob("*.parquet"))]
     if kind == "prepared":
         _summary(dataset, "a prepared dataset")
-        return [Partition(f"{split}/{p.name}", (str(p),), split) for split in ("train", "test") for p in sorted((dataset / split).glob("*.parquet"))]
+        return [
+            Partition(f"{split}/{p.name}", (str(p),), split)
+            for split in ("train", "test")
+            for p in sorted((dataset / split).glob("*.parquet"))
+        ]
     if kind == "feeds":
         prepared = Path(_summary(dataset, "a TFRecord feed")["prepared"])
         out = []
@@ -75,12 +79,18 @@ def view(kind: str, partition: Partition) -> views.PartitionView:
     if kind == "prepared":
         return views.prepared_view(partition.files[0])
     if kind == "feeds":
-        return views.feeds_view(*partition.files, partition.options.get("sample_rows_per_shard", 16), partition.options.get("sample_seed", 0))
+        return views.feeds_view(
+            *partition.files,
+            partition.options.get("sample_rows_per_shard", 16),
+            partition.options.get("sample_seed", 0),
+        )
     return views.predictions_view(partition.files[0])
 
 
 # --- dataset-level tables ------------------------------------------------------------------
-def tables(kind: str, dataset: Path, checked: list[dict], parameters: dict, previous: dict | None) -> tuple[dict, dict, list[str]]:
+def tables(
+    kind: str, dataset: Path, checked: list[dict], parameters: dict, previous: dict | None
+) -> tuple[dict, dict, list[str]]:
     """(tables for the dataset suites, facts to keep in the history, notes).
 
     ``checked``: per partition, its name, split and facts; ``previous``: the
@@ -91,9 +101,20 @@ def tables(kind: str, dataset: Path, checked: list[dict], parameters: dict, prev
     dataset = Path(dataset)
     if kind == "ingested_events":
         per_class = _sum_classes(c["facts"] for c in checked)
-        classes = pd.DataFrame({"label": range(len(schema.CLASS_NAMES)), "class": schema.CLASS_NAMES, "events": [per_class[n] for n in schema.CLASS_NAMES]})
-        cutflow = {s: {"read": c["read"], "written": c["written"]} for s, c in _summary(dataset, "an ingested dataset")["cutflow"].items()}
-        table, notes = _cutflow_table(cutflow, (previous or {}).get("facts", {}).get("cutflow"), parameters.get("cutflow_sigma_floor", 0.002))
+        classes = pd.DataFrame(
+            {
+                "label": range(len(schema.CLASS_NAMES)),
+                "class": schema.CLASS_NAMES,
+                "events": [per_class[n] for n in schema.CLASS_NAMES],
+            }
+        )
+        cutflow = {
+            s: {"read": c["read"], "written": c["written"]}
+            for s, c in _summary(dataset, "an ingested dataset")["cutflow"].items()
+        }
+        table, notes = _cutflow_table(
+            cutflow, (previous or {}).get("facts", {}).get("cutflow"), parameters.get("cutflow_sigma_floor", 0.002)
+        )
         return {"classes": classes, "cutflow": table}, {"per_class": per_class, "cutflow": cutflow}, notes
     if kind == "prepared":
         summary = _summary(dataset, "a prepared dataset")
@@ -106,10 +127,21 @@ def tables(kind: str, dataset: Path, checked: list[dict], parameters: dict, prev
             # prepare.py puts round(test_fraction × class count) events in test: half an event of slack
             slack = 0.5 / total if total else 0.0
             deviation = max(0.0, abs(test / total - target) - slack) if total else 0.0
-            rows.append({"class": name, "train_events": train, "test_events": test, "total_events": total, "test_fraction_deviation": deviation})
+            rows.append(
+                {
+                    "class": name,
+                    "train_events": train,
+                    "test_events": test,
+                    "total_events": total,
+                    "test_fraction_deviation": deviation,
+                }
+            )
         identity = _repeated_identities(checked)
-        return ({"classes": pd.DataFrame(rows), "identity": identity},
-                {"per_class": by_split, "repeated_identities": len(identity)}, [])  # fmt: skip
+        return (
+            {"classes": pd.DataFrame(rows), "identity": identity},
+            {"per_class": by_split, "repeated_identities": len(identity)},
+            [],
+        )
     if kind == "feeds":
         prepared = _summary(Path(_summary(dataset, "a TFRecord feed")["prepared"]), "a prepared dataset")
         found = {c["name"].split(".")[0]: c["facts"] for c in checked}
@@ -117,10 +149,20 @@ def tables(kind: str, dataset: Path, checked: list[dict], parameters: dict, prev
         for split in ("train", "test"):
             for shard, events in sorted(prepared[split]["shards"].items()):
                 facts = found.get(shard.split(".")[0], {})
-                rows.append({"shard": shard, "prepared_rows": events, "petastorm_rows": facts.get("petastorm_rows", 0),
-                             "tfrecord_rows": facts.get("tfrecord_rows", 0)})  # fmt: skip
+                rows.append(
+                    {
+                        "shard": shard,
+                        "prepared_rows": events,
+                        "petastorm_rows": facts.get("petastorm_rows", 0),
+                        "tfrecord_rows": facts.get("tfrecord_rows", 0),
+                    }
+                )
         frame = pd.DataFrame(rows, columns=["shard", "prepared_rows", "petastorm_rows", "tfrecord_rows"])
-        return {"shards": frame}, {"rows": {s: int(frame[frame.shard.str.startswith(s)].tfrecord_rows.sum()) for s in ("train", "test")}}, []
+        return (
+            {"shards": frame},
+            {"rows": {s: int(frame[frame.shard.str.startswith(s)].tfrecord_rows.sum()) for s in ("train", "test")}},
+            [],
+        )
     return {}, {"rows": sum(c["facts"].get("rows", 0) for c in checked)}, []
 
 
@@ -141,7 +183,14 @@ def _cutflow_table(cutflow: dict, previous: dict | None, sigma_floor: float):
         notes.append("no previous successful run of this contract: the cutflow drift check had nothing to compare with")
     for sample, now in sorted(cutflow.items()):
         eff = now["written"] / now["read"] if now["read"] else float("nan")
-        row = {"sample": sample, "read": now["read"], "written": now["written"], "efficiency": eff, "previous_efficiency": None, "cutflow_efficiency_pull": None}
+        row = {
+            "sample": sample,
+            "read": now["read"],
+            "written": now["written"],
+            "efficiency": eff,
+            "previous_efficiency": None,
+            "cutflow_efficiency_pull": None,
+        }
         before = (previous or {}).get(sample)
         if before and before.get("read") and now["read"]:
             eff0 = before["written"] / before["read"]
@@ -151,8 +200,9 @@ def _cutflow_table(cutflow: dict, previous: dict | None, sigma_floor: float):
         elif previous:
             notes.append(f"sample {sample}: not in the previous successful run, its cutflow drift is not checked")
         rows.append(row)
-    return pd.DataFrame(rows, columns=["sample", "read", "written", "efficiency", "previous_efficiency", "cutflow_efficiency_pull"]).astype(
-        {"previous_efficiency": "float64", "cutflow_efficiency_pull": "float64"}), notes  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["sample", "read", "written", "efficiency", "previous_efficiency", "cutflow_efficiency_pull"]
+    ).astype({"previous_efficiency": "float64", "cutflow_efficiency_pull": "float64"}), notes
 
 
 def _repeated_identities(checked: list[dict]):
@@ -179,5 +229,5 @@ def _identity(event_hash, path: str) -> str:
     import pyarrow.parquet as pq
 
     ids = pq.read_table(path, columns=["event_id"]).column("event_id").to_pylist()
-    matches = [i for i, h in zip(ids, views.event_hashes(ids)) if h == event_hash]
+    matches = [i for i, h in zip(ids, views.event_hashes(ids), strict=True) if h == event_hash]
     return matches[0] if matches else f"hash {int(event_hash):016x}"

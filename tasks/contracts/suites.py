@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.core.settings import REPO_ROOT
 from tasks.core.errors import SettingsError
+from tasks.core.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,11 @@ class Contract:
 
     def expectations(self, table: str, split: str | None = None) -> list[dict]:
         """The expectations of one table, those limited to other splits left out."""
-        return [e for e in self.suites[table]["expectations"] if split is None or split in e.get("meta", {}).get("splits", [split])]
+        return [
+            e
+            for e in self.suites[table]["expectations"]
+            if split is None or split in e.get("meta", {}).get("splits", [split])
+        ]
 
 
 def available() -> list[str]:
@@ -60,7 +64,9 @@ def load_contract(name: str) -> Contract:
     """The contract ``name`` (a file in data_contracts/, or a path to one)."""
     path = Path(name) if name.endswith(".json") else CONTRACTS_DIR / f"{name}.json"
     if not path.is_file():
-        raise SettingsError(f"no data contract {name!r}: {path} does not exist; the contracts are {', '.join(available())}")
+        raise SettingsError(
+            f"no data contract {name!r}: {path} does not exist; the contracts are {', '.join(available())}"
+        )
     try:
         doc = json.loads(path.read_text())
         suites = doc["suites"]
@@ -68,7 +74,9 @@ def load_contract(name: str) -> Contract:
             for e in suite["expectations"]:
                 if not e.get("meta", {}).get("why"):
                     raise ValueError(f"suite {table}: expectation {e['type']} has no meta.why")
-        return Contract(doc["contract"], int(doc["version"]), doc.get("description", ""), suites, doc.get("parameters", {}), path)
+        return Contract(
+            doc["contract"], int(doc["version"]), doc.get("description", ""), suites, doc.get("parameters", {}), path
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise SettingsError(f"data contract {path} is malformed: {exc}") from None
 
@@ -84,7 +92,12 @@ def import_gx():
     if "great_expectations" in sys.modules:
         return sys.modules["great_expectations"]
     main = sys.modules.get("__main__")
-    fake_interactive = main is not None and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__") and not hasattr(sys, "ps1")
+    fake_interactive = (
+        main is not None
+        and getattr(main, "__spec__", None) is None
+        and not hasattr(main, "__file__")
+        and not hasattr(sys, "ps1")
+    )
     if fake_interactive:
         sys.ps1 = ">>> "
     try:
@@ -102,7 +115,11 @@ def import_gx():
 def ephemeral_context():
     """An in-memory GX context without progress bars (they flood task logs)."""
     gx = import_gx()
-    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     # No docs site: GX's default makes a temporary directory per context, never removed.
     config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))

@@ -79,7 +79,13 @@ def check_group(contract: Contract, group: list[datasets.Partition]) -> list[dic
     context = ephemeral_context()
     entries, frames = [], []
     for partition in group:
-        entry = {"name": partition.name, "split": partition.split, "files": list(partition.files), "facts": {}, "results": {}}
+        entry = {
+            "name": partition.name,
+            "split": partition.split,
+            "files": list(partition.files),
+            "facts": {},
+            "results": {},
+        }
         entries.append(entry)
         try:
             view = datasets.view(contract.name, partition)
@@ -129,25 +135,56 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
     dataset = Path(dataset).resolve()
     parts = datasets.partitions(spec.name, dataset, spec.parameters)
     run_name = settings.run_name or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    log.info("contract %s v%d: validating %s, %d partition(s), on %s", spec.name, spec.version, dataset, len(parts), "Dask" if client else "this process")
+    log.info(
+        "contract %s v%d: validating %s, %d partition(s), on %s",
+        spec.name,
+        spec.version,
+        dataset,
+        len(parts),
+        "Dask" if client else "this process",
+    )
     if client is not None and parts:
         groups = _groups(parts, len(client.scheduler_info(n_workers=-1)["workers"]) or 1)
-        checked = [c for group in client.gather(client.map(check_group, [spec] * len(groups), groups, pure=False)) for c in group]
+        checked = [
+            c
+            for group in client.gather(client.map(check_group, [spec] * len(groups), groups, pure=False))
+            for c in group
+        ]
     else:
         checked = [c for group in _groups(parts, 1) for c in check_group(spec, group)]
     history = history_path(settings, spec.name)
     previous = _previous_success(history, dataset)
-    tables, facts, notes = datasets.tables(spec.name, dataset, [c for c in checked if "error" not in c], spec.parameters, previous)
+    tables, facts, notes = datasets.tables(
+        spec.name, dataset, [c for c in checked if "error" not in c], spec.parameters, previous
+    )
     context = ephemeral_context()
-    dataset_results = {name: run_suite(context, f"{spec.name}.{name}", spec.expectations(name), frame, name, key=frame.columns[0])
-                       for name, frame in tables.items()}  # fmt: skip
+    dataset_results = {
+        name: run_suite(context, f"{spec.name}.{name}", spec.expectations(name), frame, name, key=frame.columns[0])
+        for name, frame in tables.items()
+    }
 
     problems = []
     if not parts:
-        problems.append({"where": "dataset", "why": "the dataset has partitions to check", "expectation": "partitions present", "observed": 0, "severity": "critical"})
+        problems.append(
+            {
+                "where": "dataset",
+                "why": "the dataset has partitions to check",
+                "expectation": "partitions present",
+                "observed": 0,
+                "severity": "critical",
+            }
+        )
     for c in checked:
         if "error" in c:
-            problems.append({"where": c["name"], "why": "the partition can be read", "expectation": "readable", "error": c["error"], "severity": "critical"})
+            problems.append(
+                {
+                    "where": c["name"],
+                    "why": "the partition can be read",
+                    "expectation": "readable",
+                    "error": c["error"],
+                    "severity": "critical",
+                }
+            )
         for table, result in c["results"].items():
             problems += [{"where": c["name"], "table": table, **f} for f in failures(result["result"])]
     for table, result in dataset_results.items():
@@ -171,25 +208,55 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
         "facts": facts,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    report["quarantined"] = _quarantine(settings.quarantine / spec.name / _safe(run_name), dataset, checked, critical, tables)
+    report["quarantined"] = _quarantine(
+        settings.quarantine / spec.name / _safe(run_name), dataset, checked, critical, tables
+    )
     try:
         report["docs"], report["pages"] = _publish(settings.root, spec, run_name, checked, dataset_results)
     except Exception as exc:  # the verdict stands without its HTML rendering
-        log.warning("contract %s: GX data docs not rendered (%s: %s); the results are in %s", spec.name,
-                    type(exc).__name__, exc, settings.root / spec.name / "runs")  # fmt: skip
+        log.warning(
+            "contract %s: GX data docs not rendered (%s: %s); the results are in %s",
+            spec.name,
+            type(exc).__name__,
+            exc,
+            settings.root / spec.name / "runs",
+        )
         report["docs"], report["pages"] = "", {}
-    runs = {id(r): r for c in checked for r in c["results"].values()}  # each GX run once, however many partitions it covered
-    write_json(settings.root / spec.name / "runs" / f"{_safe(run_name)}.json",
-               {**report, "results": {"partitions": [{"label": r["label"], **r["result"]} for r in runs.values()],
-                                      "dataset": dataset_results}})  # fmt: skip
-    _append(history, {k: report[k] for k in ("time", "run", "dataset", "contract", "version", "success", "partitions", "rows", "facts")} |
-            {"failed": sorted({f"{p.get('expectation')}({', '.join(p.get('columns', []))})" for p in critical})})  # fmt: skip
+    runs = {
+        id(r): r for c in checked for r in c["results"].values()
+    }  # each GX run once, however many partitions it covered
+    write_json(
+        settings.root / spec.name / "runs" / f"{_safe(run_name)}.json",
+        {
+            **report,
+            "results": {
+                "partitions": [{"label": r["label"], **r["result"]} for r in runs.values()],
+                "dataset": dataset_results,
+            },
+        },
+    )
+    _append(
+        history,
+        {
+            k: report[k]
+            for k in ("time", "run", "dataset", "contract", "version", "success", "partitions", "rows", "facts")
+        }
+        | {"failed": sorted({f"{p.get('expectation')}({', '.join(p.get('columns', []))})" for p in critical})},
+    )
     for w in report["warnings"]:
         log.warning("contract %s: %s", spec.name, _describe(w))
     if critical:
         raise ContractError(report)
-    log.info("contract %s v%d passed on %s: %d partition(s), %d rows, %.1f s; report %s",
-             spec.name, spec.version, dataset, len(parts), report["rows"], report["seconds"], report["docs"])  # fmt: skip
+    log.info(
+        "contract %s v%d passed on %s: %d partition(s), %d rows, %.1f s; report %s",
+        spec.name,
+        spec.version,
+        dataset,
+        len(parts),
+        report["rows"],
+        report["seconds"],
+        report["docs"],
+    )
     return report
 
 
@@ -220,8 +287,10 @@ def _describe(p: dict) -> str:
 
 
 def format_report(report: dict) -> str:
-    lines = [f"contract {report['contract']} v{report['version']} FAILED on {report['dataset']} "
-             f"({report['partitions']} partition(s), {report['rows']} rows): {len(report['failures'])} failed rule(s)"]  # fmt: skip
+    lines = [
+        f"contract {report['contract']} v{report['version']} FAILED on {report['dataset']} "
+        f"({report['partitions']} partition(s), {report['rows']} rows): {len(report['failures'])} failed rule(s)"
+    ]
     lines += [f"  - {_describe(p)}" for p in report["failures"][:20]]
     if len(report["failures"]) > 20:
         lines.append(f"  ... and {len(report['failures']) - 20} more (see the report)")
@@ -285,7 +354,9 @@ def _quarantine(target: Path, dataset: Path, checked: list[dict], critical: list
     return str(target)
 
 
-def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dataset_results: dict) -> tuple[str, dict[str, str]]:
+def _publish(
+    root: Path, spec: Contract, run_name: str, checked: list[dict], dataset_results: dict
+) -> tuple[str, dict[str, str]]:
     """GX data docs of this run in the shared site: the dataset tables, every
     failing GX run and the first passing ones; the site's index lists every
     run kept so far. Returns the index URL and the page of each failing run
@@ -293,13 +364,20 @@ def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dat
     gx = import_gx()
     from great_expectations.core import ExpectationSuiteValidationResult
     from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier, ValidationResultIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
 
     root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(root))
     run_id = RunIdentifier(run_name=_safe(run_name), run_time=dt.datetime.now(dt.UTC))
-    runs = {id(r): (f"{spec.name}.{table}", r["label"], r["result"]) for c in checked for table, r in c["results"].items()}
-    results = [r for r in runs.values() if not r[2].get("success")] + [r for r in runs.values() if r[2].get("success")][:DOCS_PASSING_PARTITIONS]
+    runs = {
+        id(r): (f"{spec.name}.{table}", r["label"], r["result"]) for c in checked for table, r in c["results"].items()
+    }
+    results = [r for r in runs.values() if not r[2].get("success")] + [r for r in runs.values() if r[2].get("success")][
+        :DOCS_PASSING_PARTITIONS
+    ]
     results += [(f"{spec.name}.{table}", f"dataset-{table}", r) for table, r in dataset_results.items()]
     keys = []
     for suite, batch, result in results:
@@ -312,7 +390,9 @@ def _publish(root: Path, spec: Contract, run_name: str, checked: list[dict], dat
     pages = {}
     for suite, batch, result in results:
         if not result.get("success"):
-            found = sorted(site.glob(f"validations/{suite.replace('.', '/')}/{_safe(run_id.run_name)}/*/{_safe(batch)}.html"))
+            found = sorted(
+                site.glob(f"validations/{suite.replace('.', '/')}/{_safe(run_id.run_name)}/*/{_safe(batch)}.html")
+            )
             if found:
                 pages[batch.removeprefix("dataset-")] = f"file://{found[-1]}"
     return index, pages

@@ -32,8 +32,8 @@ _COL = {name: i for i, name in enumerate(schema.LLF_COLUMNS)}
 
 @dataclass
 class PartitionView:
-    schema: "pandas.DataFrame"  # noqa: F821
-    rows: "pandas.DataFrame"  # noqa: F821
+    schema: pandas.DataFrame  # noqa: F821
+    rows: pandas.DataFrame  # noqa: F821
     facts: dict = field(default_factory=dict)
 
 
@@ -62,7 +62,9 @@ def schema_table(arrow_schema):
 def event_hashes(ids) -> np.ndarray:
     """64-bit hashes of event identities: what identity checks compare across
     partitions (8 bytes an event travel, not the identities)."""
-    return np.frombuffer(b"".join(hashlib.blake2b(i.encode(), digest_size=8).digest() for i in ids), "<u8").astype(np.uint64)
+    return np.frombuffer(b"".join(hashlib.blake2b(i.encode(), digest_size=8).digest() for i in ids), "<u8").astype(
+        np.uint64
+    )
 
 
 def _flat(table, column: str, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +87,11 @@ def _scalars(table, names) -> dict:
     for name in names:
         if name in table.column_names:
             column = table.column(name)
-            out[name] = column.to_pylist() if name in ("event_id", "sample") else np.asarray(column.to_numpy(zero_copy_only=False))
+            out[name] = (
+                column.to_pylist()
+                if name in ("event_id", "sample")
+                else np.asarray(column.to_numpy(zero_copy_only=False))
+            )
     return out
 
 
@@ -164,7 +170,10 @@ def _particle_checks(particles: np.ndarray, n_rows: np.ndarray) -> dict:
     return {
         "row0_is_lepton": has_rows & ((lepton[:, _COL["isEle"]] + lepton[:, _COL["isMu"]]) == 1),
         "lepton_pt": lepton[:, _COL["Pt"]] + nan,
-        "lepton_isolation": lepton[:, _COL["ChPFIso"]] + lepton[:, _COL["GammaPFIso"]] + lepton[:, _COL["NeuPFIso"]] + nan,
+        "lepton_isolation": lepton[:, _COL["ChPFIso"]]
+        + lepton[:, _COL["GammaPFIso"]]
+        + lepton[:, _COL["NeuPFIso"]]
+        + nan,
         "particle_type_one_hot": _per_event((~one_hot).astype(np.int64), n_rows, np.add) == 0,
         "particle_abs_eta_max": _per_event(np.abs(particles[:, _COL["Eta"]]), n_rows, np.maximum),
         "particle_abs_phi_max": _per_event(np.abs(particles[:, _COL["Phi"]]), n_rows, np.maximum),
@@ -199,7 +208,9 @@ def prepared_view(path: str | Path) -> PartitionView:
         k = len(schema.CLASS_NAMES)
         if (lengths == k).all():
             expected = np.eye(k, dtype=np.float32)[np.clip(rows["label"].astype(np.int64), 0, k - 1)]
-            rows["encoded_label_matches_label"] = (onehot.reshape(n, k) == expected).all(axis=1) & (rows["label"] >= 0) & (rows["label"] < k)
+            rows["encoded_label_matches_label"] = (
+                (onehot.reshape(n, k) == expected).all(axis=1) & (rows["label"] >= 0) & (rows["label"] < k)
+            )
         else:
             rows["encoded_label_matches_label"] = np.zeros(n, bool)
     rows["non_finite_values"] = non_finite
@@ -224,7 +235,9 @@ def feeds_view(tfrecord: str | Path, parquet: str | Path, sample_rows: int, seed
     parquet_file = pq.ParquetFile(parquet)
     n_parquet = parquet_file.metadata.num_rows
     rng = np.random.default_rng([seed, n_parquet])
-    wanted = {0, max(n_parquet - 1, 0)} | set(rng.choice(n_parquet, min(sample_rows, n_parquet), replace=False).tolist() if n_parquet else [])
+    wanted = {0, max(n_parquet - 1, 0)} | set(
+        rng.choice(n_parquet, min(sample_rows, n_parquet), replace=False).tolist() if n_parquet else []
+    )
     sampled, n_records = {}, 0
     for i, record in enumerate(iter_records(tfrecord)):
         if i in wanted:
@@ -234,8 +247,19 @@ def feeds_view(tfrecord: str | Path, parquet: str | Path, sample_rows: int, seed
     for example in sampled.values():
         kinds.update({name: kind for name, (kind, _) in example.items()})
     positions = sorted(p for p in sampled if p < n_parquet)
-    table = parquet_file.read(columns=["event_id", "HLF_input", "GRU_input", "encoded_label"]).take(positions) if positions else None
-    rows = {"position": positions, "event_id": [], "same_event_id": [], "same_HLF_input": [], "same_GRU_input": [], "same_encoded_label": []}
+    table = (
+        parquet_file.read(columns=["event_id", "HLF_input", "GRU_input", "encoded_label"]).take(positions)
+        if positions
+        else None
+    )
+    rows = {
+        "position": positions,
+        "event_id": [],
+        "same_event_id": [],
+        "same_HLF_input": [],
+        "same_GRU_input": [],
+        "same_encoded_label": [],
+    }
     for j, p in enumerate(positions):
         example = sampled[p]
         expected_id = table.column("event_id")[j].as_py()
@@ -251,12 +275,13 @@ def feeds_view(tfrecord: str | Path, parquet: str | Path, sample_rows: int, seed
                 same = np.array_equal(got, want)
             rows[f"same_{name}"].append(bool(same))
     schema_frame = pd.DataFrame({"column": list(kinds), "type": list(kinds.values())})
-    return PartitionView(schema_frame, pd.DataFrame(rows), {"rows": n_records, "tfrecord_rows": n_records, "petastorm_rows": n_parquet})
+    return PartitionView(
+        schema_frame, pd.DataFrame(rows), {"rows": n_records, "tfrecord_rows": n_records, "petastorm_rows": n_parquet}
+    )
 
 
 # --- predictions ---------------------------------------------------------------------
 def predictions_view(path: str | Path) -> PartitionView:
-    import pandas as pd
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)

@@ -146,14 +146,23 @@ class Catalog:
 
     def prepared_datasets(self) -> list[Path]:
         """Prepared datasets of pipeline and retraining runs, oldest first."""
-        found = [*self.data_root.glob("runs/*/prepared/_summary.json"), *self.data_root.glob("retraining/*/prepared/_summary.json")]
+        found = [
+            *self.data_root.glob("runs/*/prepared/_summary.json"),
+            *self.data_root.glob("retraining/*/prepared/_summary.json"),
+        ]
         return [p.parent for p in sorted(found, key=lambda p: p.stat().st_mtime)]
 
     def manual(self) -> RunLayout:
         """The CLI's defaults when no path is given."""
         prepared = self.data_root / "prepared" / "manual"
-        return RunLayout(self.data_root, self.data_root / "events" / "manual", prepared, tfrecord_of(prepared),
-                         self.data_root / "models" / "manual", None)
+        return RunLayout(
+            self.data_root,
+            self.data_root / "events" / "manual",
+            prepared,
+            tfrecord_of(prepared),
+            self.data_root / "models" / "manual",
+            None,
+        )
 
     # --- raw inputs ----------------------------------------------------------------
     def generated(self, events: int | None = None, seed: int | None = None) -> Path:

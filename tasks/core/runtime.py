@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def dask_client(settings: Settings) -> Iterator["distributed.Client"]:  # noqa: F821
+def dask_client(settings: Settings) -> Iterator[distributed.Client]:  # noqa: F821
     """A connected ``distributed.Client``, closed (with its LocalCluster) on exit."""
     from distributed import Client, LocalCluster
 
@@ -28,14 +28,24 @@ def dask_client(settings: Settings) -> Iterator["distributed.Client"]:  # noqa: 
     log.info("starting a Dask LocalCluster with %d worker processes", settings.dask_workers)
     # The in-process scheduler and nannies log every start and stop at INFO;
     # in a task log that buries the pipeline's own progress.
-    for name in ("distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.batched", "distributed.http.proxy"):
+    for name in (
+        "distributed.scheduler",
+        "distributed.nanny",
+        "distributed.core",
+        "distributed.batched",
+        "distributed.http.proxy",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
-    with _workers_skip_airflow_main(), LocalCluster(
-        n_workers=settings.dask_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-    ) as cluster, Client(cluster) as client:
+    with (
+        _workers_skip_airflow_main(),
+        LocalCluster(
+            n_workers=settings.dask_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 

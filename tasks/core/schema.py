@@ -1,6 +1,6 @@
 """The single source of class labels, feature names, caps and input branches.
 
-Every stage, test and benchmark takes its names from here (SPEC.md), so a
+Every stage, test and benchmark takes its names from here (docs/spec.md), so a
 renamed feature or a changed cap is one edit.
 """
 
@@ -30,12 +30,26 @@ MAX_NEUTRALS = 200
 LLF_ROWS = 1 + MAX_TRACKS + MAX_PHOTONS + MAX_NEUTRALS  # 801
 
 LLF_COLUMNS: tuple[str, ...] = (
-    "Energy", "Px", "Py", "Pz", "Pt", "Eta", "Phi",
-    "vtxX", "vtxY", "vtxZ",
-    "ChPFIso", "GammaPFIso", "NeuPFIso",
-    "isChHad", "isNeuHad", "isGamma", "isEle", "isMu",
+    "Energy",
+    "Px",
+    "Py",
+    "Pz",
+    "Pt",
+    "Eta",
+    "Phi",
+    "vtxX",
+    "vtxY",
+    "vtxZ",
+    "ChPFIso",
+    "GammaPFIso",
+    "NeuPFIso",
+    "isChHad",
+    "isNeuHad",
+    "isGamma",
+    "isEle",
+    "isMu",
     "Charge",
-)  # fmt: skip
+)
 LLF_FEATURES = len(LLF_COLUMNS)  # 19
 
 # --- Step 3: high-level features ---------------------------------------------
@@ -43,13 +57,21 @@ JET_MIN_PT = 30.0
 JET_MAX_ABS_ETA = 2.6
 
 HLF_COLUMNS: tuple[str, ...] = (
-    "HT", "MET", "PhiMET",
-    "MT",  # 2·MET·LepPt·(1 − cos Δφ): the seed's definition, the SQUARE of m_T
-    "nJets", "nBjets",
-    "LepPt", "LepEta", "LepPhi",
-    "LepIsoCh", "LepIsoGamma", "LepIsoNeu",
-    "LepCharge", "LepIsEle",
-)  # fmt: skip
+    "HT",
+    "MET",
+    "PhiMET",
+    "MT",  # 2·MET·LepPt·(1 − cos Δφ): SparkDLTrigger's definition, the SQUARE of m_T
+    "nJets",
+    "nBjets",
+    "LepPt",
+    "LepEta",
+    "LepPhi",
+    "LepIsoCh",
+    "LepIsoGamma",
+    "LepIsoNeu",
+    "LepCharge",
+    "LepIsEle",
+)
 HLF_FEATURES = len(HLF_COLUMNS)  # 14
 
 # --- Ingested event table (Parquet) ------------------------------------------

@@ -28,8 +28,8 @@ import numpy as np
 
 from tasks.core import schema
 from tasks.core.errors import SettingsError, TopoError
-from tasks.datasets.prepare import GRU_SIZE, SPLITS, PrepareError, load_prepared
 from tasks.core.storage import atomic_directory, write_json
+from tasks.datasets.prepare import GRU_SIZE, SPLITS, PrepareError, load_prepared
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,6 @@ def frame_record(data: bytes) -> bytes:
     """TFRecord framing: length, its masked CRC32C, data, its masked CRC32C."""
     length = struct.pack("<Q", len(data))
     return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
-
 
 
 # --- reading back (the feeds contract; training reads with tf.data) -------------------
@@ -191,6 +190,7 @@ def iter_records(path: str | Path):
     except (OSError, EOFError) as exc:
         raise FeedError(f"{path}: cannot read record {index}: {exc}") from None
 
+
 # --- writing ------------------------------------------------------------------------
 COMPRESSIONS = {"none": ".tfrecord", "gzip": ".tfrecord.gz"}
 """TFRecord compression → shard suffix; readers pick the codec from the suffix."""
@@ -206,7 +206,11 @@ def _write_shard(parquet: str, out: str, compression: str) -> dict:
     events = 0
     tmp = Path(out).with_name(Path(out).name + ".partial")
     # mtime=0: the gzip header carries no timestamp, so re-runs give identical bytes.
-    opener = (lambda p: gzip.GzipFile(p, "wb", compresslevel=1, mtime=0)) if compression == "gzip" else (lambda p: open(p, "wb"))
+    opener = (
+        (lambda p: gzip.GzipFile(p, "wb", compresslevel=1, mtime=0))
+        if compression == "gzip"
+        else (lambda p: open(p, "wb"))
+    )
     with opener(tmp) as f:
         for batch in pq.ParquetFile(parquet).iter_batches(batch_size=512):
             n = batch.num_rows
@@ -217,13 +221,15 @@ def _write_shard(parquet: str, out: str, compression: str) -> dict:
             gru = np.asarray(batch.column("GRU_input").values, np.float32).reshape(n, GRU_SIZE)
             onehot = np.asarray(batch.column("encoded_label").values, np.float32).reshape(n, -1)
             for i in range(n):
-                example = serialize_example({
-                    "HLF_input": _float_feature(hlf[i]),
-                    "GRU_input": _float_feature(gru[i, : n_particles[i] * schema.LLF_FEATURES]),
-                    "encoded_label": _float_feature(onehot[i]),
-                    "event_id": _bytes_feature(ids[i].encode()),
-                    "label": _int64_feature(int(labels[i])),
-                })  # fmt: skip
+                example = serialize_example(
+                    {
+                        "HLF_input": _float_feature(hlf[i]),
+                        "GRU_input": _float_feature(gru[i, : n_particles[i] * schema.LLF_FEATURES]),
+                        "encoded_label": _float_feature(onehot[i]),
+                        "event_id": _bytes_feature(ids[i].encode()),
+                        "label": _int64_feature(int(labels[i])),
+                    }
+                )
                 f.write(frame_record(example))
             events += n
     tmp.rename(out)
@@ -246,17 +252,35 @@ def write_tfrecords(prepared: str | Path, output: str | Path, client, compressio
                     raise PrepareError(f"prepared shard {prepared / shard} listed in _summary.json is missing")
                 jobs.append((str(prepared / shard), str(tmp / split / (Path(shard).stem + COMPRESSIONS[compression]))))
         log.info("writing %d TFRecord shards from %s", len(jobs), prepared)
-        results = client.gather(client.map(_write_shard, [j[0] for j in jobs], [j[1] for j in jobs], compression=compression, pure=False))
-        out = {"output": str(output), "prepared": str(prepared), "scaler": summary["scaler"], "compression": compression}
+        results = client.gather(
+            client.map(_write_shard, [j[0] for j in jobs], [j[1] for j in jobs], compression=compression, pure=False)
+        )
+        out = {
+            "output": str(output),
+            "prepared": str(prepared),
+            "scaler": summary["scaler"],
+            "compression": compression,
+        }
         for split in SPLITS:
             mine = [r for r in results if Path(r["path"]).parent.name == split]
             expected = summary[split]["events"]
             written = sum(r["events"] for r in mine)
             if written != expected:
                 raise PrepareError(f"{split}: wrote {written} TFRecord events but the prepared data has {expected}")
-            out[split] = {"events": written, "bytes": sum(r["bytes"] for r in mine),
-                          "shards": {f"{split}/{Path(r['path']).name}": r["events"] for r in sorted(mine, key=lambda r: r["path"])}}  # fmt: skip
+            out[split] = {
+                "events": written,
+                "bytes": sum(r["bytes"] for r in mine),
+                "shards": {
+                    f"{split}/{Path(r['path']).name}": r["events"] for r in sorted(mine, key=lambda r: r["path"])
+                },
+            }
         out["seconds"] = round(time.perf_counter() - started, 2)
         write_json(tmp / "_summary.json", out)
-    log.info("wrote %d + %d events as TFRecord in %.1f s -> %s", out["train"]["events"], out["test"]["events"], out["seconds"], output)
+    log.info(
+        "wrote %d + %d events as TFRecord in %.1f s -> %s",
+        out["train"]["events"],
+        out["test"]["events"],
+        out["seconds"],
+        output,
+    )
     return out

@@ -1,4 +1,4 @@
-"""SPEC.md step 4 on Dask: undersample, split, scale, order; out of core.
+"""docs/spec.md step 4 on Dask: undersample, split, scale, order; out of core.
 
 Three passes over the ingested parts, none of which brings the events onto
 one machine:
@@ -41,8 +41,8 @@ import numpy as np
 
 from tasks.core import schema
 from tasks.core.errors import SettingsError, TopoError
-from tasks.datasets.scaling import PartialStats, Scaler
 from tasks.core.storage import atomic_directory, read_json, write_json
+from tasks.datasets.scaling import PartialStats, Scaler
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class PrepareSettings:
 # --- keys ----------------------------------------------------------------------
 def event_keys(event_ids: list[str], seed: int) -> np.ndarray:
     """(n, 3) uint64: selection, split and order keys of each event, a keyed
-    BLAKE2 hash of its id, so they depend on nothing but the id and the seed."""
+    BLAKE2 hash of its id, so they depend on nothing but the id and the random seed."""
     key = f"topo-prepare:{seed}".encode()
     digest = b"".join(hashlib.blake2b(e.encode(), digest_size=24, key=key).digest() for e in event_ids)
     return np.frombuffer(digest, "<u8").reshape(-1, 3)
@@ -94,7 +94,9 @@ def _part_files(events_dirs: list[Path]) -> list[str]:
             raise PrepareError(f"ingested dataset {events_dir} does not exist; run ingestion first")
         parts += sorted(str(p) for p in events_dir.glob("*.parquet"))
     if not parts:
-        raise PrepareError(f"ingested dataset {', '.join(map(str, events_dirs))} holds no Parquet parts (no event passed the selection?)")
+        raise PrepareError(
+            f"ingested dataset {', '.join(map(str, events_dirs))} holds no Parquet parts (no event passed the selection?)"
+        )
     return parts
 
 
@@ -137,25 +139,36 @@ def plan(labels: np.ndarray, keys: np.ndarray, settings: PrepareSettings) -> tup
     counts = {name: int((labels == label).sum()) for label, name in enumerate(schema.CLASS_NAMES)}
     empty = [name for name, n in counts.items() if n == 0]
     if empty:
-        raise PrepareError(f"class(es) {', '.join(empty)} have no events after ingestion (counts: {counts}); "
-                           "cannot undersample to balanced classes")  # fmt: skip
+        raise PrepareError(
+            f"class(es) {', '.join(empty)} have no events after ingestion (counts: {counts}); "
+            "cannot undersample to balanced classes"
+        )
     per_class = min(counts.values())
     test_per_class = round(per_class * settings.test_fraction)
     if test_per_class < 1 or test_per_class >= per_class:
-        raise PrepareError(f"the smallest class has {per_class} events: too few for a {settings.test_fraction:.0%} test split")
+        raise PrepareError(
+            f"the smallest class has {per_class} events: too few for a {settings.test_fraction:.0%} test split"
+        )
     select_max, test_max = [], []
     for label in range(len(schema.CLASS_NAMES)):
         select, split = keys[labels == label, 0], keys[labels == label, 1]
         if len(np.unique(select)) != len(select):
-            raise PrepareError(f"duplicate event_id in class {schema.CLASS_NAMES[label]}: the same events were ingested twice?")
+            raise PrepareError(
+                f"duplicate event_id in class {schema.CLASS_NAMES[label]}: the same events were ingested twice?"
+            )
         threshold = np.partition(select, per_class - 1)[per_class - 1]
         kept_split = split[select <= threshold]
         select_max.append(int(threshold))
         test_max.append(int(np.partition(kept_split, test_per_class - 1)[test_per_class - 1]))
     n_classes = len(schema.CLASS_NAMES)
-    return Plan(tuple(select_max), tuple(test_max), per_class, test_per_class,
-                train_shards=math.ceil(n_classes * (per_class - test_per_class) / settings.shard_events),
-                test_shards=math.ceil(n_classes * test_per_class / settings.shard_events)), counts  # fmt: skip
+    return Plan(
+        tuple(select_max),
+        tuple(test_max),
+        per_class,
+        test_per_class,
+        train_shards=math.ceil(n_classes * (per_class - test_per_class) / settings.shard_events),
+        test_shards=math.ceil(n_classes * test_per_class / settings.shard_events),
+    ), counts
 
 
 # --- scatter -------------------------------------------------------------------
@@ -183,7 +196,9 @@ def _scatter(index: int, path: str, the_plan: Plan, seed: int, pieces: str) -> d
         if split == "train" and len(rows):
             chosen = table.take(pa.array(rows))
             llf, _ = read_lfeatures(chosen.column("lfeatures"))
-            hlf = np.asarray(chosen.column("hfeatures").combine_chunks().values, np.float32).reshape(-1, schema.HLF_FEATURES)
+            hlf = np.asarray(chosen.column("hfeatures").combine_chunks().values, np.float32).reshape(
+                -1, schema.HLF_FEATURES
+            )
             result["stats"] = PartialStats.of(hlf, llf)
         n_buckets = the_plan.train_shards if split == "train" else the_plan.test_shards
         buckets = _bucket(keys[rows, 2], n_buckets)
@@ -228,20 +243,34 @@ def _gather(split: str, bucket: int, pieces: list[str], out: str, scaler: Scaler
         "n_particles": pa.array(n_particles, pa.int16()),
         "HLF_input": _list(hlf.ravel(), schema.HLF_FEATURES, n),
         "GRU_input": _list(gru.ravel(), GRU_SIZE, n),
-        "encoded_label": _list(np.eye(len(schema.CLASS_NAMES), dtype=np.float32)[labels].ravel(), len(schema.CLASS_NAMES), n),
+        "encoded_label": _list(
+            np.eye(len(schema.CLASS_NAMES), dtype=np.float32)[labels].ravel(), len(schema.CLASS_NAMES), n
+        ),
     }
-    pq.write_table(pa.table(columns), out, row_group_size=row_group, compression="zstd", compression_level=1,
-                   use_dictionary=["event_id"], write_statistics=["event_id", "label", "n_particles"])  # fmt: skip
-    return {"split": split, "bucket": bucket, "path": out, "events": n,
-            "per_class": np.bincount(labels, minlength=len(schema.CLASS_NAMES)).tolist()}  # fmt: skip
+    pq.write_table(
+        pa.table(columns),
+        out,
+        row_group_size=row_group,
+        compression="zstd",
+        compression_level=1,
+        use_dictionary=["event_id"],
+        write_statistics=["event_id", "label", "n_particles"],
+    )
+    return {
+        "split": split,
+        "bucket": bucket,
+        "path": out,
+        "events": n,
+        "per_class": np.bincount(labels, minlength=len(schema.CLASS_NAMES)).tolist(),
+    }
 
 
 def model_inputs(table, scaler: Scaler) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An ingested table's events as the models see them: scaled HLF (n, 14),
     ordered, standardised, zero-padded GRU input (n, 801 × 19), and the number
     of real particles. Training data and inference both go through here."""
-    from tasks.events.kernel import dense_llf
     from tasks.events.ingest import read_lfeatures
+    from tasks.events.kernel import dense_llf
 
     llf, offsets = read_lfeatures(table.column("lfeatures"))
     rows = scaler.scale_llf_rows(llf[order_particles(llf, offsets)])
@@ -260,7 +289,9 @@ def _list(values: np.ndarray, width: int, n: int):
 
 
 # --- the stage -----------------------------------------------------------------
-def prepare(events_dir: str | Path | list[str | Path], output: str | Path, client, settings: PrepareSettings = PrepareSettings()) -> dict:
+def prepare(
+    events_dir: str | Path | list[str | Path], output: str | Path, client, settings: PrepareSettings = PrepareSettings()
+) -> dict:
     """Turn an ingested dataset (or several, such as the daily partitions of a
     window) into balanced, split, scaled training data."""
     from distributed import wait
@@ -269,20 +300,34 @@ def prepare(events_dir: str | Path | list[str | Path], output: str | Path, clien
     events_dirs = [Path(d) for d in events_dir] if isinstance(events_dir, (list, tuple)) else [Path(events_dir)]
     output = Path(output)
     parts = _part_files(events_dirs)
-    log.info("preparing %d ingested parts from %s (seed %d)", len(parts), ", ".join(map(str, events_dirs)), settings.seed)
+    log.info(
+        "preparing %d ingested parts from %s (seed %d)", len(parts), ", ".join(map(str, events_dirs)), settings.seed
+    )
     keyed = client.gather(client.map(_label_keys, parts, seed=settings.seed, pure=False))
     labels = np.concatenate([lab for lab, _ in keyed])
     keys = np.concatenate([k for _, k in keyed])
     del keyed
     the_plan, input_counts = plan(labels, keys, settings)
-    log.info("classes before undersampling: %s; keeping %d per class (%d train + %d test)", input_counts,
-             the_plan.per_class, the_plan.per_class - the_plan.test_per_class, the_plan.test_per_class)  # fmt: skip
+    log.info(
+        "classes before undersampling: %s; keeping %d per class (%d train + %d test)",
+        input_counts,
+        the_plan.per_class,
+        the_plan.per_class - the_plan.test_per_class,
+        the_plan.test_per_class,
+    )
 
     with atomic_directory(output) as tmp:
         pieces_dir = tmp / "_pieces"
         pieces_dir.mkdir()
-        futures = client.map(_scatter, range(len(parts)), parts, the_plan=the_plan, seed=settings.seed,
-                             pieces=str(pieces_dir), pure=False)  # fmt: skip
+        futures = client.map(
+            _scatter,
+            range(len(parts)),
+            parts,
+            the_plan=the_plan,
+            seed=settings.seed,
+            pieces=str(pieces_dir),
+            pure=False,
+        )
         wait(futures)
         scattered = client.gather(futures)  # in part order: the merged statistics do not depend on timing
         stats = PartialStats.empty()
@@ -290,7 +335,12 @@ def prepare(events_dir: str | Path | list[str | Path], output: str | Path, clien
             stats = stats.merge(result["stats"])
         scaler = Scaler.fit(stats)
         scaler_sha = scaler.save(tmp / "scaler.json")
-        log.info("scaler fitted on %d training events (%d particles): %s", scaler.n_events, scaler.n_particles, scaler_sha[:12])
+        log.info(
+            "scaler fitted on %d training events (%d particles): %s",
+            scaler.n_events,
+            scaler.n_particles,
+            scaler_sha[:12],
+        )
 
         by_bucket: dict[tuple[str, int], list[str]] = {}
         for result in scattered:
@@ -299,18 +349,32 @@ def prepare(events_dir: str | Path | list[str | Path], output: str | Path, clien
         for split in SPLITS:
             (tmp / split).mkdir()
         jobs = sorted(by_bucket.items())
-        shards = client.gather(client.map(
-            _gather, [s for (s, _), _ in jobs], [b for (_, b), _ in jobs], [p for _, p in jobs],
-            [str(tmp / s / f"part-{b:05d}.parquet") for (s, b), _ in jobs],
-            scaler=scaler, row_group=settings.row_group_events, pure=False))  # fmt: skip
+        shards = client.gather(
+            client.map(
+                _gather,
+                [s for (s, _), _ in jobs],
+                [b for (_, b), _ in jobs],
+                [p for _, p in jobs],
+                [str(tmp / s / f"part-{b:05d}.parquet") for (s, b), _ in jobs],
+                scaler=scaler,
+                row_group=settings.row_group_events,
+                pure=False,
+            )
+        )
         import shutil
 
         shutil.rmtree(pieces_dir)
         dev = _write_dev(tmp, settings)
         summary = _summary(output, settings, input_counts, the_plan, shards, scaler_sha, dev, started)
         write_json(tmp / "_summary.json", summary)
-    log.info("prepared %d train and %d test events in %d shards in %.1f s -> %s", summary["train"]["events"],
-             summary["test"]["events"], len(shards), summary["seconds"], output)  # fmt: skip
+    log.info(
+        "prepared %d train and %d test events in %d shards in %.1f s -> %s",
+        summary["train"]["events"],
+        summary["test"]["events"],
+        len(shards),
+        summary["seconds"],
+        output,
+    )
     return summary
 
 
@@ -329,21 +393,33 @@ def _write_dev(tmp: Path, settings: PrepareSettings) -> dict[str, int]:
                     break
                 batches.append(batch.slice(0, wanted - have))
                 have += len(batches[-1])
-        table = pa.Table.from_batches(batches) if batches else pq.read_schema(next((tmp / split).glob("*.parquet"))).empty_table()
-        pq.write_table(table, tmp / "dev" / f"{split}.parquet", row_group_size=settings.row_group_events,
-                       compression="zstd", compression_level=1, use_dictionary=["event_id"])  # fmt: skip
+        table = (
+            pa.Table.from_batches(batches)
+            if batches
+            else pq.read_schema(next((tmp / split).glob("*.parquet"))).empty_table()
+        )
+        pq.write_table(
+            table,
+            tmp / "dev" / f"{split}.parquet",
+            row_group_size=settings.row_group_events,
+            compression="zstd",
+            compression_level=1,
+            use_dictionary=["event_id"],
+        )
         sizes[split] = table.num_rows
     return sizes
 
 
-def _summary(output: Path, settings: PrepareSettings, input_counts, the_plan: Plan, shards, scaler_sha, dev, started) -> dict:
+def _summary(
+    output: Path, settings: PrepareSettings, input_counts, the_plan: Plan, shards, scaler_sha, dev, started
+) -> dict:
     splits = {}
     for split in SPLITS:
         mine = sorted((s for s in shards if s["split"] == split), key=lambda s: s["bucket"])
         per_class = np.sum([s["per_class"] for s in mine], axis=0).tolist() if mine else [0] * len(schema.CLASS_NAMES)
         splits[split] = {
             "events": sum(s["events"] for s in mine),
-            "per_class": dict(zip(schema.CLASS_NAMES, per_class)),
+            "per_class": dict(zip(schema.CLASS_NAMES, per_class, strict=True)),
             "shards": {f"{split}/{Path(s['path']).name}": s["events"] for s in mine},
         }
     return {

@@ -71,7 +71,6 @@ def feed_files(path: str | Path, fmt: str) -> list[str]:
     return files
 
 
-
 def feed_event_ids(path: str | Path, fmt: str) -> list[str]:
     """The event identities of a split in the order an evaluation reads it
     (shards sorted, rows in stored order). Feeds without an ``event_id``
@@ -95,10 +94,19 @@ def feed_event_ids(path: str | Path, fmt: str) -> list[str]:
                 ids.append(found[0].decode() if found else f"{name}:{i}")
     return ids
 
+
 @contextmanager
-def open_feed(path: str | Path, fmt: str, inputs: str = "inclusive", batch_size: int = 128, training: bool = False,
-              seed: int = 0, num_epochs: int | None = 1, first_epoch: int = 0,
-              workers: int = 2) -> Iterator["tf.data.Dataset"]:  # noqa: F821  # fmt: skip
+def open_feed(
+    path: str | Path,
+    fmt: str,
+    inputs: str = "inclusive",
+    batch_size: int = 128,
+    training: bool = False,
+    seed: int = 0,
+    num_epochs: int | None = 1,
+    first_epoch: int = 0,
+    workers: int = 2,
+) -> Iterator[tf.data.Dataset]:  # noqa: F821
     """A batched dataset over the shards in ``path``.
 
     ``num_epochs`` passes (``None``: forever), each batched on its own, so an
@@ -167,7 +175,10 @@ def _tfrecord_epoch(files, inputs, batch_size, training, seed, workers):
             order = tf.random.experimental.stateless_shuffle(names, seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
             records = tf.data.Dataset.from_tensor_slices(order).interleave(
                 lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-                cycle_length=max(1, min(workers, len(files))), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                cycle_length=max(1, min(workers, len(files))),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
         else:
             records = tf.data.TFRecordDataset(names, compression_type=compression)  # file after file: a fixed order
         return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -187,9 +198,15 @@ def _petastorm_epoch_dataset(files, inputs, batch_size, training, seed, workers)
         raise FeedError(f"{files[0]} lacks column(s) {', '.join(missing)} needed for {inputs} inputs")
     for column in columns:
         if not _is_flat_list(found.field(column).type):
-            raise FeedError(f"{files[0]}: column {column} is {found.field(column).type}; petastorm reads plain lists of "
-                            "numbers only (a Spark ML vector or a nested list must be flattened first)")  # fmt: skip
-    shapes = {"encoded_label": (N_CLASSES,), "HLF_input": (schema.HLF_FEATURES,), "GRU_input": (schema.LLF_ROWS, schema.LLF_FEATURES)}
+            raise FeedError(
+                f"{files[0]}: column {column} is {found.field(column).type}; petastorm reads plain lists of "
+                "numbers only (a Spark ML vector or a nested list must be flattened first)"
+            )
+    shapes = {
+        "encoded_label": (N_CLASSES,),
+        "HLF_input": (schema.HLF_FEATURES,),
+        "GRU_input": (schema.LLF_ROWS, schema.LLF_FEATURES),
+    }
     urls = ["file://" + str(Path(f).resolve()) for f in files]
 
     def batches(epoch):
@@ -198,7 +215,7 @@ def _petastorm_epoch_dataset(files, inputs, batch_size, training, seed, workers)
             yield tuple(np.asarray(getattr(batch, c), np.float32).reshape((-1, *shapes[c])) for c in columns)
 
     def arrange(label, *features):
-        named = dict(zip(input_names(inputs), features))
+        named = dict(zip(input_names(inputs), features, strict=True))
         return _arrange(inputs, named.get("GRU_input"), named.get("HLF_input"), label)
 
     signature = tuple(tf.TensorSpec((None, *shapes[c]), tf.float32) for c in columns)
@@ -206,8 +223,11 @@ def _petastorm_epoch_dataset(files, inputs, batch_size, training, seed, workers)
     def one_epoch(epoch):
         # Petastorm yields one batch per row group; rebatch slices them to the
         # requested size without going through single events.
-        return (tf.data.Dataset.from_generator(batches, args=(epoch,), output_signature=signature)
-                .map(arrange).rebatch(batch_size))  # fmt: skip
+        return (
+            tf.data.Dataset.from_generator(batches, args=(epoch,), output_signature=signature)
+            .map(arrange)
+            .rebatch(batch_size)
+        )
 
     return one_epoch
 
@@ -230,8 +250,9 @@ def _petastorm_pass(urls, columns, training, seed):
     logging.getLogger("petastorm").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
-        reader = make_batch_reader(urls, schema_fields=columns, num_epochs=1, shuffle_row_groups=training,
-                                   seed=seed, reader_pool_type="dummy")  # fmt: skip
+        reader = make_batch_reader(
+            urls, schema_fields=columns, num_epochs=1, shuffle_row_groups=training, seed=seed, reader_pool_type="dummy"
+        )
         try:
             yield from reader
         finally:
@@ -244,7 +265,9 @@ def _petastorm_pass(urls, columns, training, seed):
 def _is_flat_list(arrow_type) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_list(arrow_type) and (pa.types.is_floating(arrow_type.value_type) or pa.types.is_integer(arrow_type.value_type))
+    return pa.types.is_list(arrow_type) and (
+        pa.types.is_floating(arrow_type.value_type) or pa.types.is_integer(arrow_type.value_type)
+    )
 
 
 # --- in memory (the benchmark's baseline) ------------------------------------------
@@ -255,6 +278,7 @@ def in_memory_dataset(arrays: dict, inputs: str, batch_size: int):
     gru = arrays.get("GRU_input")
     hlf = arrays.get("HLF_input")
     names = input_names(inputs)
-    element = _arrange(inputs, gru if "GRU_input" in names else None, hlf if "HLF_input" in names else None,
-                       arrays["encoded_label"])  # fmt: skip
+    element = _arrange(
+        inputs, gru if "GRU_input" in names else None, hlf if "HLF_input" in names else None, arrays["encoded_label"]
+    )
     return tf.data.Dataset.from_tensor_slices(element).batch(batch_size).prefetch(tf.data.AUTOTUNE)

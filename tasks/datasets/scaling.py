@@ -1,4 +1,4 @@
-"""The feature scaler of SPEC.md step 4, fitted on the training split only.
+"""The feature scaler of docs/spec.md step 4, fitted on the training split only.
 
 HLF: min-max to [0, 1]. LLF: per-feature standardisation over the real
 particle rows (padding is not data and stays exactly zero). The statistics
@@ -42,15 +42,25 @@ class PartialStats:
 
     @classmethod
     def empty(cls) -> PartialStats:
-        return cls(np.full(schema.HLF_FEATURES, np.inf), np.full(schema.HLF_FEATURES, -np.inf), 0,
-                   0, np.zeros(schema.LLF_FEATURES), np.zeros(schema.LLF_FEATURES))  # fmt: skip
+        return cls(
+            np.full(schema.HLF_FEATURES, np.inf),
+            np.full(schema.HLF_FEATURES, -np.inf),
+            0,
+            0,
+            np.zeros(schema.LLF_FEATURES),
+            np.zeros(schema.LLF_FEATURES),
+        )
 
     @classmethod
     def of(cls, hlf: np.ndarray, llf_rows: np.ndarray) -> PartialStats:
         """Statistics of (n, 14) HLF and the (rows, 19) real LLF rows of n events."""
         stats = cls.empty()
         if len(hlf):
-            stats.hlf_min, stats.hlf_max, stats.n_events = hlf.min(axis=0).astype(np.float64), hlf.max(axis=0).astype(np.float64), len(hlf)
+            stats.hlf_min, stats.hlf_max, stats.n_events = (
+                hlf.min(axis=0).astype(np.float64),
+                hlf.max(axis=0).astype(np.float64),
+                len(hlf),
+            )
         if len(llf_rows):
             rows = llf_rows.astype(np.float64)
             stats.llf_count = len(rows)
@@ -66,8 +76,14 @@ class PartialStats:
             delta = other.llf_mean - self.llf_mean
             mean = self.llf_mean + delta * (other.llf_count / n)
             m2 = self.llf_m2 + other.llf_m2 + delta**2 * (self.llf_count * other.llf_count / n)
-        return PartialStats(np.minimum(self.hlf_min, other.hlf_min), np.maximum(self.hlf_max, other.hlf_max),
-                            self.n_events + other.n_events, n, mean, m2)  # fmt: skip
+        return PartialStats(
+            np.minimum(self.hlf_min, other.hlf_min),
+            np.maximum(self.hlf_max, other.hlf_max),
+            self.n_events + other.n_events,
+            n,
+            mean,
+            m2,
+        )
 
 
 @dataclass(frozen=True)
@@ -83,8 +99,14 @@ class Scaler:
     def fit(cls, stats: PartialStats) -> Scaler:
         if stats.n_events == 0 or stats.llf_count == 0:
             raise ScalerError("cannot fit the scaler: the training split is empty")
-        return cls(stats.hlf_min.copy(), stats.hlf_max.copy(), stats.llf_mean.copy(),
-                   np.sqrt(stats.llf_m2 / stats.llf_count), stats.n_events, stats.llf_count)  # fmt: skip
+        return cls(
+            stats.hlf_min.copy(),
+            stats.hlf_max.copy(),
+            stats.llf_mean.copy(),
+            np.sqrt(stats.llf_m2 / stats.llf_count),
+            stats.n_events,
+            stats.llf_count,
+        )
 
     # A constant feature (zero range or spread in the training data) is only
     # shifted, never divided by zero.
@@ -108,10 +130,18 @@ class Scaler:
             "format": FORMAT,
             "version": VERSION,
             "fitted_on": "train split",
-            "hlf": {"columns": list(schema.HLF_COLUMNS), "min": self.hlf_min.tolist(), "max": self.hlf_max.tolist(),
-                    "transform": "(x - min) / (max - min)"},  # fmt: skip
-            "llf": {"columns": list(schema.LLF_COLUMNS), "mean": self.llf_mean.tolist(), "std": self.llf_std.tolist(),
-                    "transform": "(x - mean) / std on real particle rows; padding rows stay 0"},  # fmt: skip
+            "hlf": {
+                "columns": list(schema.HLF_COLUMNS),
+                "min": self.hlf_min.tolist(),
+                "max": self.hlf_max.tolist(),
+                "transform": "(x - min) / (max - min)",
+            },
+            "llf": {
+                "columns": list(schema.LLF_COLUMNS),
+                "mean": self.llf_mean.tolist(),
+                "std": self.llf_std.tolist(),
+                "transform": "(x - mean) / std on real particle rows; padding rows stay 0",
+            },
             "n_events": self.n_events,
             "n_particles": self.n_particles,
         }
@@ -135,13 +165,21 @@ class Scaler:
             data = read_json(path)
             body = {k: v for k, v in data.items() if k != "sha256"}
             if data.get("format") != FORMAT or data.get("version") != VERSION:
-                raise ScalerError(f"{path}: not a {FORMAT} v{VERSION} artifact (format={data.get('format')!r}, version={data.get('version')!r})")
+                raise ScalerError(
+                    f"{path}: not a {FORMAT} v{VERSION} artifact (format={data.get('format')!r}, version={data.get('version')!r})"
+                )
             if data["hlf"]["columns"] != list(schema.HLF_COLUMNS) or data["llf"]["columns"] != list(schema.LLF_COLUMNS):
                 raise ScalerError(f"{path}: feature order differs from this code's schema (tasks/schema.py)")
             if data.get("sha256") != _digest(body):
                 raise ScalerError(f"{path}: content does not match its sha256; the file was edited or damaged")
-            scaler = cls(np.array(data["hlf"]["min"]), np.array(data["hlf"]["max"]), np.array(data["llf"]["mean"]),
-                         np.array(data["llf"]["std"]), int(data["n_events"]), int(data["n_particles"]))  # fmt: skip
+            scaler = cls(
+                np.array(data["hlf"]["min"]),
+                np.array(data["hlf"]["max"]),
+                np.array(data["llf"]["mean"]),
+                np.array(data["llf"]["std"]),
+                int(data["n_events"]),
+                int(data["n_particles"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ScalerError(f"{path}: malformed scaler artifact ({type(exc).__name__}: {exc})") from exc
         if expect_sha256 is not None and scaler.sha256 != expect_sha256:

@@ -33,6 +33,7 @@ from tasks.events import sources
 
 log = logging.getLogger(__name__)
 
+
 def has_input(raw_dir: Path, source: str = sources.DEFAULT_SOURCE) -> bool:
     """Whether a day brought any file of ``source`` for any sample (the empty-day rule)."""
     return any(sources.has_input(Path(raw_dir) / name, source) for name in schema.CLASS_NAMES)

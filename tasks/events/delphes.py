@@ -87,7 +87,9 @@ class DelphesSource:
                 if offsets is None:
                     offsets = field_offsets
                 elif not np.array_equal(offsets, field_offsets):
-                    raise InputFileError(path, f"branch {branch} has a different length per event than the other {collection} branches")
+                    raise InputFileError(
+                        path, f"branch {branch} has a different length per event than the other {collection} branches"
+                    )
             if collection == "MissingET":
                 # One MissingET object per event; an event without one gets NaN,
                 # which the non-finite check then rejects by name.
@@ -96,7 +98,9 @@ class DelphesSource:
                 met[has] = values["MET"][offsets[:-1][has]]
                 met_phi[has] = values["Phi"][offsets[:-1][has]]
             else:
-                roles[ROLE_OF[collection]] = Collection(offsets=offsets, fields={f.lower(): v for f, v in values.items()})
+                roles[ROLE_OF[collection]] = Collection(
+                    offsets=offsets, fields={f.lower(): v for f, v in values.items()}
+                )
         return EventChunk(**roles, met=met, met_phi=met_phi)
 
 
@@ -161,8 +165,9 @@ def _read_branches(path: str, tree, branches: list[str], entry_start: int, entry
     else:
         branch = ", ".join(branches)
     raise InputFileError(
-        path, f"cannot read branch {branch} entries {entry_start}–{entry_stop} "
-        f"({type(failure).__name__}: {failure}); the file may be truncated or damaged"
+        path,
+        f"cannot read branch {branch} entries {entry_start}–{entry_stop} "
+        f"({type(failure).__name__}: {failure}); the file may be truncated or damaged",
     ) from failure
 
 

@@ -56,8 +56,16 @@ def _part_name(sample: str, path: str, start: int) -> str:
     return f"part-{sample}-{Path(path).stem}-{start:010d}.parquet"
 
 
-def process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str, id_prefix: str = "",
-                  source: str = DEFAULT_SOURCE) -> dict:  # fmt: skip
+def process_chunk(
+    sample: str,
+    label: int,
+    path: str,
+    start: int,
+    stop: int,
+    out_dir: str,
+    id_prefix: str = "",
+    source: str = DEFAULT_SOURCE,
+) -> dict:
     """Select and featurise entries [start, stop) of ``path``, a file of the
     event source of kind ``source``; write their part.
 
@@ -72,8 +80,9 @@ def process_chunk(sample: str, label: int, path: str, start: int, stop: int, out
         return {"path": path, "start": start, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _process_chunk(sample: str, label: int, path: str, start: int, stop: int, out_dir: str, id_prefix: str,
-                   source: str) -> dict:  # fmt: skip
+def _process_chunk(
+    sample: str, label: int, path: str, start: int, stop: int, out_dir: str, id_prefix: str, source: str
+) -> dict:
     from tasks.events.kernel import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features
 
     feats = compute_features(get_source(source).read_chunk(path, start, stop))
@@ -151,8 +160,12 @@ def event_table(sample: str, label: int, path: str, start: int, feats, keep: np.
         "sample": pa.array([sample] * len(idx), pa.string()).dictionary_encode(),
         "entry": pa.array(start + idx, pa.int64()),
         "label": pa.array(np.full(len(idx), label), pa.int8()),
-        "hfeatures": pa.FixedSizeListArray.from_arrays(pa.array(feats.hlf[idx].ravel(), pa.float32()), schema.HLF_FEATURES),
-        "lfeatures": pa.ListArray.from_arrays(pa.array(offsets), pa.array(feats.llf[rows].ravel(), pa.float32()), type=lfeatures_type),
+        "hfeatures": pa.FixedSizeListArray.from_arrays(
+            pa.array(feats.hlf[idx].ravel(), pa.float32()), schema.HLF_FEATURES
+        ),
+        "lfeatures": pa.ListArray.from_arrays(
+            pa.array(offsets), pa.array(feats.llf[rows].ravel(), pa.float32()), type=lfeatures_type
+        ),
         "n_tracks": pa.array(counts[:, 0], pa.int16()),
         "n_photons": pa.array(counts[:, 1], pa.int16()),
         "n_neutrals": pa.array(counts[:, 2], pa.int16()),
@@ -175,8 +188,15 @@ def read_lfeatures(column) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- the stage ---------------------------------------------------------------
-def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000, id_prefix: str = "",
-           max_events_per_file: int | None = None, source: str = DEFAULT_SOURCE) -> dict:  # fmt: skip
+def ingest(
+    samples: list[Sample],
+    output: str | Path,
+    client,
+    chunk: int = 1000,
+    id_prefix: str = "",
+    max_events_per_file: int | None = None,
+    source: str = DEFAULT_SOURCE,
+) -> dict:
     """Ingest ``samples``, files of the event source of kind ``source``, into
     the Parquet dataset ``output`` on the Dask ``client``.
 
@@ -201,16 +221,25 @@ def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000,
     bad: dict[str, str] = {r["path"]: r["error"] for r in inspected if "error" in r}
     for path, problem in bad.items():
         log.error("bad input file %s: %s", path, problem)
-    good = [(r["path"], r["entries"] if max_events_per_file is None else min(r["entries"], max_events_per_file))
-            for r in inspected if "error" not in r]  # fmt: skip
+    good = [
+        (r["path"], r["entries"] if max_events_per_file is None else min(r["entries"], max_events_per_file))
+        for r in inspected
+        if "error" not in r
+    ]
     if not good:
-        raise IngestError(f"every input file is bad ({len(bad)} files):\n" + "\n".join(f"  {p}: {e}" for p, e in bad.items()))
+        raise IngestError(
+            f"every input file is bad ({len(bad)} files):\n" + "\n".join(f"  {p}: {e}" for p, e in bad.items())
+        )
 
     with atomic_directory(output) as tmp:
-        jobs = [(sample_of[p].name, sample_of[p].label, p, a, b, str(tmp)) for p, n in good for a, b in plan_chunks(n, chunk)]
+        jobs = [
+            (sample_of[p].name, sample_of[p].label, p, a, b, str(tmp))
+            for p, n in good
+            for a, b in plan_chunks(n, chunk)
+        ]
         total_events = sum(n for _, n in good)
         log.info("%d good files, %d events, %d chunks of up to %d events", len(good), total_events, len(jobs), chunk)
-        futures = client.map(process_chunk, *zip(*jobs), id_prefix=id_prefix, source=source, pure=False)
+        futures = client.map(process_chunk, *zip(*jobs, strict=True), id_prefix=id_prefix, source=source, pure=False)
         results, done_events, last_log = [], 0, 0.0
         for fut in as_completed(futures):
             r = fut.result()
@@ -223,8 +252,15 @@ def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000,
             now = time.perf_counter()
             if now - last_log > 5 or len(results) == len(jobs):
                 rate = done_events / max(now - started, 1e-9)
-                log.info("ingested %d/%d chunks, %d/%d events (%.0f%%), %.0f events/s",
-                         len(results), len(jobs), done_events, total_events, 100 * done_events / total_events, rate)  # fmt: skip
+                log.info(
+                    "ingested %d/%d chunks, %d/%d events (%.0f%%), %.0f events/s",
+                    len(results),
+                    len(jobs),
+                    done_events,
+                    total_events,
+                    100 * done_events / total_events,
+                    rate,
+                )
                 last_log = now
         if len(bad) == len(files):
             raise IngestError("every input file is bad:\n" + "\n".join(f"  {p}: {e}" for p, e in bad.items()))
@@ -241,7 +277,9 @@ def ingest(samples: list[Sample], output: str | Path, client, chunk: int = 1000,
         write_json(tmp / "_summary.json", {k: v for k, v in summary.items() if k not in ("seconds", "output")})
     log.info("cutflow:\n%s", format_cutflow(summary["cutflow"]))
     if bad:
-        log.warning("%d bad input file(s) skipped:\n%s", len(bad), "\n".join(f"  {p}: {e}" for p, e in sorted(bad.items())))
+        log.warning(
+            "%d bad input file(s) skipped:\n%s", len(bad), "\n".join(f"  {p}: {e}" for p, e in sorted(bad.items()))
+        )
     log.info("wrote %d events to %s in %.1f s", summary["events_written"], output, summary["seconds"])
     return summary
 
@@ -251,15 +289,23 @@ def _write_empty_part(directory: Path) -> None:
     from tasks.events.kernel import ChunkFeatures
 
     empty = ChunkFeatures(
-        status=np.zeros(0, np.int8), hlf=np.zeros((0, schema.HLF_FEATURES), np.float32),
-        llf=np.zeros((0, schema.LLF_FEATURES), np.float32), llf_offsets=np.zeros(1, np.int64),
+        status=np.zeros(0, np.int8),
+        hlf=np.zeros((0, schema.HLF_FEATURES), np.float32),
+        llf=np.zeros((0, schema.LLF_FEATURES), np.float32),
+        llf_offsets=np.zeros(1, np.int64),
         group_counts=np.zeros((0, 3), np.int32),
-    )  # fmt: skip
+    )
     write_part(event_table("none", 0, "none", 0, empty, np.zeros(0, bool)), directory / "part-empty.parquet")
 
 
-def _summary(samples: list[Sample], sample_of: dict[str, Sample], results: list[dict], bad: dict[str, str],
-             output: Path, seconds: float) -> dict:  # fmt: skip
+def _summary(
+    samples: list[Sample],
+    sample_of: dict[str, Sample],
+    results: list[dict],
+    bad: dict[str, str],
+    output: Path,
+    seconds: float,
+) -> dict:
     cutflow = {s.name: dict.fromkeys(schema.CUTFLOW_STEPS, 0) for s in samples}
     per_file: dict[str, dict[str, int]] = {}
     non_finite: dict[str, dict[str, int]] = {}
@@ -272,8 +318,12 @@ def _summary(samples: list[Sample], sample_of: dict[str, Sample], results: list[
         for fld, n in r["non_finite"].items():
             non_finite.setdefault(r["path"], Counter())[fld] += n
     for path, fields in non_finite.items():
-        log.warning("%s: %d event(s) rejected for non-finite values in %s",
-                    path, per_file[path]["rejected_non_finite"], ", ".join(f"{f} ({n})" for f, n in sorted(fields.items())))  # fmt: skip
+        log.warning(
+            "%s: %d event(s) rejected for non-finite values in %s",
+            path,
+            per_file[path]["rejected_non_finite"],
+            ", ".join(f"{f} ({n})" for f, n in sorted(fields.items())),
+        )
     return {
         "output": str(output),
         "samples": {s.name: {"label": s.label, "files": list(s.files)} for s in samples},
@@ -294,5 +344,4 @@ def format_cutflow(cutflow: dict[str, dict[str, int]]) -> str:
         eff = c["written"] / c["read"] if c["read"] else 0.0
         rows.append([name, *(str(c[s]) for s in schema.CUTFLOW_STEPS), f"{eff:.3f}"])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header, *rows])
-
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in [header, *rows])

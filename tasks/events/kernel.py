@@ -1,11 +1,11 @@
-"""SPEC.md steps 1–3 on a chunk of events: selection, 801 × 19 LLF, 14 HLF.
+"""docs/spec.md steps 1–3 on a chunk of events: selection, 801 × 19 LLF, 14 HLF.
 
 The work is a numba kernel over flat (CSR) arrays: one loop over events, and
 for each particle a cone sum over the event's particle maps, binned on an
 (η, φ) grid of cells a little wider than the cone, so that only the 3 × 3
 cells around the particle are visited before the same ΔR < 0.3 test as
-SPEC.md. The visited cells are a superset of the cone, so the result is that
-of the O(N²) definition (tests/reference.py checks this value for value) at a
+docs/spec.md. The visited cells are a superset of the cone, so the result is that
+of the O(N²) definition (tests/support/reference.py checks this value for value) at a
 fraction of the cost.
 
 The kernel reads the neutral ``EventChunk`` (tasks.events.collections), never
@@ -143,7 +143,7 @@ def _particle_map(start, stop, pt, eta, phi, threshold):
     """The particles of one event above threshold, binned on the grid:
     (η, φ, pT, cell_start, regular). An event with a particle off the grid
     (non-finite η, |φ| > π) keeps its particles but is searched exhaustively,
-    which gives exactly the SPEC.md definition whatever the values."""
+    which gives exactly the docs/spec.md definition whatever the values."""
     n = 0
     regular = True
     for i in range(start, stop):
@@ -211,7 +211,7 @@ def _cone_sum(eta, phi, cell_eta, cell_phi, pmap):
 
 @numba.njit(cache=True)
 def _isolation(eta, phi, pt, has_own_track, tmap, gmap, nmap):
-    """Relative charged, photon and neutral isolation of a particle (SPEC.md)."""
+    """Relative charged, photon and neutral isolation of a particle (docs/spec.md)."""
     cell_eta, cell_phi = (_cell_eta(eta), _cell_phi(phi)) if _regular(eta, phi) else (-1, -1)
     ch = _cone_sum(eta, phi, cell_eta, cell_phi, tmap) / pt
     if has_own_track:
@@ -246,9 +246,28 @@ def _fill_row(out, col, row, pt, eta, phi, iso):
 
 
 @numba.njit(cache=True)
-def _select(trk_off, trk_pt, trk_eta, trk_phi, pho_off, pho_et, pho_eta, pho_phi,
-            neu_off, neu_et, neu_eta, neu_phi,
-            ele_off, ele_pt, ele_eta, ele_phi, mu_off, mu_pt, mu_eta, mu_phi):  # fmt: skip
+def _select(
+    trk_off,
+    trk_pt,
+    trk_eta,
+    trk_phi,
+    pho_off,
+    pho_et,
+    pho_eta,
+    pho_phi,
+    neu_off,
+    neu_et,
+    neu_eta,
+    neu_phi,
+    ele_off,
+    ele_pt,
+    ele_eta,
+    ele_phi,
+    mu_off,
+    mu_pt,
+    mu_eta,
+    mu_phi,
+):
     """Pass 1: status, selected lepton (index, is-electron, isolation) and the
     number of LLF rows of every event."""
     n = len(trk_off) - 1
@@ -269,7 +288,7 @@ def _select(trk_off, trk_pt, trk_eta, trk_phi, pho_off, pho_et, pho_eta, pho_phi
         if ie < 0 and im < 0:
             status[e] = NO_ISOLATED_LEPTON
             continue
-        # Deviation 1 of SPEC.md: the larger pT wins (the electron on a tie).
+        # Deviation 1 of docs/spec.md: the larger pT wins (the electron on a tie).
         if ie >= 0 and (im < 0 or ele_pt[ie] >= mu_pt[im]):
             lep_index[e] = ie
             lep_is_ele[e] = True
@@ -281,7 +300,10 @@ def _select(trk_off, trk_pt, trk_eta, trk_phi, pho_off, pho_et, pho_eta, pho_phi
             leta, lphi = mu_eta[im], mu_phi[im]
         ntrk = 0
         for i in range(trk_off[e], trk_off[e + 1]):
-            if trk_pt[i] > schema.TRACK_MAP_MIN_PT and _delta_r(trk_eta[i], trk_phi[i], leta, lphi) > schema.OWN_TRACK_MAX_DR:
+            if (
+                trk_pt[i] > schema.TRACK_MAP_MIN_PT
+                and _delta_r(trk_eta[i], trk_phi[i], leta, lphi) > schema.OWN_TRACK_MAX_DR
+            ):
                 ntrk += 1
         counts[e, 0] = min(ntrk, schema.MAX_TRACKS)
         counts[e, 1] = min(len(gmap[0]), schema.MAX_PHOTONS)
@@ -307,11 +329,46 @@ def _fill_calo_rows(llf, col, row, start, stop, et, eta, phi, cap, onehot, tmap,
 
 
 @numba.njit(cache=True)
-def _build(status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
-           trk_off, trk_pt, trk_eta, trk_phi, trk_pid, trk_x, trk_y, trk_z,
-           pho_off, pho_et, pho_eta, pho_phi, neu_off, neu_et, neu_eta, neu_phi,
-           ele_pt, ele_eta, ele_phi, ele_q, mu_pt, mu_eta, mu_phi, mu_q,
-           jet_off, jet_pt, jet_eta, jet_btag, met, met_phi, col, hcol):  # fmt: skip
+def _build(
+    status,
+    lep_index,
+    lep_is_ele,
+    lep_iso,
+    counts,
+    row_offsets,
+    trk_off,
+    trk_pt,
+    trk_eta,
+    trk_phi,
+    trk_pid,
+    trk_x,
+    trk_y,
+    trk_z,
+    pho_off,
+    pho_et,
+    pho_eta,
+    pho_phi,
+    neu_off,
+    neu_et,
+    neu_eta,
+    neu_phi,
+    ele_pt,
+    ele_eta,
+    ele_phi,
+    ele_q,
+    mu_pt,
+    mu_eta,
+    mu_phi,
+    mu_q,
+    jet_off,
+    jet_pt,
+    jet_eta,
+    jet_btag,
+    met,
+    met_phi,
+    col,
+    hcol,
+):
     """Pass 2: the LLF rows and HLF of the passing events; slot k goes to LLF
     column ``col[k]`` and HLF column ``hcol[k]``."""
     n = len(status)
@@ -339,8 +396,13 @@ def _build(status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
         for j in range(trk_off[e], trk_off[e + 1]):
             if taken == counts[e, 0]:
                 break
-            if trk_pt[j] > schema.TRACK_MAP_MIN_PT and _delta_r(trk_eta[j], trk_phi[j], leta, lphi) > schema.OWN_TRACK_MAX_DR:
-                row_iso[0], row_iso[1], row_iso[2] = _isolation(trk_eta[j], trk_phi[j], trk_pt[j], True, tmap, gmap, nmap)
+            if (
+                trk_pt[j] > schema.TRACK_MAP_MIN_PT
+                and _delta_r(trk_eta[j], trk_phi[j], leta, lphi) > schema.OWN_TRACK_MAX_DR
+            ):
+                row_iso[0], row_iso[1], row_iso[2] = _isolation(
+                    trk_eta[j], trk_phi[j], trk_pt[j], True, tmap, gmap, nmap
+                )
                 _fill_row(llf, col, row, trk_pt[j], trk_eta[j], trk_phi[j], row_iso)
                 llf[row, col[L_VTX_X]] = trk_x[j]
                 llf[row, col[L_VTX_Y]] = trk_y[j]
@@ -349,10 +411,36 @@ def _build(status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
                 llf[row, col[L_CHARGE]] = np.sign(trk_pid[j])
                 row += 1
                 taken += 1
-        row = _fill_calo_rows(llf, col, row, pho_off[e], pho_off[e + 1], pho_et, pho_eta, pho_phi, counts[e, 1], L_IS_GAMMA,
-                              tmap, gmap, nmap)  # fmt: skip
-        row = _fill_calo_rows(llf, col, row, neu_off[e], neu_off[e + 1], neu_et, neu_eta, neu_phi, counts[e, 2], L_IS_NEU_HAD,
-                              tmap, gmap, nmap)  # fmt: skip
+        row = _fill_calo_rows(
+            llf,
+            col,
+            row,
+            pho_off[e],
+            pho_off[e + 1],
+            pho_et,
+            pho_eta,
+            pho_phi,
+            counts[e, 1],
+            L_IS_GAMMA,
+            tmap,
+            gmap,
+            nmap,
+        )
+        row = _fill_calo_rows(
+            llf,
+            col,
+            row,
+            neu_off[e],
+            neu_off[e + 1],
+            neu_et,
+            neu_eta,
+            neu_phi,
+            counts[e, 2],
+            L_IS_NEU_HAD,
+            tmap,
+            gmap,
+            nmap,
+        )
         ht = 0.0
         njets = 0
         nbjets = 0
@@ -384,9 +472,10 @@ def _build(status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
 assert schema.PHOTON_MAP_MIN_ET == schema.NEUTRAL_MAP_MIN_ET
 
 
-def compute_features(chunk: EventChunk, llf_columns: Sequence[str] = schema.LLF_COLUMNS,
-                     hlf_columns: Sequence[str] = schema.HLF_COLUMNS) -> ChunkFeatures:  # fmt: skip
-    """Apply the selection and build LLF and HLF for a chunk (SPEC.md steps 1–3).
+def compute_features(
+    chunk: EventChunk, llf_columns: Sequence[str] = schema.LLF_COLUMNS, hlf_columns: Sequence[str] = schema.HLF_COLUMNS
+) -> ChunkFeatures:
+    """Apply the selection and build LLF and HLF for a chunk (docs/spec.md steps 1–3).
 
     ``chunk`` holds the neutral collections of the events, whichever source
     read them. The LLF and HLF columns come in the order of ``llf_columns`` and
@@ -398,26 +487,79 @@ def compute_features(chunk: EventChunk, llf_columns: Sequence[str] = schema.LLF_
     trk, pho, neu = chunk.tracks, chunk.photons, chunk.neutral_hadrons
     ele, mu, jet = chunk.electrons, chunk.muons, chunk.jets
     status, lep_index, lep_is_ele, lep_iso, counts = _select(
-        trk.offsets, trk["pt"], trk["eta"], trk["phi"],
-        pho.offsets, pho["et"], pho["eta"], pho["phi"],
-        neu.offsets, neu["et"], neu["eta"], neu["phi"],
-        ele.offsets, ele["pt"], ele["eta"], ele["phi"],
-        mu.offsets, mu["pt"], mu["eta"], mu["phi"],
-    )  # fmt: skip
+        trk.offsets,
+        trk["pt"],
+        trk["eta"],
+        trk["phi"],
+        pho.offsets,
+        pho["et"],
+        pho["eta"],
+        pho["phi"],
+        neu.offsets,
+        neu["et"],
+        neu["eta"],
+        neu["phi"],
+        ele.offsets,
+        ele["pt"],
+        ele["eta"],
+        ele["phi"],
+        mu.offsets,
+        mu["pt"],
+        mu["eta"],
+        mu["phi"],
+    )
     rows = np.where(status == PASSED, 1 + counts.sum(axis=1), 0)
     row_offsets = np.zeros(len(rows) + 1, np.int64)
     np.cumsum(rows, out=row_offsets[1:])
     llf, hlf = _build(
-        status, lep_index, lep_is_ele, lep_iso, counts, row_offsets,
-        trk.offsets, trk["pt"], trk["eta"], trk["phi"], trk["pid"], trk["x"], trk["y"], trk["z"],
-        pho.offsets, pho["et"], pho["eta"], pho["phi"],
-        neu.offsets, neu["et"], neu["eta"], neu["phi"],
-        ele["pt"], ele["eta"], ele["phi"], ele["charge"],
-        mu["pt"], mu["eta"], mu["phi"], mu["charge"],
-        jet.offsets, jet["pt"], jet["eta"], jet["btag"], chunk.met, chunk.met_phi, col, hcol,
-    )  # fmt: skip
-    return ChunkFeatures(status=status, hlf=hlf, llf=llf, llf_offsets=row_offsets, group_counts=counts,
-                         llf_columns=tuple(llf_columns), hlf_columns=tuple(hlf_columns))  # fmt: skip
+        status,
+        lep_index,
+        lep_is_ele,
+        lep_iso,
+        counts,
+        row_offsets,
+        trk.offsets,
+        trk["pt"],
+        trk["eta"],
+        trk["phi"],
+        trk["pid"],
+        trk["x"],
+        trk["y"],
+        trk["z"],
+        pho.offsets,
+        pho["et"],
+        pho["eta"],
+        pho["phi"],
+        neu.offsets,
+        neu["et"],
+        neu["eta"],
+        neu["phi"],
+        ele["pt"],
+        ele["eta"],
+        ele["phi"],
+        ele["charge"],
+        mu["pt"],
+        mu["eta"],
+        mu["phi"],
+        mu["charge"],
+        jet.offsets,
+        jet["pt"],
+        jet["eta"],
+        jet["btag"],
+        chunk.met,
+        chunk.met_phi,
+        col,
+        hcol,
+    )
+    return ChunkFeatures(
+        status=status,
+        hlf=hlf,
+        llf=llf,
+        llf_offsets=row_offsets,
+        group_counts=counts,
+        llf_columns=tuple(llf_columns),
+        hlf_columns=tuple(hlf_columns),
+    )
 
 
 def dense_llf(llf: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -49,8 +49,8 @@ def discover_samples(input_dir: str | Path, source: str = DEFAULT_SOURCE) -> lis
 def load_samples_file(path: str | Path) -> list[Sample]:
     """Samples from a JSON or YAML file::
 
-        samples:
-          - {name: ttbar, label: 1, files: ["/eos/.../tt_*.root"]}
+    samples:
+      - {name: ttbar, label: 1, files: ["/eos/.../tt_*.root"]}
     """
     import yaml
 
@@ -68,7 +68,9 @@ def load_samples_file(path: str | Path) -> list[Sample]:
         if not isinstance(entry, dict) or not {"name", "label", "files"} <= entry.keys():
             raise SettingsError(f"{where} needs name, label and files")
         if entry["label"] not in range(len(schema.CLASS_NAMES)):
-            raise SettingsError(f"{where}: label must be one of 0..{len(schema.CLASS_NAMES) - 1}, got {entry['label']!r}")
+            raise SettingsError(
+                f"{where}: label must be one of 0..{len(schema.CLASS_NAMES) - 1}, got {entry['label']!r}"
+            )
         patterns = [entry["files"]] if isinstance(entry["files"], str) else entry["files"]
         files = []
         for pattern in patterns:
@@ -90,4 +92,6 @@ def check_unique_names(samples: list[Sample]) -> None:
         seen = Counter(Path(f).name for f in s.files)
         dupes = [n for n, c in seen.items() if c > 1]
         if dupes:
-            raise SettingsError(f"sample {s.name}: several input files are named {', '.join(dupes)}; event ids need unique names")
+            raise SettingsError(
+                f"sample {s.name}: several input files are named {', '.join(dupes)}; event ids need unique names"
+            )

@@ -56,7 +56,7 @@ class SampleRequest:
     def plan(self) -> list[tuple[str, int, int]]:
         """(sample, file index, events) for every file to write."""
         jobs = []
-        for name, n in zip(schema.CLASS_NAMES, self.events_per_class()):
+        for name, n in zip(schema.CLASS_NAMES, self.events_per_class(), strict=True):
             per_file = np.full(self.files_per_sample, n // self.files_per_sample)
             per_file[: n % self.files_per_sample] += 1
             jobs += [(name, i, int(k)) for i, k in enumerate(per_file) if k > 0]
@@ -80,8 +80,14 @@ def _columns(events: list) -> dict[str, dict[str, np.ndarray]]:
 
     def jagged(rows_per_event, names, dtypes):
         counts = np.array([len(r) for r in rows_per_event], np.int64)
-        flat = np.concatenate([np.asarray(r, float).reshape(-1, len(names)) for r in rows_per_event]) if counts.sum() else np.zeros((0, len(names)))
-        return ak.zip({n: ak.unflatten(flat[:, i].astype(d), counts) for i, (n, d) in enumerate(zip(names, dtypes))})
+        flat = (
+            np.concatenate([np.asarray(r, float).reshape(-1, len(names)) for r in rows_per_event])
+            if counts.sum()
+            else np.zeros((0, len(names)))
+        )
+        return ak.zip(
+            {n: ak.unflatten(flat[:, i].astype(d), counts) for i, (n, d) in enumerate(zip(names, dtypes, strict=True))}
+        )
 
     def stacked(parts, width):
         return np.concatenate(parts) if parts else np.zeros((0, width))
@@ -98,8 +104,11 @@ def _columns(events: list) -> dict[str, dict[str, np.ndarray]]:
         "Electron": jagged([by_pt(e.electrons) for e in events], COLLECTIONS["Electron"], (f4, f4, f4, i4)),
         "MuonTight": jagged([by_pt(e.muons) for e in events], COLLECTIONS["MuonTight"], (f4, f4, f4, i4)),
         "Jet": jagged([by_pt(e.jets) for e in events], COLLECTIONS["Jet"], (f4, f4, f4, u4)),
-        "MissingET": jagged([[(np.hypot(*e.invisible), np.arctan2(e.invisible[1], e.invisible[0]))] for e in events],
-                            COLLECTIONS["MissingET"], (f4, f4)),  # fmt: skip
+        "MissingET": jagged(
+            [[(np.hypot(*e.invisible), np.arctan2(e.invisible[1], e.invisible[0]))] for e in events],
+            COLLECTIONS["MissingET"],
+            (f4, f4),
+        ),
     }
 
 
@@ -124,7 +133,10 @@ def write_file(path: str, sample: str, n_events: int, seed: int, branch_style: s
     make = getattr(factory, sample)
     naming = {}
     if branch_style == "delphes":
-        naming = {"counter_name": lambda counted: f"{counted}_size", "field_name": lambda outer, inner: f"{outer}.{inner}"}
+        naming = {
+            "counter_name": lambda counted: f"{counted}_size",
+            "field_name": lambda outer, inner: f"{outer}.{inner}",
+        }
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
     with uproot.recreate(tmp) as out:
         tree = None
@@ -170,7 +182,7 @@ def generate(output: str | Path, request: SampleRequest, client=None) -> dict:
             (tmp / name).mkdir()
         args = [(str(tmp / s / f"{s}_{i:03d}.root"), s, n, request.seed, request.branch_style) for s, i, n in jobs]
         if client is not None:
-            futures = client.map(write_file, *zip(*args), pure=False)
+            futures = client.map(write_file, *zip(*args, strict=True), pure=False)
             results = []
             for k, fut in enumerate(futures, 1):
                 results.append(fut.result())
@@ -185,9 +197,15 @@ def generate(output: str | Path, request: SampleRequest, client=None) -> dict:
             files[r["sample"]].append(str(output / r["sample"] / Path(r["file"]).name))
         summary = {
             "request": wanted,
-            "events_per_sample": dict(zip(schema.CLASS_NAMES, request.events_per_class())),
+            "events_per_sample": dict(zip(schema.CLASS_NAMES, request.events_per_class(), strict=True)),
             "files": {k: sorted(v) for k, v in files.items()},
         }
         write_json(tmp / MANIFEST, summary)
-    log.info("generated %d events in %d files under %s in %.1f s", request.events, len(jobs), output, time.perf_counter() - started)
+    log.info(
+        "generated %d events in %d files under %s in %.1f s",
+        request.events,
+        len(jobs),
+        output,
+        time.perf_counter() - started,
+    )
     return summary

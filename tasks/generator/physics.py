@@ -106,14 +106,27 @@ class EventFactory:
         """Underlying event at the primary vertex, and pileup at other vertices."""
         rng = self.rng
         n = rng.poisson([22 * scale, 14 * scale, 9 * scale])
-        for kind, count, mean_pt, eta_max in ((0, n[0], 0.8, TRACKER_ETA), (1, n[1], 1.1, CALO_ETA), (2, n[2], 1.4, CALO_ETA)):
-            ev.add_particles(0.2 + rng.exponential(mean_pt, count), rng.uniform(-eta_max, eta_max, count),
-                             rng.uniform(-math.pi, math.pi, count), np.full(count, kind), self._prompt_vertex(ev))  # fmt: skip
+        for kind, count, mean_pt, eta_max in (
+            (0, n[0], 0.8, TRACKER_ETA),
+            (1, n[1], 1.1, CALO_ETA),
+            (2, n[2], 1.4, CALO_ETA),
+        ):
+            ev.add_particles(
+                0.2 + rng.exponential(mean_pt, count),
+                rng.uniform(-eta_max, eta_max, count),
+                rng.uniform(-math.pi, math.pi, count),
+                np.full(count, kind),
+                self._prompt_vertex(ev),
+            )
         # Pileup: soft collisions at other vertices along the beam line; their
         # tracks point back to a z far from the primary vertex.
         n_pileup = rng.poisson(rng.uniform(15, 70))
         vertex_z = rng.normal(0, 45.0, n_pileup)
-        for kind, mean_n, mean_pt, eta_max in ((0, 8.5, 0.6, TRACKER_ETA), (1, 4.5, 0.9, CALO_ETA), (2, 4.5, 1.3, CALO_ETA)):
+        for kind, mean_n, mean_pt, eta_max in (
+            (0, 8.5, 0.6, TRACKER_ETA),
+            (1, 4.5, 0.9, CALO_ETA),
+            (2, 4.5, 1.3, CALO_ETA),
+        ):
             per_vertex = rng.poisson(mean_n, n_pileup)
             z = np.repeat(vertex_z, per_vertex)
             count = len(z)
@@ -122,10 +135,17 @@ class EventFactory:
                 k = int(mask.sum())
                 return rng.normal(0, 0.012, k), rng.normal(0, 0.012, k), z[mask] + rng.normal(0, 0.04, k)
 
-            ev.add_particles(0.15 + rng.exponential(mean_pt, count), rng.uniform(-eta_max, eta_max, count),
-                             rng.uniform(-math.pi, math.pi, count), np.full(count, kind), {"rng": rng, "xyz": xyz})  # fmt: skip
+            ev.add_particles(
+                0.15 + rng.exponential(mean_pt, count),
+                rng.uniform(-eta_max, eta_max, count),
+                rng.uniform(-math.pi, math.pi, count),
+                np.full(count, kind),
+                {"rng": rng, "xyz": xyz},
+            )
 
-    def jet(self, ev: Event, p: np.ndarray, flavour: str, semileptonic: bool | None = None) -> tuple[float, float, float] | None:
+    def jet(
+        self, ev: Event, p: np.ndarray, flavour: str, semileptonic: bool | None = None
+    ) -> tuple[float, float, float] | None:
         """Fragment a parton into particles and a reconstructed jet.
 
         Returns (pt, eta, phi) of a heavy-flavour lepton when the hadron decayed
@@ -193,7 +213,9 @@ class EventFactory:
         pt, eta, phi = kin.pt_eta_phi(p)
         self._lepton_object(ev, pt, eta, phi, flavour, charge, self._prompt_vertex(ev))
         if rng.uniform() < 0.15:
-            ev.add_particles(pt * rng.uniform(0.01, 0.08), eta + rng.normal(0, 0.04), phi + rng.normal(0, 0.04), 1, None)
+            ev.add_particles(
+                pt * rng.uniform(0.01, 0.08), eta + rng.normal(0, 0.04), phi + rng.normal(0, 0.04), 1, None
+            )
 
     def _lepton_object(self, ev: Event, pt, eta, phi, flavour, charge, vertex) -> None:
         if abs(eta) >= TRACKER_ETA:
@@ -265,7 +287,9 @@ class EventFactory:
         charge = int(rng.choice([-1, 1]))
         for i, pt_vec in enumerate((p1, p2)):
             mt = kin.breit_wigner(rng, M_TOP, GAMMA_TOP, 160.0, 185.0)
-            top = kin.from_pt_y_phi_m(float(np.hypot(*pt_vec)), rng.normal(0, 0.9), math.atan2(pt_vec[1], pt_vec[0]), mt)
+            top = kin.from_pt_y_phi_m(
+                float(np.hypot(*pt_vec)), rng.normal(0, 0.9), math.atan2(pt_vec[1], pt_vec[0]), mt
+            )
             mw = kin.breit_wigner(rng, M_W, GAMMA_W, 60.0, 100.0)
             b, w = kin.two_body_decay(top, M_B, mw, rng)
             self.hf_lepton(ev, self.jet(ev, b, "b"))
@@ -299,7 +323,15 @@ class EventFactory:
         leta, lphi = eta1 + rng.normal(0, 0.05), phi1 + rng.normal(0, 0.05)
         charge = int(rng.choice([-1, 1]))
         lepton_flavour = "e" if rng.uniform() < 0.5 else "mu"
-        self._lepton_object(ev, lep_pt, leta, float(kin.wrap_phi(lphi)), lepton_flavour, charge, self._displaced_vertex(ev, p1, 0.45 if flavour == "b" else 0.15))
+        self._lepton_object(
+            ev,
+            lep_pt,
+            leta,
+            float(kin.wrap_phi(lphi)),
+            lepton_flavour,
+            charge,
+            self._displaced_vertex(ev, p1, 0.45 if flavour == "b" else 0.15),
+        )
         ev.invisible += z_nu * jet_pt * np.array([math.cos(phi1), math.sin(phi1)])
         rest = kin.from_pt_eta_phi(jet_pt * (1 - z_lep - z_nu), eta1, phi1)
         self.jet(ev, rest, flavour, semileptonic=False)

@@ -26,7 +26,9 @@ class Architecture:
         if self.activation not in ACTIVATIONS:
             raise SettingsError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if self.recurrent_units < 1 or any(int(w) < 1 for w in self.hidden or ()):
-            raise SettingsError(f"layer widths must be at least 1: hidden {self.hidden}, recurrent_units {self.recurrent_units}")
+            raise SettingsError(
+                f"layer widths must be at least 1: hidden {self.hidden}, recurrent_units {self.recurrent_units}"
+            )
 
     def hidden_of(self, paper: tuple[int, ...]) -> tuple[int, ...]:
         """The dense hidden layer widths: ours if set, else ``paper`` (a record's ``hidden``)."""

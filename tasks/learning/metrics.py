@@ -36,8 +36,12 @@ def physics_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     confusion = np.zeros((n_classes, n_classes))
     np.add.at(confusion, (labels, predicted), 1)
     confusion = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    out: dict = {"events": int(len(labels)), "accuracy": float((predicted == labels).mean()),
-                 "confusion_matrix": confusion.round(6).tolist(), "classes": {}}  # fmt: skip
+    out: dict = {
+        "events": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()),
+        "confusion_matrix": confusion.round(6).tolist(),
+        "classes": {},
+    }
     for c, name in enumerate(schema.CLASS_NAMES):
         is_class = labels == c
         score = probabilities[:, c]

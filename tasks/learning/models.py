@@ -1,11 +1,11 @@
-"""The classifiers of SPEC.md as pure Keras builders (no data, no training).
+"""The classifiers of docs/spec.md as pure Keras builders (no data, no training).
 
 - ``hlf``: Dense 50 → 20 → 10 (ReLU) → 3 softmax on HLF_input.
 - ``gru``: Masking → GRU(50) → Dense 3 softmax on GRU_input (the particle-
   sequence classifier).
 - ``inclusive``: [Masking → GRU(50) → Dropout 0.2] ⊕ [HLF_input → Dropout 0.2]
   → Dense 25 ReLU → Dense 3 softmax.
-- ``inclusive_lstm``: the same with an LSTM(50), as in the seed's later notebooks.
+- ``inclusive_lstm``: the same with an LSTM(50), as in SparkDLTrigger's later notebooks.
 - ``inclusive_transformer``: the particle branch as a small Transformer encoder
   (masked self-attention, masked mean pooling) instead of the GRU.
 
@@ -98,7 +98,9 @@ def _transformer_branch(particles, d_model: int = 16, heads: int = 2, blocks: in
     pair_mask = PairMask(name="pair_mask")(real)
     x = keras.layers.Dense(d_model, name="embed")(particles)
     for i in range(blocks):
-        a = keras.layers.MultiHeadAttention(heads, d_model // heads, name=f"attention_{i}")(x, x, attention_mask=pair_mask)
+        a = keras.layers.MultiHeadAttention(heads, d_model // heads, name=f"attention_{i}")(
+            x, x, attention_mask=pair_mask
+        )
         x = keras.layers.LayerNormalization(name=f"norm_a{i}")(x + a)
         f = keras.layers.Dense(2 * d_model, activation="relu", name=f"ff_in_{i}")(x)
         f = keras.layers.Dense(d_model, name=f"ff_out_{i}")(f)
@@ -106,7 +108,9 @@ def _transformer_branch(particles, d_model: int = 16, heads: int = 2, blocks: in
     return MaskedMean(name="masked_mean")(x, real)
 
 
-def build_inclusive_model(recurrent: str = "gru", arch: Architecture = Architecture(), dropout: float = 0.2) -> keras.Model:
+def build_inclusive_model(
+    recurrent: str = "gru", arch: Architecture = Architecture(), dropout: float = 0.2
+) -> keras.Model:
     """The inclusive classifier; ``recurrent`` is gru, lstm or transformer."""
     particles, hlf = _particles(), _hlf()
     if recurrent == "transformer":

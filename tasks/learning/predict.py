@@ -51,7 +51,9 @@ def _input_files(source: str | Path, event_source: str = DEFAULT_SOURCE) -> tupl
     parquet = {f for f in files if f.endswith(".parquet")}
     if len(raw | parquet) < len(files) or (raw and parquet):
         kinds = {Path(f).suffix for f in files}
-        raise SettingsError(f"{source}: mix ROOT and Parquet inputs in separate calls (found {', '.join(sorted(kinds))})")
+        raise SettingsError(
+            f"{source}: mix ROOT and Parquet inputs in separate calls (found {', '.join(sorted(kinds))})"
+        )
     return (get_source(event_source).file_type.lower() if raw else "parquet"), files
 
 
@@ -69,8 +71,15 @@ def _ingest_events(files: list[str], workdir: Path, chunk: int, event_source: st
     return sorted(str(p) for p in workdir.glob("*.parquet"))
 
 
-def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch_size: int = 1024, chunk: int = 1000,
-            contracts: ValidationSettings | None = None, event_source: str = DEFAULT_SOURCE) -> dict:  # fmt: skip
+def predict(
+    source: str | Path,
+    output: str | Path,
+    model_dir: str | Path,
+    batch_size: int = 1024,
+    chunk: int = 1000,
+    contracts: ValidationSettings | None = None,
+    event_source: str = DEFAULT_SOURCE,
+) -> dict:
     """Score every selected event of ``source`` with the model in ``model_dir``;
     with ``contracts``, the scores must pass the predictions contract before
     ``output`` is written."""
@@ -92,7 +101,9 @@ def predict(source: str | Path, output: str | Path, model_dir: str | Path, batch
     with tempfile.TemporaryDirectory(prefix="topo-predict-") as tmp:
         parts = files if kind == "parquet" else _ingest_events(files, Path(tmp), chunk, event_source)
         for part in parts:
-            for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size, columns=["event_id", "hfeatures", "lfeatures"]):
+            for batch in pq.ParquetFile(part).iter_batches(
+                batch_size=batch_size, columns=["event_id", "hfeatures", "lfeatures"]
+            ):
                 table = pa.Table.from_batches([batch])
                 hlf, gru, _ = model_inputs(table, scaler)
                 gru = gru.reshape(-1, schema.LLF_ROWS, schema.LLF_FEATURES)

@@ -37,16 +37,41 @@ class ModelRecord:
 MODELS: dict[str, ModelRecord] = {
     r.name: r
     for r in (
-        ModelRecord("hlf", "hlf", "build_hlf_model", (50, 20, 10), _HLF_AUC,
-                    "Dense 50 → 20 → 10 (ReLU) → 3 softmax on the 14 high-level features."),  # fmt: skip
-        ModelRecord("gru", "gru", "build_gru_model", (), None,
-                    "Masking → GRU(50) → 3 softmax on the particle sequence."),  # fmt: skip
-        ModelRecord("inclusive", "inclusive", "build_inclusive_model", (25,), _INCLUSIVE_AUC,
-                    "GRU(50) on the particle sequence ⊕ the high-level features → Dense 25 → 3 softmax."),  # fmt: skip
-        ModelRecord("inclusive_lstm", "inclusive", "build_inclusive_lstm_model", (25,), _INCLUSIVE_AUC,
-                    "The inclusive classifier with an LSTM(50) instead of the GRU."),  # fmt: skip
-        ModelRecord("inclusive_transformer", "inclusive", "build_inclusive_transformer_model", (25,), _INCLUSIVE_AUC,
-                    "The inclusive classifier with a small Transformer encoder over the particles."),  # fmt: skip
+        ModelRecord(
+            "hlf",
+            "hlf",
+            "build_hlf_model",
+            (50, 20, 10),
+            _HLF_AUC,
+            "Dense 50 → 20 → 10 (ReLU) → 3 softmax on the 14 high-level features.",
+        ),
+        ModelRecord(
+            "gru", "gru", "build_gru_model", (), None, "Masking → GRU(50) → 3 softmax on the particle sequence."
+        ),
+        ModelRecord(
+            "inclusive",
+            "inclusive",
+            "build_inclusive_model",
+            (25,),
+            _INCLUSIVE_AUC,
+            "GRU(50) on the particle sequence ⊕ the high-level features → Dense 25 → 3 softmax.",
+        ),
+        ModelRecord(
+            "inclusive_lstm",
+            "inclusive",
+            "build_inclusive_lstm_model",
+            (25,),
+            _INCLUSIVE_AUC,
+            "The inclusive classifier with an LSTM(50) instead of the GRU.",
+        ),
+        ModelRecord(
+            "inclusive_transformer",
+            "inclusive",
+            "build_inclusive_transformer_model",
+            (25,),
+            _INCLUSIVE_AUC,
+            "The inclusive classifier with a small Transformer encoder over the particles.",
+        ),
     )
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)

@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from tasks.core.errors import SettingsError, TopoError
 from tasks.core.storage import read_json
 from tasks.learning.metrics import METRICS, _better, summarise
@@ -53,7 +52,9 @@ def tracking(tracking_uri: str, experiment: str = EXPERIMENT):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # task logs are not terminals
     import mlflow
 
-    local_store = Path(tracking_uri.removeprefix("sqlite:///")).parent if tracking_uri.startswith("sqlite:///") else None
+    local_store = (
+        Path(tracking_uri.removeprefix("sqlite:///")).parent if tracking_uri.startswith("sqlite:///") else None
+    )
     if local_store is not None:
         local_store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
@@ -82,10 +83,15 @@ def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: st
             return {"name": name, "version": int(existing.version), "run_id": existing.run_id, "test": test}
 
     settings = training["settings"]
-    params = {**{k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v) for k, v in settings.items()},
-              "parameters": training["parameters"], "train_events": training["train_events"],
-              "test_events": training["test_events"], "scaler_sha256": training["scaler_sha256"],
-              "prepared": training["prepared"], "devices": ",".join(training["devices"]["gpus"]) or "cpu"}  # fmt: skip
+    params = {
+        **{k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v) for k, v in settings.items()},
+        "parameters": training["parameters"],
+        "train_events": training["train_events"],
+        "test_events": training["test_events"],
+        "scaler_sha256": training["scaler_sha256"],
+        "prepared": training["prepared"],
+        "devices": ",".join(training["devices"]["gpus"]) or "cpu",
+    }
     with mlflow.start_run(run_name=run_name or f"{training['model']}-{time.strftime('%Y%m%dT%H%M%S')}") as run:
         mlflow.log_params(params)
         for epoch in sorted(history, key=int):
@@ -95,14 +101,22 @@ def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: st
         mlflow.log_artifacts(str(evaluation_dir), artifact_path="evaluation")
         source = mlflow.get_artifact_uri("model")
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        client.create_registered_model(name, description=f"{training['model']} topology classifier (SPEC.md)")
+        client.create_registered_model(name, description=f"{training['model']} topology classifier (docs/spec.md)")
     tags = {f"test_{k}": f"{v:.6f}" for k, v in test.items()} | {"model_dir": str(model_dir)}
     version = client.create_model_version(name, source=source, run_id=run.info.run_id, tags=tags)
-    log.info("registered %s version %s (run %s): test mean AUC %.4f", name, version.version, run.info.run_id, test["mean_auc"])
+    log.info(
+        "registered %s version %s (run %s): test mean AUC %.4f",
+        name,
+        version.version,
+        run.info.run_id,
+        test["mean_auc"],
+    )
     return {"name": name, "version": int(version.version), "run_id": run.info.run_id, "test": test}
 
 
-def download(name: str, tracking_uri: str, version: int | None = None, alias: str | None = None, dst: str | Path | None = None) -> Path:
+def download(
+    name: str, tracking_uri: str, version: int | None = None, alias: str | None = None, dst: str | Path | None = None
+) -> Path:
     """A registered version's model directory (model.keras, scaler.json, training.json)."""
     mlflow = tracking(tracking_uri)
     from mlflow import MlflowClient
@@ -110,7 +124,9 @@ def download(name: str, tracking_uri: str, version: int | None = None, alias: st
 
     client = MlflowClient()
     try:
-        found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, str(version))
+        found = (
+            client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, str(version))
+        )
     except MlflowException as exc:
         raise RegistryError(f"no version {alias or version} of registered model {name!r} ({exc.message})") from exc
     target = Path(dst or tempfile.mkdtemp(prefix="topo-model-"))
@@ -122,15 +138,23 @@ def _history(client, name: str) -> list[dict]:
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 
-def promote(name: str, version: int, test_path: str | Path, fmt: str, tracking_uri: str,
-            metric: str = "mean_auc", margin: float = 0.0, data_scaler_path: str | Path | None = None) -> dict:  # fmt: skip
+def promote(
+    name: str,
+    version: int,
+    test_path: str | Path,
+    fmt: str,
+    tracking_uri: str,
+    metric: str = "mean_auc",
+    margin: float = 0.0,
+    data_scaler_path: str | Path | None = None,
+) -> dict:
     """Make ``version`` the champion if it beats the current one on the same test data."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from tasks.datasets.scaling import Scaler
     from tasks.learning.metrics import physics_metrics
     from tasks.learning.scoring import predict_split
-    from tasks.datasets.scaling import Scaler
 
     if metric not in METRICS:
         raise SettingsError(f"unknown promotion metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -148,7 +172,9 @@ def promote(name: str, version: int, test_path: str | Path, fmt: str, tracking_u
         contenders = {"challenger": int(version)} | ({"champion": int(current.version)} if current is not None else {})
         for role, number in contenders.items():
             model_dir = download(name, tracking_uri, version=number, dst=Path(tmp) / role)
-            scores[role] = summarise(physics_metrics(*predict_split(model_dir, Path(test_path), fmt, data_scaler=data_scaler)))
+            scores[role] = summarise(
+                physics_metrics(*predict_split(model_dir, Path(test_path), fmt, data_scaler=data_scaler))
+            )
     challenger_score = scores["challenger"][metric]
     if current is None:
         promoted, reason = True, "no champion yet"
@@ -156,19 +182,43 @@ def promote(name: str, version: int, test_path: str | Path, fmt: str, tracking_u
         champion_score = scores["champion"][metric]
         promoted = _better(metric, challenger_score, champion_score, margin)
         relation = "beats" if promoted else "does not beat"
-        reason = (f"challenger {metric} {challenger_score:.4f} {relation} champion v{current.version} "
-                  f"{champion_score:.4f} by the margin {margin}")  # fmt: skip
-    decision = {"name": name, "challenger": int(version), "champion_before": int(current.version) if current else None,
-                "metric": metric, "margin": margin, "promoted": promoted, "reason": reason, "scores": scores,
-                "test_data": str(test_path), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+        reason = (
+            f"challenger {metric} {challenger_score:.4f} {relation} champion v{current.version} "
+            f"{champion_score:.4f} by the margin {margin}"
+        )
+    decision = {
+        "name": name,
+        "challenger": int(version),
+        "champion_before": int(current.version) if current else None,
+        "metric": metric,
+        "margin": margin,
+        "promoted": promoted,
+        "reason": reason,
+        "scores": scores,
+        "test_data": str(test_path),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     client.set_model_version_tag(name, str(version), "promotion_decision", json.dumps(decision)[:5000])
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, str(version))
-        history = _history(client, name) + [{"champion": int(version), "previous": decision["champion_before"],
-                                             "metric": metric, "score": challenger_score, "time": decision["time"]}]  # fmt: skip
+        history = _history(client, name) + [
+            {
+                "champion": int(version),
+                "previous": decision["champion_before"],
+                "metric": metric,
+                "score": challenger_score,
+                "time": decision["time"],
+            }
+        ]
         client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    log.info("%s: %s v%s -> %s (%s)", name, "promoted" if promoted else "kept champion;", version,
-             CHAMPION if promoted else f"v{decision['champion_before']} stays", reason)  # fmt: skip
+    log.info(
+        "%s: %s v%s -> %s (%s)",
+        name,
+        "promoted" if promoted else "kept champion;",
+        version,
+        CHAMPION if promoted else f"v{decision['champion_before']} stays",
+        reason,
+    )
     return decision
 
 
@@ -183,8 +233,14 @@ def rollback(name: str, tracking_uri: str) -> dict:
         raise RegistryError(f"{name} has no earlier champion to roll back to")
     last = history[-1]
     client.set_registered_model_alias(name, CHAMPION, str(last["previous"]))
-    history.append({"champion": last["previous"], "previous": last["champion"], "rollback": True,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})  # fmt: skip
+    history.append(
+        {
+            "champion": last["previous"],
+            "previous": last["champion"],
+            "rollback": True,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     log.info("%s: rolled back, champion is v%s again (was v%s)", name, last["previous"], last["champion"])
     return {"name": name, "champion": last["previous"], "replaced": last["champion"]}

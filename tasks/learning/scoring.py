@@ -19,8 +19,9 @@ from tasks.core.storage import read_json
 from tasks.datasets.scaling import Scaler, ScalerError
 
 
-def predict_split(model_dir: Path, path: Path, fmt: str, batch_size: int = 1024,
-                  data_scaler: Scaler | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def predict_split(
+    model_dir: Path, path: Path, fmt: str, batch_size: int = 1024, data_scaler: Scaler | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probabilities) for a test split, in stored order.
 
     ``data_scaler`` is the scaler the split was prepared with; when the model
@@ -38,8 +39,10 @@ def predict_split(model_dir: Path, path: Path, fmt: str, batch_size: int = 1024,
     model = keras.models.load_model(model_dir / "model.keras")
     own = Scaler.load(model_dir / "scaler.json") if (model_dir / "scaler.json").exists() else None
     if data_scaler is not None and own is None:
-        raise ScalerError(f"{model_dir} has no scaler (trained on an external, already scaled dataset): "
-                          "it cannot be compared on data prepared here")  # fmt: skip
+        raise ScalerError(
+            f"{model_dir} has no scaler (trained on an external, already scaled dataset): "
+            "it cannot be compared on data prepared here"
+        )
     convert = data_scaler is not None and data_scaler.sha256 != own.sha256
     labels, probabilities = [], []
     with open_feed(path, fmt, training["inputs"], batch_size) as dataset:
@@ -69,7 +72,7 @@ def _rescale(inputs: str, x, source: Scaler, target: Scaler):
     names = input_names(inputs)  # raises for an unknown kind
     rescale = {"GRU_input": gru, "HLF_input": hlf}
     if len(names) > 1:
-        return tuple(rescale[n](part) for n, part in zip(names, x))
+        return tuple(rescale[n](part) for n, part in zip(names, x, strict=True))
     return rescale[names[0]](x)
 
 
@@ -80,7 +83,9 @@ def predictions_table(ids: list[str], probabilities: np.ndarray, labels: np.ndar
     columns = {"event_id": pa.array(ids, pa.string())}
     if labels is not None:
         columns["label"] = pa.array(np.asarray(labels, np.int8), pa.int8())
-    columns.update({f"p_{name}": pa.array(probabilities[:, c], pa.float32()) for c, name in enumerate(schema.CLASS_NAMES)})
+    columns.update(
+        {f"p_{name}": pa.array(probabilities[:, c], pa.float32()) for c, name in enumerate(schema.CLASS_NAMES)}
+    )
     predicted = np.asarray(schema.CLASS_NAMES)[probabilities.argmax(axis=1)] if len(probabilities) else []
     columns["predicted"] = pa.array(predicted, pa.string())
     return pa.table(columns)

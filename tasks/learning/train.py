@@ -10,7 +10,7 @@ Resuming: Keras' BackupAndRestore keeps the model, optimizer and epoch in
 ``<output>.backup/`` after every epoch; per-epoch metrics go to ``<output>.progress.json`` as they happen. A
 killed and retried task finds both and continues from the last backup instead
 of starting over; a finished run removes them. The data order of every epoch
-is derived from the seed and the epoch number, so a resumed run sees the same
+is derived from the random seed and the epoch number, so a resumed run sees the same
 data in the same order as one that was never interrupted.
 
 Devices: every visible GPU is used (MirroredStrategy across the GPUs of one
@@ -28,15 +28,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tasks.core.errors import SettingsError
+from tasks.core.storage import atomic_directory, read_json, write_json
+from tasks.datasets.readers import FORMATS
 from tasks.learning.architectures import Architecture
 from tasks.learning.records import model_record
-from tasks.datasets.readers import FORMATS
-from tasks.core.storage import atomic_directory, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-SEED_SCHEDULE = ((0, 5e-4), (2, 2e-4), (4, 1e-4))
-"""The seed's inclusive-classifier learning rates: (first epoch, rate)."""
+PAPER_SCHEDULE = ((0, 5e-4), (2, 2e-4), (4, 1e-4))
+"""SparkDLTrigger's inclusive-classifier learning rates: (first epoch, rate)."""
 OPTIMIZERS = ("adam", "nadam", "rmsprop", "sgd", "adagrad")
 
 
@@ -48,7 +48,9 @@ def parse_schedule(text: str) -> tuple[tuple[int, float], ...]:
             return ((0, float(text)),)
         steps = tuple((int(e), float(r)) for e, r in (item.split(":") for item in text.split(",")))
     except ValueError:
-        raise SettingsError(f"learning-rate schedule {text!r} must look like '0:5e-4,2:2e-4,4:1e-4' or '1e-3'") from None
+        raise SettingsError(
+            f"learning-rate schedule {text!r} must look like '0:5e-4,2:2e-4,4:1e-4' or '1e-3'"
+        ) from None
     return steps
 
 
@@ -58,7 +60,7 @@ class TrainSettings:
     feed: str = "tfrecord"
     epochs: int = 6
     batch_size: int = 128
-    learning_rates: tuple[tuple[int, float], ...] = SEED_SCHEDULE
+    learning_rates: tuple[tuple[int, float], ...] = PAPER_SCHEDULE
     early_stopping_patience: int = 0  # epochs without val_loss improvement; 0: off
     seed: int = 42
     mixed_precision: bool = False
@@ -72,7 +74,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise SettingsError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        self.architecture  # validates hidden, activation, recurrent_units
+        _ = self.architecture  # validates hidden, activation, recurrent_units
         model_record(self.model)  # validates the model name
         if self.feed not in FORMATS:
             raise SettingsError(f"unknown feed format {self.feed!r}; choose one of {', '.join(FORMATS)}")
@@ -80,16 +82,26 @@ class TrainSettings:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         rates = self.learning_rates
-        if not rates or rates[0][0] != 0 or any(r <= 0 for _, r in rates) or list(rates) != sorted(rates, key=lambda s: s[0]):
-            raise SettingsError(f"learning-rate schedule must start at epoch 0, rise in epoch, and have rates > 0: {rates}")
+        if (
+            not rates
+            or rates[0][0] != 0
+            or any(r <= 0 for _, r in rates)
+            or list(rates) != sorted(rates, key=lambda s: s[0])
+        ):
+            raise SettingsError(
+                f"learning-rate schedule must start at epoch 0, rise in epoch, and have rates > 0: {rates}"
+            )
 
     def rate_at(self, epoch: int) -> float:
         return [r for e, r in self.learning_rates if e <= epoch][-1]
 
     @property
     def architecture(self) -> Architecture:
-        return Architecture(hidden=None if self.hidden is None else tuple(self.hidden), activation=self.activation,
-                            recurrent_units=self.recurrent_units)  # fmt: skip
+        return Architecture(
+            hidden=None if self.hidden is None else tuple(self.hidden),
+            activation=self.activation,
+            recurrent_units=self.recurrent_units,
+        )
 
 
 def feed_paths(prepared: Path | None, tfrecord: Path | None, feed: str) -> dict[str, Path]:
@@ -119,11 +131,16 @@ def dataset_info(paths: dict[str, Path], feed: str) -> dict:
         summary = read_json(root / "_summary.json")
         source = Path(summary.get("prepared", root))  # a TFRecord feed names the preparation it came from
         _, scaler = load_prepared(source)  # checks that data and scaler belong together
-        return {"train": summary["train"]["events"], "test": summary["test"]["events"],
-                "scaler": source / summary["scaler"]["path"], "scaler_sha256": summary["scaler"]["sha256"]}  # fmt: skip
+        return {
+            "train": summary["train"]["events"],
+            "test": summary["test"]["events"],
+            "scaler": source / summary["scaler"]["path"],
+            "scaler_sha256": summary["scaler"]["sha256"],
+        }
     log.warning("no _summary.json in %s: an external dataset, counted from its files, without a scaler", root)
-    return {split: sum(count_events(f, feed) for f in feed_files(paths[split], feed)) for split in ("train", "test")} | {
-        "scaler": None, "scaler_sha256": None}
+    return {
+        split: sum(count_events(f, feed) for f in feed_files(paths[split], feed)) for split in ("train", "test")
+    } | {"scaler": None, "scaler_sha256": None}
 
 
 def count_events(path: str, feed: str) -> int:
@@ -136,7 +153,7 @@ def count_events(path: str, feed: str) -> int:
 
         return pq.ParquetFile(path).metadata.num_rows
     n = 0
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
         while header := f.read(12):
             (length,) = struct.unpack("<Q", header[:8])
             f.seek(length + 4, 1)
@@ -155,8 +172,12 @@ def devices() -> dict:
         strategy = tf.distribute.MirroredStrategy()
     else:
         strategy = tf.distribute.get_strategy()
-    return {"gpus": [g.name for g in gpus], "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
-            "_strategy": strategy}  # fmt: skip
+    return {
+        "gpus": [g.name for g in gpus],
+        "strategy": type(strategy).__name__,
+        "replicas": strategy.num_replicas_in_sync,
+        "_strategy": strategy,
+    }
 
 
 def _epoch_log(progress: Path, total_epochs: int, n_train: int):
@@ -175,25 +196,41 @@ def _epoch_log(progress: Path, total_epochs: int, n_train: int):
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.started
             record = {k: float(v) for k, v in (logs or {}).items()}
-            record.update(seconds=round(seconds, 3), events_per_s=round(n_train / seconds, 1),
-                          learning_rate=float(self.model.optimizer.learning_rate))  # fmt: skip
+            record.update(
+                seconds=round(seconds, 3),
+                events_per_s=round(n_train / seconds, 1),
+                learning_rate=float(self.model.optimizer.learning_rate),
+            )
             self.history[str(epoch)] = record
             write_json(progress, self.history)
-            shown = "  ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("seconds", "events_per_s", "learning_rate"))
-            log.info("epoch %d/%d: %s  lr=%.1e  %.1f s, %.0f events/s", epoch + 1, total_epochs, shown,
-                     record["learning_rate"], seconds, record["events_per_s"])  # fmt: skip
+            shown = "  ".join(
+                f"{k}={v:.4f}" for k, v in record.items() if k not in ("seconds", "events_per_s", "learning_rate")
+            )
+            log.info(
+                "epoch %d/%d: %s  lr=%.1e  %.1f s, %.0f events/s",
+                epoch + 1,
+                total_epochs,
+                shown,
+                record["learning_rate"],
+                seconds,
+                record["events_per_s"],
+            )
 
     return EpochLog()
 
 
-def train(prepared: str | Path | None, output: str | Path, settings: TrainSettings = TrainSettings(),
-          tfrecord: str | Path | None = None) -> dict:  # fmt: skip
+def train(
+    prepared: str | Path | None,
+    output: str | Path,
+    settings: TrainSettings = TrainSettings(),
+    tfrecord: str | Path | None = None,
+) -> dict:
     """Train ``settings.model`` on a prepared dataset; see the module docstring."""
     import keras
     import tensorflow as tf
 
-    from tasks.learning.models import build_model
     from tasks.datasets.readers import open_feed, steps_per_epoch
+    from tasks.learning.models import build_model
 
     prepared, output = (Path(prepared) if prepared else None), Path(output)
     paths = feed_paths(prepared, Path(tfrecord) if tfrecord else None, settings.feed)
@@ -209,9 +246,16 @@ def train(prepared: str | Path | None, output: str | Path, settings: TrainSettin
     keras.utils.set_random_seed(settings.seed)
     hardware = devices()
     strategy = hardware.pop("_strategy")
-    log.info("training %s on %s (%s, %d replica(s)); feed %s, batch %d, %d epochs",
-             settings.model, ", ".join(hardware["gpus"]) or "CPU", hardware["strategy"], hardware["replicas"],
-             settings.feed, settings.batch_size, settings.epochs)  # fmt: skip
+    log.info(
+        "training %s on %s (%s, %d replica(s)); feed %s, batch %d, %d epochs",
+        settings.model,
+        ", ".join(hardware["gpus"]) or "CPU",
+        hardware["strategy"],
+        hardware["replicas"],
+        settings.feed,
+        settings.batch_size,
+        settings.epochs,
+    )
     inputs = model_record(settings.model).inputs
     n_train = data["train"]
     started = time.perf_counter()
@@ -221,9 +265,16 @@ def train(prepared: str | Path | None, output: str | Path, settings: TrainSettin
     try:  # the policy is global: only this model is built under it
         with strategy.scope():
             model = build_model(settings.model, settings.architecture)
-            optimizer = {"adam": keras.optimizers.Adam, "nadam": keras.optimizers.Nadam, "rmsprop": keras.optimizers.RMSprop,
-                         "sgd": keras.optimizers.SGD, "adagrad": keras.optimizers.Adagrad}[settings.optimizer]  # fmt: skip
-            model.compile(optimizer=optimizer(settings.rate_at(0)), loss="categorical_crossentropy", metrics=["accuracy"])
+            optimizer = {
+                "adam": keras.optimizers.Adam,
+                "nadam": keras.optimizers.Nadam,
+                "rmsprop": keras.optimizers.RMSprop,
+                "sgd": keras.optimizers.SGD,
+                "adagrad": keras.optimizers.Adagrad,
+            }[settings.optimizer]
+            model.compile(
+                optimizer=optimizer(settings.rate_at(0)), loss="categorical_crossentropy", metrics=["accuracy"]
+            )
     finally:
         keras.mixed_precision.set_global_policy(policy)
     callbacks = [
@@ -232,14 +283,35 @@ def train(prepared: str | Path | None, output: str | Path, settings: TrainSettin
         _epoch_log(progress, settings.epochs, n_train),
     ]
     if settings.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience, restore_best_weights=True))
-    with (open_feed(paths["train"], settings.feed, inputs, settings.batch_size, training=True, seed=settings.seed,
-                    num_epochs=settings.epochs - done_before, first_epoch=done_before) as train_data,
-          open_feed(paths["test"], settings.feed, inputs, settings.batch_size) as test_data):  # fmt: skip
+        callbacks.append(
+            keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience, restore_best_weights=True)
+        )
+    with (
+        open_feed(
+            paths["train"],
+            settings.feed,
+            inputs,
+            settings.batch_size,
+            training=True,
+            seed=settings.seed,
+            num_epochs=settings.epochs - done_before,
+            first_epoch=done_before,
+        ) as train_data,
+        open_feed(paths["test"], settings.feed, inputs, settings.batch_size) as test_data,
+    ):
         # A known length spares Keras a search for the end of the test data (and a warning every epoch).
-        test_data = test_data.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(data["test"], settings.batch_size)))
-        model.fit(train_data, validation_data=test_data, epochs=settings.epochs, callbacks=callbacks, verbose=0, shuffle=False,
-                  steps_per_epoch=steps_per_epoch(n_train, settings.batch_size))  # fmt: skip
+        test_data = test_data.apply(
+            tf.data.experimental.assert_cardinality(steps_per_epoch(data["test"], settings.batch_size))
+        )
+        model.fit(
+            train_data,
+            validation_data=test_data,
+            epochs=settings.epochs,
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=False,
+            steps_per_epoch=steps_per_epoch(n_train, settings.batch_size),
+        )
     history = read_json(progress)
     with atomic_directory(output) as tmp:
         model.save(tmp / "model.keras")
@@ -266,6 +338,12 @@ def train(prepared: str | Path | None, output: str | Path, settings: TrainSettin
         write_json(tmp / "training.json", result)
     shutil.rmtree(backup, ignore_errors=True)
     progress.unlink(missing_ok=True)
-    log.info("trained %s: %d epochs (%d resumed), val_accuracy %.4f -> %s", settings.model, len(history), done_before,
-             result["final"].get("val_accuracy", math.nan), output)  # fmt: skip
+    log.info(
+        "trained %s: %d epochs (%d resumed), val_accuracy %.4f -> %s",
+        settings.model,
+        len(history),
+        done_before,
+        result["final"].get("val_accuracy", math.nan),
+        output,
+    )
     return result

@@ -1,6 +1,6 @@
 """Hyperparameter search: the grid, one trial, the best set, and where training finds it.
 
-The seed tuned the HLF classifier by grid search over the number of layers and
+SparkDLTrigger tuned the HLF classifier by grid search over the number of layers and
 units per layer, the activation, the optimizer, the batch size and the
 learning rate, scoring each model by its AUC. A grid here is a JSON object of
 lists, one list per hyperparameter (``GRID_KEYS``); every combination is one
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from tasks.core.catalog import Catalog
 from tasks.core.errors import SettingsError, TopoError
-from tasks.learning.metrics import METRICS, lower_is_better, summarise
 from tasks.core.storage import read_json, write_json
+from tasks.learning.metrics import METRICS, lower_is_better, summarise
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def expand_grid(grid: dict, model: str) -> list[dict]:
         if not isinstance(values, list) or not values:
             raise TuningError(f"grid key {key!r} needs a non-empty list of values, got {values!r}")
     keys = [k for k in GRID_KEYS if k in grid]
-    trials = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    trials = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
     if len(trials) > MAX_TRIALS:
         raise TuningError(f"the grid has {len(trials)} combinations, more than {MAX_TRIALS}; narrow it")
     for trial in trials:
@@ -82,8 +82,9 @@ def expand_grid(grid: dict, model: str) -> list[dict]:
     return [{"index": i, "hyperparameters": t} for i, t in enumerate(trials)]
 
 
-def run_trial(prepared: str | Path, output: str | Path, model: str, trial: dict, epochs: int, seed: int,
-              metric: str = "mean_auc") -> dict:  # fmt: skip
+def run_trial(
+    prepared: str | Path, output: str | Path, model: str, trial: dict, epochs: int, seed: int, metric: str = "mean_auc"
+) -> dict:
     """Train one combination on ``prepared``/train and score it on ``prepared``/test.
 
     ``output/trial.json`` keeps the result (with start and end times); a trial
@@ -97,19 +98,37 @@ def run_trial(prepared: str | Path, output: str | Path, model: str, trial: dict,
     prepared, output = Path(prepared), Path(output)
     settings = apply(TrainSettings(model=model, feed="petastorm", epochs=epochs, seed=seed), trial["hyperparameters"])
     record = output / "trial.json"
-    key = {"model": model, "hyperparameters": trial["hyperparameters"], "epochs": epochs, "seed": seed,
-           "prepared": str(prepared), "metric": metric}  # fmt: skip
+    key = {
+        "model": model,
+        "hyperparameters": trial["hyperparameters"],
+        "epochs": epochs,
+        "seed": seed,
+        "prepared": str(prepared),
+        "metric": metric,
+    }
     if record.exists() and {k: read_json(record).get(k) for k in key} == key:
         log.info("trial %d already done: %s", trial["index"], record)
         return read_json(record)
     started = time.time()
     train(prepared, output / "model", settings)
     scores = summarise(physics_metrics(*predict_split(output / "model", prepared / "test", "petastorm")))
-    result = key | {"index": trial["index"], "score": scores[metric], "scores": scores, "started": started,
-                    "finished": time.time(), "model_dir": str(output / "model")}  # fmt: skip
+    result = key | {
+        "index": trial["index"],
+        "score": scores[metric],
+        "scores": scores,
+        "started": started,
+        "finished": time.time(),
+        "model_dir": str(output / "model"),
+    }
     write_json(record, result)
-    log.info("trial %d %s: %s %.4f in %.0f s", trial["index"], trial["hyperparameters"], metric, result["score"],
-             result["finished"] - started)  # fmt: skip
+    log.info(
+        "trial %d %s: %s %.4f in %.0f s",
+        trial["index"],
+        trial["hyperparameters"],
+        metric,
+        result["score"],
+        result["finished"] - started,
+    )
     return result
 
 
@@ -142,9 +161,20 @@ def tuned_path(data_root: str | Path, model: str) -> Path:
 def save_best(data_root: str | Path, best: dict, search: str, n_trials: int) -> Path:
     """Write the winning set where training reads it, with its provenance."""
     path = tuned_path(data_root, best["model"])
-    write_json(path, {"model": best["model"], "hyperparameters": best["hyperparameters"], "metric": best["metric"],
-                      "score": best["score"], "epochs": best["epochs"], "prepared": best["prepared"], "search": search,
-                      "trials": n_trials, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})  # fmt: skip
+    write_json(
+        path,
+        {
+            "model": best["model"],
+            "hyperparameters": best["hyperparameters"],
+            "metric": best["metric"],
+            "score": best["score"],
+            "epochs": best["epochs"],
+            "prepared": best["prepared"],
+            "search": search,
+            "trials": n_trials,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
     return path
 
 
@@ -155,8 +185,15 @@ def tuned_settings(settings, data_root: str | Path):
     if not path.exists():
         return settings, None
     tuned = read_json(path)
-    log.info("using tuned hyperparameters for %s from %s (search %s, %s %.4f): %s", settings.model, path,
-             tuned.get("search"), tuned.get("metric"), tuned.get("score", math.nan), tuned["hyperparameters"])  # fmt: skip
+    log.info(
+        "using tuned hyperparameters for %s from %s (search %s, %s %.4f): %s",
+        settings.model,
+        path,
+        tuned.get("search"),
+        tuned.get("metric"),
+        tuned.get("score", math.nan),
+        tuned["hyperparameters"],
+    )
     return apply(settings, tuned["hyperparameters"]), tuned
 
 
@@ -167,11 +204,17 @@ def log_trial(tracking_uri: str, search: str, trial: dict) -> str:
     from tasks.learning.registry import tracking
 
     mlflow = tracking(tracking_uri, experiment="topology-classifier-tuning")
-    params = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in trial["hyperparameters"].items()}
+    params = {
+        k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in trial["hyperparameters"].items()
+    }
     with mlflow.start_run(run_name=f"{search}-trial{trial['index']:03d}") as run:
         mlflow.set_tags({"search": search, "model": trial["model"], "trial": trial["index"]})
-        mlflow.log_params(params | {"model": trial["model"], "epochs": trial["epochs"], "seed": trial["seed"],
-                                    "prepared": trial["prepared"]})  # fmt: skip
-        mlflow.log_metrics({f"test_{k}": v for k, v in trial["scores"].items() if not math.isnan(v)}
-                           | {"seconds": trial["finished"] - trial["started"]})  # fmt: skip
+        mlflow.log_params(
+            params
+            | {"model": trial["model"], "epochs": trial["epochs"], "seed": trial["seed"], "prepared": trial["prepared"]}
+        )
+        mlflow.log_metrics(
+            {f"test_{k}": v for k, v in trial["scores"].items() if not math.isnan(v)}
+            | {"seconds": trial["finished"] - trial["started"]}
+        )
     return run.info.run_id

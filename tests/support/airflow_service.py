@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 TERMINAL = {"success", "failed"}
 
@@ -57,8 +57,9 @@ class AirflowClient:
 
     def request(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> tuple[int, dict]:
         headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {self.token}"} if auth else {})
-        req = urllib.request.Request(self.url + path, method=method, headers=headers,
-                                     data=None if body is None else json.dumps(body).encode())  # fmt: skip
+        req = urllib.request.Request(
+            self.url + path, method=method, headers=headers, data=None if body is None else json.dumps(body).encode()
+        )
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 return r.status, json.loads(r.read() or b"{}")
@@ -78,18 +79,28 @@ class AirflowClient:
         assert status == 200, body
         return body["dag_runs"]
 
-    def wait_for_runs(self, dag_id: str, count: int, run_type: str | None = None, timeout: float = 600, since: set[str] = frozenset()) -> list[dict]:  # fmt: skip
+    def wait_for_runs(
+        self, dag_id: str, count: int, run_type: str | None = None, timeout: float = 600, since: set[str] = frozenset()
+    ) -> list[dict]:
         """Wait until ``count`` runs (of ``run_type``, not among ``since``) are finished."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = [r for r in self.runs(dag_id) if (run_type is None or r["run_type"] == run_type) and r["dag_run_id"] not in since]
+            runs = [
+                r
+                for r in self.runs(dag_id)
+                if (run_type is None or r["run_type"] == run_type) and r["dag_run_id"] not in since
+            ]
             if len(runs) >= count and all(r["state"] in TERMINAL for r in runs):
                 return runs
             time.sleep(3)
-        raise TimeoutError(f"{dag_id}: runs not finished after {timeout} s: {[(r['dag_run_id'], r['state']) for r in runs]}\n{self.tail()}")
+        raise TimeoutError(
+            f"{dag_id}: runs not finished after {timeout} s: {[(r['dag_run_id'], r['state']) for r in runs]}\n{self.tail()}"
+        )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        status, body = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=100")
+        status, body = self.request(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=100"
+        )
         assert status == 200, body
         return body["task_instances"]
 
@@ -107,19 +118,23 @@ class AirflowService(AirflowClient):
         self.home, self.data_root = home, data_root
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}")
-        self.env = os.environ | {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "TOPO_DATA_ROOT": str(data_root),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        } | (extra_env or {})
+        self.env = (
+            os.environ
+            | {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "TOPO_DATA_ROOT": str(data_root),
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            }
+            | (extra_env or {})
+        )
         self.process: subprocess.Popen | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -127,15 +142,18 @@ class AirflowService(AirflowClient):
         self.home.mkdir(parents=True, exist_ok=True)
         self.cli("db", "migrate")
         self.log = open(self.home / "standalone.log", "w")
-        self.process = subprocess.Popen([AIRFLOW, "standalone"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            [AIRFLOW, "standalone"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"airflow standalone exited: {self.tail()}")
             try:
                 health = json.loads(urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5).read())
-                if all(health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "dag_processor")):
+                if all(
+                    health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "dag_processor")
+                ):
                     self._login()
                     return
             except (OSError, ValueError, KeyError):
@@ -190,6 +208,11 @@ def dags_test(dag_id: str, conf: dict, home: Path, data_root: Path, timeout: flo
     env = os.environ | {"AIRFLOW_HOME": str(home), "TOPO_DATA_ROOT": str(data_root), "TOPO_DASK_WORKERS": "2"}
     if not (home / "airflow.db").exists():
         subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
-    run = subprocess.run([AIRFLOW, "dags", "test", dag_id, "--conf", json.dumps(conf)], env=env, capture_output=True,
-                         text=True, timeout=timeout)  # fmt: skip
+    run = subprocess.run(
+        [AIRFLOW, "dags", "test", dag_id, "--conf", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return run.stdout + run.stderr + f"\n[exit status {run.returncode}]"

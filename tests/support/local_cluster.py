@@ -12,10 +12,18 @@ from pathlib import Path
 
 import psutil
 
-from tests.airflow_service import REPO, AirflowClient, free_port
+from tests.support.airflow_service import REPO, AirflowClient, free_port
 
-ROLES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-         "dask-scheduler", "dask-worker-1", "dask-worker-2", "mlflow")  # fmt: skip
+ROLES = (
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "dask-scheduler",
+    "dask-worker-1",
+    "dask-worker-2",
+    "mlflow",
+)
 
 
 class LocalCluster:
@@ -25,10 +33,14 @@ class LocalCluster:
         self.home = Path(tempfile.mkdtemp(prefix="topo-cluster-"))
         self.home.chmod(0o755)
         self.ports = {"API": free_port(), "PG": free_port(), "DASK": free_port(), "MLFLOW": free_port()}
-        self.env = os.environ | {f"TOPO_CLUSTER_{k}_PORT": str(v) for k, v in self.ports.items()} | {
-            "TOPO_CLUSTER_HOME": str(self.home),
-            "TOPO_CLUSTER_WORKER_MEMORY": "3GiB",
-        }  # fmt: skip
+        self.env = (
+            os.environ
+            | {f"TOPO_CLUSTER_{k}_PORT": str(v) for k, v in self.ports.items()}
+            | {
+                "TOPO_CLUSTER_HOME": str(self.home),
+                "TOPO_CLUSTER_WORKER_MEMORY": "3GiB",
+            }
+        )
         self.env.pop("TOPO_DATA_ROOT", None)
         self.data_root = self.home / "data"
         self.api = AirflowClient(f"http://127.0.0.1:{self.ports['API']}")
@@ -37,8 +49,13 @@ class LocalCluster:
         self.dask_scheduler = f"tcp://127.0.0.1:{self.ports['DASK']}"
 
     def command(self, action: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(REPO / "scripts" / "cluster.sh"), action], env=self.env, capture_output=True,
-                              text=True, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            ["bash", str(REPO / "scripts" / "cluster.sh"), action],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def start(self) -> None:
         done = self.command("start")

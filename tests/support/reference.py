@@ -1,6 +1,6 @@
-"""The per-event reference for SPEC.md steps 1–3, in plain Python.
+"""The per-event reference for docs/spec.md steps 1–3, in plain Python.
 
-Deliberately straightforward, in the shape of the seed's Spark Python UDF:
+Deliberately straightforward, in the shape of SparkDLTrigger's Spark Python UDF:
 one event at a time, lists and loops, every isolation cone an O(N) scan of
 the particle maps. The fast kernel (tasks/events/kernel.py) must agree with it on
 every value; the ingestion benchmark measures both. It reads the neutral
@@ -88,8 +88,12 @@ def process_event(ev: dict) -> tuple[int, list[float] | None, list[list[float]] 
             break
         if delta_r(t["eta"], t["phi"], lep["eta"], lep["phi"]) > schema.OWN_TRACK_MAX_DR:
             iso = isolation(t["eta"], t["phi"], t["pt"], True, track_map, photon_map, neutral_map)
-            rows.append(four_momentum_row(t["pt"], t["eta"], t["phi"]) + [t["x"], t["y"], t["z"]] + list(iso)
-                        + [1, 0, 0, 0, 0, sign(t["pid"])])  # fmt: skip
+            rows.append(
+                four_momentum_row(t["pt"], t["eta"], t["phi"])
+                + [t["x"], t["y"], t["z"]]
+                + list(iso)
+                + [1, 0, 0, 0, 0, sign(t["pid"])]
+            )
             n_tracks += 1
     for p in photons[: schema.MAX_PHOTONS]:
         iso = isolation(p["eta"], p["phi"], p["et"], False, track_map, photon_map, neutral_map)
@@ -107,11 +111,13 @@ def process_event(ev: dict) -> tuple[int, list[float] | None, list[list[float]] 
         2 * met * lep["pt"] * (1 - math.cos(lep["phi"] - met_phi)),
         len(jets),
         sum(1 for j in jets if j["btag"] > 0),
-        lep["pt"], lep["eta"], lep["phi"],
+        lep["pt"],
+        lep["eta"],
+        lep["phi"],
         *lep_iso,
         lep["charge"],
         1 if is_ele else 0,
-    ]  # fmt: skip
+    ]
     return PASSED, hlf, rows
 
 

@@ -17,16 +17,34 @@ def particle(pt, eta, phi, **extra):
 
 def event(tracks=(), photons=(), neutrals=(), electrons=(), muons=(), jets=(), met=(30.0, 0.5)):
     """An event; each particle a dict(pt, eta, phi, [pid, x, y, z, charge, btag])."""
-    return {"tracks": list(tracks), "photons": list(photons), "neutrals": list(neutrals),
-            "electrons": list(electrons), "muons": list(muons), "jets": list(jets), "met": met}  # fmt: skip
+    return {
+        "tracks": list(tracks),
+        "photons": list(photons),
+        "neutrals": list(neutrals),
+        "electrons": list(electrons),
+        "muons": list(muons),
+        "jets": list(jets),
+        "met": met,
+    }
 
 
 def busy_background(rng, n_tracks=40, n_photons=15, n_neutrals=10):
     """Soft particles spread over the detector, so that the maps are not empty."""
+
     def spray(n):
-        return [particle(float(rng.uniform(0.6, 8)), float(rng.uniform(-2.4, 2.4)), float(rng.uniform(-math.pi, math.pi)),
-                         pid=int(rng.choice([-211, 211])), x=float(rng.normal(0, 0.01)), y=float(rng.normal(0, 0.01)),
-                         z=float(rng.normal(0, 30))) for _ in range(n)]  # fmt: skip
+        return [
+            particle(
+                float(rng.uniform(0.6, 8)),
+                float(rng.uniform(-2.4, 2.4)),
+                float(rng.uniform(-math.pi, math.pi)),
+                pid=int(rng.choice([-211, 211])),
+                x=float(rng.normal(0, 0.01)),
+                y=float(rng.normal(0, 0.01)),
+                z=float(rng.normal(0, 30)),
+            )
+            for _ in range(n)
+        ]
+
     return spray(n_tracks), spray(n_photons), spray(n_neutrals)
 
 
@@ -51,16 +69,26 @@ def to_chunk(events: list[dict]) -> EventChunk:
         key = _KEY_OF_ROLE.get(role, role)
         counts = np.array([len(e[key]) for e in events], np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        columns = {f: np.array([p.get("pt" if f == "et" else f, 0) for e in events for p in e[key]], np.float32).astype(np.float64)
-                   for f in fields}  # fmt: skip
+        columns = {
+            f: np.array([p.get("pt" if f == "et" else f, 0) for e in events for p in e[key]], np.float32).astype(
+                np.float64
+            )
+            for f in fields
+        }
         out[role] = Collection(offsets=offsets, fields=columns)
     met = np.array([e["met"][0] for e in events], np.float32).astype(np.float64)
     met_phi = np.array([e["met"][1] for e in events], np.float32).astype(np.float64)
     return EventChunk(**out, met=met, met_phi=met_phi)
 
 
-def write_root(path, events: list[dict], style: str = "uproot", drop: tuple[str, ...] = (), tree_name: str = TREE_NAME,
-               flat_met: bool = False):  # fmt: skip
+def write_root(
+    path,
+    events: list[dict],
+    style: str = "uproot",
+    drop: tuple[str, ...] = (),
+    tree_name: str = TREE_NAME,
+    flat_met: bool = False,
+):
     """Write ``events`` as a Delphes-schema ROOT file; ``drop`` removes fields
     such as 'Jet.BTag' to make a broken file; ``flat_met`` writes MissingET as
     one value per event instead of a collection of one, as some files do."""
