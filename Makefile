@@ -5,7 +5,7 @@ test:
 	bash scripts/run-tests.sh
 # Unit tests only (not marked slow): no Airflow standalone, no PostgreSQL cluster, no browser, no end-to-end DAG runs.
 test-fast: setup
-	. scripts/airflow-env.sh && .venv/bin/python -m pytest -q -m "not slow"
+	bash -c 'source scripts/airflow-env.sh && exec python -m pytest -q -m "not slow" $(PYTEST_ARGS)'
 lint: setup
 	.venv/bin/ruff format --check .
 	.venv/bin/ruff check .

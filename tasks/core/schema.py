@@ -1,4 +1,4 @@
-"""The single source of class labels, feature names, caps and input branches.
+"""The single source of class labels, feature names, caps, event columns and cutflow steps.
 
 Every stage, test and benchmark takes its names from here (docs/spec.md), so a
 renamed feature or a changed cap is one edit.

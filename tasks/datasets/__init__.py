@@ -1,0 +1,1 @@
+"""Training data: balanced, split and scaled datasets (Petastorm Parquet), TFRecord feeds and their tf.data readers."""

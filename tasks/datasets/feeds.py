@@ -1,6 +1,6 @@
 """TFRecord shards of a prepared dataset, written in parallel on Dask.
 
-The prepared Parquet shards (tasks/prepare.py) are themselves the Petastorm
+The prepared Parquet shards (tasks/datasets/prepare.py) are themselves the Petastorm
 feed. This stage writes one TFRecord shard per Parquet shard, same rows in the
 same order, so the two formats can be compared row for row.
 
@@ -29,6 +29,7 @@ import numpy as np
 from tasks.core import schema
 from tasks.core.errors import SettingsError, TopoError
 from tasks.core.storage import atomic_directory, write_json
+from tasks.core.summaries import FeedsSummary
 from tasks.datasets.prepare import GRU_SIZE, SPLITS, PrepareError, load_prepared
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def _write_shard(parquet: str, out: str, compression: str) -> dict:
     return {"path": out, "events": events, "bytes": Path(out).stat().st_size, "seconds": time.perf_counter() - started}
 
 
-def write_tfrecords(prepared: str | Path, output: str | Path, client, compression: str = "gzip") -> dict:
+def write_tfrecords(prepared: str | Path, output: str | Path, client, compression: str = "gzip") -> FeedsSummary:
     """Write ``output/{train,test}/part-NNNNN.tfrecord[.gz]`` from a prepared dataset."""
     if compression not in COMPRESSIONS:
         raise SettingsError(f"unknown TFRecord compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
@@ -255,7 +256,7 @@ def write_tfrecords(prepared: str | Path, output: str | Path, client, compressio
         results = client.gather(
             client.map(_write_shard, [j[0] for j in jobs], [j[1] for j in jobs], compression=compression, pure=False)
         )
-        out = {
+        out: dict = {
             "output": str(output),
             "prepared": str(prepared),
             "scaler": summary["scaler"],

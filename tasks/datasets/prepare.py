@@ -42,6 +42,7 @@ import numpy as np
 from tasks.core import schema
 from tasks.core.errors import SettingsError, TopoError
 from tasks.core.storage import atomic_directory, read_json, write_json
+from tasks.core.summaries import PrepareSummary
 from tasks.datasets.scaling import PartialStats, Scaler
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def _list(values: np.ndarray, width: int, n: int):
 # --- the stage -----------------------------------------------------------------
 def prepare(
     events_dir: str | Path | list[str | Path], output: str | Path, client, settings: PrepareSettings = PrepareSettings()
-) -> dict:
+) -> PrepareSummary:
     """Turn an ingested dataset (or several, such as the daily partitions of a
     window) into balanced, split, scaled training data."""
     from distributed import wait
@@ -412,7 +413,7 @@ def _write_dev(tmp: Path, settings: PrepareSettings) -> dict[str, int]:
 
 def _summary(
     output: Path, settings: PrepareSettings, input_counts, the_plan: Plan, shards, scaler_sha, dev, started
-) -> dict:
+) -> PrepareSummary:
     splits = {}
     for split in SPLITS:
         mine = sorted((s for s in shards if s["split"] == split), key=lambda s: s["bucket"])
@@ -437,7 +438,7 @@ def _summary(
     }
 
 
-def load_prepared(path: str | Path) -> tuple[dict, Scaler]:
+def load_prepared(path: str | Path) -> tuple[PrepareSummary, Scaler]:
     """The summary of a prepared dataset and its scaler, checked to belong together."""
     path = Path(path)
     if not (path / "_summary.json").exists():

@@ -1,0 +1,1 @@
+"""Collision events: input sources (one reader per file format), the feature kernel, ingestion, daily partitions."""

@@ -28,6 +28,7 @@ import numpy as np
 from tasks.core import schema
 from tasks.core.errors import InputFileError, SettingsError, TopoError
 from tasks.core.storage import atomic_directory, write_json
+from tasks.core.summaries import IngestSummary
 from tasks.events.samples import Sample, check_unique_names
 from tasks.events.sources import DEFAULT_SOURCE, get_source
 
@@ -65,7 +66,7 @@ def process_chunk(
     out_dir: str,
     id_prefix: str = "",
     source: str = DEFAULT_SOURCE,
-) -> dict:
+) -> IngestSummary:
     """Select and featurise entries [start, stop) of ``path``, a file of the
     event source of kind ``source``; write their part.
 
@@ -305,7 +306,7 @@ def _summary(
     bad: dict[str, str],
     output: Path,
     seconds: float,
-) -> dict:
+) -> IngestSummary:
     cutflow = {s.name: dict.fromkeys(schema.CUTFLOW_STEPS, 0) for s in samples}
     per_file: dict[str, dict[str, int]] = {}
     non_finite: dict[str, dict[str, int]] = {}

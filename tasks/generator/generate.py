@@ -18,6 +18,7 @@ import numpy as np
 from tasks.core import schema
 from tasks.core.errors import SettingsError
 from tasks.core.storage import atomic_directory, read_json, write_json
+from tasks.core.summaries import GeneratedManifest
 from tasks.events.delphes import COLLECTIONS, TREE_NAME
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def _file_key(path: str) -> int:
     return zlib.crc32(Path(path).name.encode())
 
 
-def generate(output: str | Path, request: SampleRequest, client=None) -> dict:
+def generate(output: str | Path, request: SampleRequest, client=None) -> GeneratedManifest:
     """Write the sample described by ``request`` under ``output``; returns a summary.
 
     Files are written on the Dask ``client`` when one is given, else in this
@@ -195,7 +196,7 @@ def generate(output: str | Path, request: SampleRequest, client=None) -> dict:
         files = {name: [] for name in schema.CLASS_NAMES}
         for r in results:
             files[r["sample"]].append(str(output / r["sample"] / Path(r["file"]).name))
-        summary = {
+        summary: GeneratedManifest = {
             "request": wanted,
             "events_per_sample": dict(zip(schema.CLASS_NAMES, request.events_per_class(), strict=True)),
             "files": {k: sorted(v) for k, v in files.items()},

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tasks.core.errors import SettingsError
 from tasks.core.storage import atomic_directory, read_json, write_json
+from tasks.core.summaries import TrainingRecord
 from tasks.datasets.readers import FORMATS
 from tasks.learning.architectures import Architecture
 from tasks.learning.records import model_record
@@ -224,7 +225,7 @@ def train(
     output: str | Path,
     settings: TrainSettings = TrainSettings(),
     tfrecord: str | Path | None = None,
-) -> dict:
+) -> TrainingRecord:
     """Train ``settings.model`` on a prepared dataset; see the module docstring."""
     import keras
     import tensorflow as tf
@@ -318,7 +319,7 @@ def train(
         if data["scaler"] is not None:
             shutil.copy(data["scaler"], tmp / "scaler.json")
         write_json(tmp / "history.json", history)
-        result = {
+        result: TrainingRecord = {
             "model": settings.model,
             "inputs": inputs,
             "settings": asdict(settings),

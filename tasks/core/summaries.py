@@ -1,0 +1,105 @@
+"""What each stage returns and writes as its ``_summary.json`` (or
+``training.json``), declared once. These are the JSON documents a later stage,
+a contract, the run report or the user reads; their keys are a format.
+
+TypedDicts: the values stay plain dicts (JSON in, JSON out), the keys are named here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+Cutflow = dict[str, int]
+"""Events at each step of ``schema.CUTFLOW_STEPS``."""
+
+
+class SampleInput(TypedDict):
+    label: int
+    files: list[str]
+
+
+class IngestSummary(TypedDict):
+    """tasks.events.ingest.ingest; ``_summary.json`` holds all but ``output`` and ``seconds``."""
+
+    output: str
+    samples: dict[str, SampleInput]
+    cutflow: dict[str, Cutflow]  # per sample
+    files: dict[str, Cutflow]  # per input file
+    non_finite: dict[str, dict[str, int]]  # per file: field → events rejected for it
+    bad_files: dict[str, str]  # file → what is wrong with it
+    events_written: int
+    seconds: float
+
+
+class ScalerRef(TypedDict):
+    path: str  # relative to the prepared dataset
+    sha256: str
+
+
+class PreparedSplit(TypedDict):
+    events: int
+    per_class: dict[str, int]
+    shards: dict[str, int]  # shard path relative to the dataset → events
+
+
+class PrepareSummary(TypedDict):
+    """tasks.datasets.prepare.prepare; also its ``_summary.json``."""
+
+    output: str
+    settings: dict[str, Any]
+    input_per_class: dict[str, int]
+    kept_per_class: int
+    test_per_class: int
+    train: PreparedSplit
+    test: PreparedSplit
+    dev: dict[str, int]
+    scaler: ScalerRef
+    columns: list[str]
+    gru_shape: list[int]
+    seconds: float
+
+
+class FeedSplit(TypedDict):
+    events: int
+    bytes: int
+    shards: dict[str, int]
+
+
+class FeedsSummary(TypedDict):
+    """tasks.datasets.feeds.write_tfrecords; also its ``_summary.json``."""
+
+    output: str
+    prepared: str
+    scaler: ScalerRef
+    compression: str
+    train: FeedSplit
+    test: FeedSplit
+    seconds: float
+
+
+class TrainingRecord(TypedDict):
+    """tasks.learning.train.train; also the model directory's ``training.json``."""
+
+    model: str
+    inputs: str
+    settings: dict[str, Any]
+    devices: dict[str, Any]
+    prepared: str | None
+    feed: dict[str, str]
+    scaler_sha256: str | None
+    train_events: int
+    test_events: int
+    epochs_run: int
+    resumed_after_epochs: int
+    parameters: int
+    seconds_this_process: float
+    events_per_s_per_epoch: list[float]
+    final: dict[str, float]
+
+
+class GeneratedManifest(TypedDict):
+    """tasks.generator.generate.generate; also the sample's ``_generated.json``."""
+
+    request: dict[str, Any]
+    events_per_sample: dict[str, int]
+    files: dict[str, list[str]]
