@@ -36,8 +36,6 @@ from topo_airflow import stages
 from topo_airflow.chain import choose_models, contract_gate, dag_defaults, train_evaluate_promote
 from topo_airflow.params import optional_text, split_params, training_params, validated_events_asset
 
-WINDOW = "Window"
-
 
 @dag(
     dag_id="retrain_classifier",
@@ -52,13 +50,11 @@ WINDOW = "Window"
             type="integer",
             minimum=1,
             maximum=3660,
-            section=WINDOW,
             description="Days of validated partitions to train on.",
         ),
         "window_end": optional_text(
             "Last day of the window, YYYY-MM-DD. Empty: the newest published day.",
             pattern=r"^(\d{4}-\d{2}-\d{2})?$",
-            section=WINDOW,
         ),
         **split_params("held out to judge champion and challenger"),
         **training_params(feed=False),

@@ -69,8 +69,6 @@ from topo_airflow import stages
 from topo_airflow.chain import choose_models, contract_gate, dag_defaults, train_evaluate_promote
 from topo_airflow.params import optional_text, smoke_param, split_params, training_params
 
-INPUT = "Input"
-
 
 @dag(
     dag_id="topology_classifier",
@@ -79,17 +77,16 @@ INPUT = "Input"
     tags=["hep", "topology-classifier"],
     params={
         "input_dir": optional_text(
-            "Directory with qcd/, ttbar/, wjets/ subdirectories of ROOT files. Empty: generate a sample.", section=INPUT
+            "Directory with qcd/, ttbar/, wjets/ subdirectories of ROOT files. Empty: generate a sample."
         ),
         "generate_events": Param(
             7000,
             type="integer",
             minimum=30,
             maximum=5_000_000,
-            section=INPUT,
             description="Events to generate when input_dir is empty.",
         ),
-        "seed": Param(42, type="integer", minimum=0, section=INPUT, description="Random seed of the generated sample."),
+        "seed": Param(42, type="integer", minimum=0, description="Random seed of the generated sample."),
         **split_params("kept for the test split"),
         "smoke": smoke_param(),
         **training_params(),

@@ -46,7 +46,7 @@ SPARKDLTRIGGER_GRID = {
     "learning_rate": [1e-3],
 }
 """The search SparkDLTrigger ran on the HLF classifier."""
-SEARCH, TRAINING = "Search", "Training"
+TRAINING = "Training"  # a trigger-form section, collapsed until opened
 
 
 @dag(
@@ -55,30 +55,25 @@ SEARCH, TRAINING = "Search", "Training"
     max_active_runs=1,
     tags=["hep", "topology-classifier", "tuning"],
     params={
-        "model": Param(
-            "hlf", type="string", enum=list(ALL_MODELS), section=SEARCH, description="The classifier to tune."
-        ),
-        "prepared": optional_text("A prepared dataset. Empty: the newest one under the data root.", section=SEARCH),
+        "model": Param("hlf", type="string", enum=list(ALL_MODELS), description="The classifier to tune."),
+        "prepared": optional_text("A prepared dataset. Empty: the newest one under the data root."),
         "grid": Param(
             SPARKDLTRIGGER_GRID,
             type="object",
             minProperties=1,
             propertyNames={"enum": list(GRID_KEYS)},
             additionalProperties={"type": "array", "minItems": 1},
-            section=SEARCH,
             description="Lists of values per hyperparameter; every combination is a trial.",
         ),
         "metric": Param(
             "mean_auc",
             type="string",
             enum=PROMOTION_METRICS,
-            section=SEARCH,
             description="What the best trial maximises (fpr99_*: minimises).",
         ),
         "write_best": Param(
             True,
             type="boolean",
-            section=SEARCH,
             description="Write the best set to <data root>/hyperparameters/<model>.json for training.",
         ),
         "epochs": Param(5, type="integer", minimum=1, maximum=1000, section=TRAINING, description="Epochs per trial."),

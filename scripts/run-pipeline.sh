@@ -22,4 +22,4 @@ source scripts/airflow-init.sh
 airflow dags test topology_classifier --conf "$conf" 2>&1 | tee "$AIRFLOW_HOME/last-run.log"
 # `airflow dags test` names the run itself: its outputs are the newest run directory.
 echo
-exec .venv/bin/topo summary
+exec topo summary  # scripts/airflow-env.sh put the environment on PATH

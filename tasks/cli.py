@@ -1,6 +1,6 @@
 """``topo``: every stage of the pipeline from the command line, outside Airflow.
 
-Settings come from ``TOPO_*`` environment variables (see tasks/config.py);
+Settings come from ``TOPO_*`` environment variables (see tasks/core/settings.py);
 options given here override them for one run.
 """
 

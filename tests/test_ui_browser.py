@@ -109,6 +109,7 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
 def test_a_wrong_value_in_the_form_is_refused(page, local_cluster):
     runs_before = len(local_cluster.api.runs(DAG))
     dialog = open_trigger_form(page, local_cluster.ui_url)
+    dialog.get_by_role("button", name="Training").click()  # its section opens on demand
     dialog.locator("#element_learning_rate").fill("fast")
     dialog.get_by_role("button", name="Trigger", exact=True).click()
     refusal = page.get_by_text("Invalid input for param learning_rate").first

@@ -19,8 +19,11 @@ PROMOTION_METRICS = list(METRICS)
 SMOKE = {"generate_events": 1000, "max_events_per_file": 500, "files_per_sample": 1, "epochs": 1}
 """What the smoke mode caps: enough events for a test split of a few dozen, one file per sample, one epoch."""
 
-# Sections of the trigger form (Param ``section``): fields grouped by what they decide.
-DATA, TRAINING, PROMOTION, CHECKS = "Data split", "Training", "Promotion", "Quick check"
+# Sections of the trigger form (Param ``section``), collapsed until opened: the
+# settings most runs keep. What a run usually chooses (its input, the models,
+# the feed, smoke mode) has no section and shows under "Run Parameters", the
+# one section Airflow opens by default.
+DATA, TRAINING, PROMOTION = "Data split", "Training", "Promotion"
 
 LEARNING_RATE_PATTERN = r"^\s*(\d+:)?[0-9.eE+-]+(\s*,\s*\d+:[0-9.eE+-]+)*\s*$"
 
@@ -38,7 +41,6 @@ def models_param(default: list[str]) -> Param:
         items={"type": "string", "enum": list(ALL_MODELS)},
         minItems=1,
         uniqueItems=True,
-        section=TRAINING,
         description="Classifiers to train (the paper's: hlf, gru, inclusive).",
     )
 
@@ -52,7 +54,6 @@ def training_params(epochs: int = 30, models: list[str] | None = None, feed: boo
                 "tfrecord",
                 type="string",
                 enum=["tfrecord", "petastorm"],
-                section=TRAINING,
                 description="Which feed training reads.",
             )
         }
@@ -140,7 +141,6 @@ def smoke_param() -> Param:
     return Param(
         False,
         type="boolean",
-        section=CHECKS,
         description="Smoke mode: a quick check of the whole chain on a small subset (at most 1,000 events "
         "generated, 500 read per file, one file per sample, one epoch).",
     )

@@ -190,15 +190,16 @@ def choose_models() -> list[str]:
 def train(feeds: Prepared, model: str) -> Trained:
     """One classifier from the run's Params (and the tuned hyperparameters when
     ``use_tuned``), resuming from its backup if this is a retry."""
-    from tasks.core.errors import SettingsError
+    from airflow.sdk.exceptions import AirflowFailException
+
     from tasks.learning.train import TrainSettings, parse_schedule
     from tasks.learning.train import train as run_train
     from tasks.learning.tuning import tuned_settings
 
     p, config = params(), settings()
     feed = p.get("feed_format", "petastorm")
-    if feed not in feeds["feeds"]:
-        raise SettingsError(f"feed {feed!r} was not written for this run (written: {', '.join(feeds['feeds'])})")
+    if feed not in feeds["feeds"]:  # a wiring error no retry can fix
+        raise AirflowFailException(f"feed {feed!r} was not written for this run (written: {', '.join(feeds['feeds'])})")
     options = TrainSettings(
         model=model,
         feed=feed,

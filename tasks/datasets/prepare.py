@@ -24,7 +24,7 @@ Output (written atomically)::
     <output>/train/part-NNNNN.parquet   shuffled training events
     <output>/test/part-NNNNN.parquet    test events, in order-key order
     <output>/dev/{train,test}.parquet    small seeded subsets (the first rows)
-    <output>/scaler.json                 the fitted statistics (tasks/scaling.py)
+    <output>/scaler.json                 the fitted statistics (tasks/datasets/scaling.py)
     <output>/_summary.json               counts, settings, scaler digest
 """
 

@@ -169,7 +169,7 @@ class Scaler:
                     f"{path}: not a {FORMAT} v{VERSION} artifact (format={data.get('format')!r}, version={data.get('version')!r})"
                 )
             if data["hlf"]["columns"] != list(schema.HLF_COLUMNS) or data["llf"]["columns"] != list(schema.LLF_COLUMNS):
-                raise ScalerError(f"{path}: feature order differs from this code's schema (tasks/schema.py)")
+                raise ScalerError(f"{path}: feature order differs from this code's schema (tasks/core/schema.py)")
             if data.get("sha256") != _digest(body):
                 raise ScalerError(f"{path}: content does not match its sha256; the file was edited or damaged")
             scaler = cls(

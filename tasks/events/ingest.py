@@ -66,7 +66,7 @@ def process_chunk(
     out_dir: str,
     id_prefix: str = "",
     source: str = DEFAULT_SOURCE,
-) -> IngestSummary:
+) -> dict:
     """Select and featurise entries [start, stop) of ``path``, a file of the
     event source of kind ``source``; write their part.
 
@@ -197,7 +197,7 @@ def ingest(
     id_prefix: str = "",
     max_events_per_file: int | None = None,
     source: str = DEFAULT_SOURCE,
-) -> dict:
+) -> IngestSummary:
     """Ingest ``samples``, files of the event source of kind ``source``, into
     the Parquet dataset ``output`` on the Dask ``client``.
 
