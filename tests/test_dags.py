@@ -221,7 +221,14 @@ def test_trigger_form_fields_are_grouped_in_sections(dagbag):
         return {name: dag.params.get_param(name).schema.get("section") for name in dag.params}
 
     pipeline = sections("topology_classifier")
-    assert {n for n, s in pipeline.items() if s is None} == {"input_dir", "generate_events", "seed", "smoke", "models", "feed_format"}
+    assert {n for n, s in pipeline.items() if s is None} == {
+        "input_dir",
+        "generate_events",
+        "seed",
+        "smoke",
+        "models",
+        "feed_format",
+    }
     assert {s for s in pipeline.values() if s} == {"Data split", "Training", "Promotion"}
     assert pipeline["epochs"] == pipeline["learning_rate"] == "Training" and pipeline["split_seed"] == "Data split"
     retraining = sections("retrain_classifier")
