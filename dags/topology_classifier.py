@@ -7,7 +7,8 @@ SparkDLTrigger), stage by stage:
 1. **generate_sample**: when no `input_dir` is given, write a Delphes-schema
    sample of QCD, tt̄ and W+jets (`generate_events` events, `seed`). The
    sample is keyed on its parameters and reused when it already exists.
-2. **ingest_events**: read the ROOT files on Dask, apply the trigger-like
+2. **ingest_events**: read the ROOT files on Dask (as the data config
+   `data_config` says; default `data_configs/delphes.yaml`), apply the trigger-like
    selection, build the 801 × 19 low-level and 14 high-level features, and
    write a Parquet dataset with its cutflow under
    `<data root>/runs/<run id>/events`.
@@ -78,6 +79,10 @@ from topo_airflow.params import optional_text, smoke_param, split_params, traini
     params={
         "input_dir": optional_text(
             "Directory with qcd/, ttbar/, wjets/ subdirectories of ROOT files. Empty: generate a sample."
+        ),
+        "data_config": optional_text(
+            "A data config (YAML: the tree, collections and branches of each role) for input_dir. "
+            "Empty: data_configs/delphes.yaml, which reads the paper's and the standard Delphes cards."
         ),
         "generate_events": Param(
             7000,

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples", type=Path, help="YAML/JSON file listing samples: {samples: [{name, label, files: [globs]}]}"
     )
     ing.add_argument("--output", type=Path, help="output dataset directory (default: <data root>/events/manual)")
+    ing.add_argument(
+        "--data-config",
+        type=Path,
+        help="YAML naming the tree and the collections and branches of each role "
+        "(default: data_configs/delphes.yaml, which also finds the standard Delphes cards' names)",
+    )
     ing.add_argument("--chunk", type=int, help="events per Dask task (default: $TOPO_INGEST_CHUNK, else 1000)")
     _add_dask_options(ing)
 
@@ -368,7 +374,13 @@ def _ingest(args, settings: Settings) -> dict:
     )
     output = args.output or settings.catalog.manual().events
     with dask_client(settings) as client:
-        summary = ingest(samples, output, client, chunk=settings.ingest_chunk if args.chunk is None else args.chunk)
+        summary = ingest(
+            samples,
+            output,
+            client,
+            chunk=settings.ingest_chunk if args.chunk is None else args.chunk,
+            data_config=str(args.data_config) if args.data_config else None,
+        )
     print(format_cutflow(summary["cutflow"]), file=sys.stderr)
     return {k: summary[k] for k in ("output", "events_written", "bad_files", "seconds")}
 

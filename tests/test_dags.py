@@ -91,6 +91,7 @@ def test_topology_classifier_graph(dagbag):
     _assert_retries(dag)
     assert set(dag.params) == {
         "input_dir",
+        "data_config",
         "generate_events",
         "seed",
         "split_seed",
@@ -223,6 +224,7 @@ def test_trigger_form_fields_are_grouped_in_sections(dagbag):
     pipeline = sections("topology_classifier")
     assert {n for n, s in pipeline.items() if s is None} == {
         "input_dir",
+        "data_config",
         "generate_events",
         "seed",
         "smoke",

@@ -142,6 +142,7 @@ def ingest_events(input_dir: str) -> Ingested:
             layout(ref).events,
             client,
             chunk=config.ingest_chunk,
+            data_config=p.get("data_config"),
             max_events_per_file=p.get("max_events_per_file"),
         )
     return ref | {"events_written": summary["events_written"], "bad_files": sorted(summary["bad_files"])}

@@ -15,33 +15,23 @@ import numpy as np
 
 from tasks.core.errors import InputFileError
 from tasks.events.collections import ROLES, Collection, EventChunk
+from tasks.events.data_config import DataConfig, load_data_config
+
+
+def _paper_card() -> DataConfig:
+    return load_data_config(None)
+
 
 TREE_NAME = "Delphes"
 
 COLLECTIONS: dict[str, tuple[str, ...]] = {
-    "EFlowTrack": ("PT", "Eta", "Phi", "PID", "X", "Y", "Z"),
-    "EFlowPhoton": ("ET", "Eta", "Phi"),
-    "EFlowNeutralHadron": ("ET", "Eta", "Phi"),
-    "Electron": ("PT", "Eta", "Phi", "Charge"),
-    "MuonTight": ("PT", "Eta", "Phi", "Charge"),
-    "Jet": ("PT", "Eta", "Phi", "BTag"),
-    "MissingET": ("MET", "Phi"),
+    spec.collections[0]: tuple(branch for _, branch in spec.fields) for spec in _paper_card().roles.values()
 }
-"""The branches ingestion reads; nothing else is read from the files."""
+"""The paper card's branches (the default data config's first collections):
+what the generator writes. Reading goes by the data config."""
 
-ROLE_OF: dict[str, str] = {
-    "EFlowTrack": "tracks",
-    "EFlowPhoton": "photons",
-    "EFlowNeutralHadron": "neutral_hadrons",
-    "Electron": "electrons",
-    "MuonTight": "muons",
-    "Jet": "jets",
-}
-"""The ``EventChunk`` role of each Delphes collection (MissingET gives ``met``,
-``met_phi``). A Delphes field becomes the neutral field of its name in lower
-case: ``EFlowTrack.PT`` → ``tracks["pt"]``, ``Jet.BTag`` → ``jets["btag"]``."""
-
-assert {ROLE_OF[c]: tuple(f.lower() for f in fields) for c, fields in COLLECTIONS.items() if c in ROLE_OF} == ROLES
+assert _paper_card().tree == TREE_NAME
+assert {role: tuple(f for f, _ in spec.fields) for role, spec in _paper_card().roles.items() if role != "met"} == ROLES
 
 
 def branch_candidates(collection: str, field: str) -> tuple[str, ...]:
@@ -54,57 +44,65 @@ def branch_candidates(collection: str, field: str) -> tuple[str, ...]:
 
 
 class DelphesSource:
-    """Delphes-schema ROOT files (``tasks.events.sources.EventSource``)."""
+    """Delphes-schema ROOT files (``tasks.events.sources.EventSource``), read
+    as its data config says (default: ``data_configs/delphes.yaml``)."""
 
     kind = "delphes"
     patterns: tuple[str, ...] = ("*.root",)
     file_type = "ROOT"
 
+    def __init__(self, config: DataConfig | None = None):
+        self.config = config or _paper_card()
+
     def inspect(self, path: str) -> int:
         """Check that ``path`` is a usable Delphes file; return its number of events."""
-        file, tree = _open_tree(path)
+        file, tree = _open_tree(path, self.config.tree)
         with file:
-            _resolve_branches(path, tree)
+            _resolve_branches(path, tree, self.config)
             n = int(tree.num_entries)
         if n == 0:
-            raise InputFileError(path, f"tree '{TREE_NAME}' contains no events")
+            raise InputFileError(path, f"tree '{self.config.tree}' contains no events")
         return n
+
+    def layout(self, path: str) -> dict[str, str]:
+        """The collection each role was found in, in ``path``."""
+        file, tree = _open_tree(path, self.config.tree)
+        with file:
+            return _resolve_branches(path, tree, self.config)[1]
 
     def read_chunk(self, path: str, start: int, stop: int) -> EventChunk:
         """Read events [start, stop) of ``path``."""
-        file, tree = _open_tree(path)
+        file, tree = _open_tree(path, self.config.tree)
         with file:
-            names = _resolve_branches(path, tree)
+            names, layout = _resolve_branches(path, tree, self.config)
             arrays = _read_branches(path, tree, list(names.values()), start, stop)
         roles: dict[str, Collection] = {}
         met = met_phi = None
-        for collection, fields in COLLECTIONS.items():
+        for role, spec in self.config.roles.items():
             values = {}
             offsets = None
-            for field in fields:
-                branch = names[(collection, field)]
-                field_offsets, values[field] = _csr(arrays[branch])
+            for neutral, _ in spec.fields:
+                branch = names[(role, neutral)]
+                field_offsets, values[neutral] = _csr(arrays[branch])
                 if offsets is None:
                     offsets = field_offsets
                 elif not np.array_equal(offsets, field_offsets):
                     raise InputFileError(
-                        path, f"branch {branch} has a different length per event than the other {collection} branches"
+                        path, f"branch {branch} has a different length per event than the other {layout[role]} branches"
                     )
-            if collection == "MissingET":
+            if role == "met":
                 # One MissingET object per event; an event without one gets NaN,
                 # which the non-finite check then rejects by name.
                 has = np.diff(offsets) > 0
                 met, met_phi = np.full(len(has), np.nan), np.full(len(has), np.nan)
-                met[has] = values["MET"][offsets[:-1][has]]
-                met_phi[has] = values["Phi"][offsets[:-1][has]]
+                met[has] = values["met"][offsets[:-1][has]]
+                met_phi[has] = values["phi"][offsets[:-1][has]]
             else:
-                roles[ROLE_OF[collection]] = Collection(
-                    offsets=offsets, fields={f.lower(): v for f, v in values.items()}
-                )
+                roles[role] = Collection(offsets=offsets, fields=values)
         return EventChunk(**roles, met=met, met_phi=met_phi)
 
 
-def _open_tree(path: str):
+def _open_tree(path: str, tree_name: str = TREE_NAME):
     import uproot
 
     if not Path(path).exists():
@@ -116,37 +114,46 @@ def _open_tree(path: str):
     except Exception as exc:  # uproot raises several kinds for non-ROOT or damaged headers
         raise InputFileError(path, f"not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
     try:
-        tree = file[TREE_NAME]
+        tree = file[tree_name]  # the newest cycle when there are several
     except Exception as exc:
         found = sorted({k.split(";")[0] for k in file.keys()})
         raise InputFileError(
-            path, f"no TTree named '{TREE_NAME}' (the file holds: {', '.join(found) or 'nothing'})"
+            path, f"no TTree named '{tree_name}' (the file holds: {', '.join(found) or 'nothing'})"
         ) from exc
     if not hasattr(tree, "num_entries"):
-        raise InputFileError(path, f"'{TREE_NAME}' is a {type(tree).__name__}, not a TTree")
+        raise InputFileError(path, f"'{tree_name}' is a {type(tree).__name__}, not a TTree")
     return file, tree
 
 
-def _resolve_branches(path: str, tree) -> dict[tuple[str, str], str]:
-    """Map every needed (collection, field) to the branch name this file uses."""
+def _resolve_branches(path: str, tree, config: DataConfig) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    """Map every (role, neutral field) to the branch this file uses, and each
+    role to the collection it was found in (the first of its candidates
+    that has every field)."""
     available = set(tree.keys(recursive=True))
     resolved: dict[tuple[str, str], str] = {}
-    missing: list[str] = []
-    for collection, fields in COLLECTIONS.items():
-        for field in fields:
-            names = branch_candidates(collection, field)
-            name = next((n for n in names if n in available), None)
-            if name is None:
-                missing.append(f"{collection}.{field}")
-            else:
-                resolved[(collection, field)] = name
-    if missing:
+    layout: dict[str, str] = {}
+    problems: list[str] = []
+    for role, spec in config.roles.items():
+        tried = []
+        for collection in spec.collections:
+            found = {
+                n: next((b for b in branch_candidates(collection, f) if b in available), None) for n, f in spec.fields
+            }
+            lacking = [f"{collection}.{f}" for n, f in spec.fields if found[n] is None]
+            if not lacking:
+                resolved.update({(role, n): b for n, b in found.items()})
+                layout[role] = collection
+                break
+            tried.append(", ".join(lacking))
+        else:
+            problems.append(f"{role} ({'; or '.join(tried)})" if len(tried) > 1 else tried[0])
+    if problems:
         raise InputFileError(
             path,
-            f"tree '{TREE_NAME}' lacks branch(es) {', '.join(missing)} "
+            f"tree '{config.tree}' lacks branch(es) {'; '.join(problems)} "
             "(looked for Delphes 'Coll.Field' and uproot 'Coll_Field' names)",
         )
-    return resolved
+    return resolved, layout
 
 
 def _read_branches(path: str, tree, branches: list[str], entry_start: int, entry_stop: int) -> dict:

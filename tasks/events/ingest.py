@@ -18,6 +18,7 @@ Output ``<output>/``:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -44,9 +45,10 @@ def plan_chunks(n_entries: int, chunk: int) -> list[tuple[int, int]]:
 
 
 # --- work done on the workers ---------------------------------------------------
-def _inspect(path: str, source: str = DEFAULT_SOURCE) -> dict:
+def _inspect(path: str, source: str = DEFAULT_SOURCE, data_config: str | None = None) -> dict:
     try:
-        return {"path": path, "entries": get_source(source).inspect(path)}
+        reader = get_source(source, data_config)
+        return {"path": path, "entries": reader.inspect(path), "layout": reader.layout(path)}
     except InputFileError as exc:
         return {"path": path, "error": exc.problem}
     except Exception as exc:  # a worker must report, not die: the client decides
@@ -66,6 +68,7 @@ def process_chunk(
     out_dir: str,
     id_prefix: str = "",
     source: str = DEFAULT_SOURCE,
+    data_config: str | None = None,
 ) -> dict:
     """Select and featurise entries [start, stop) of ``path``, a file of the
     event source of kind ``source``; write their part.
@@ -74,7 +77,7 @@ def process_chunk(
     fields were bad; or an error naming the file.
     """
     try:
-        return _process_chunk(sample, label, path, start, stop, out_dir, id_prefix, source)
+        return _process_chunk(sample, label, path, start, stop, out_dir, id_prefix, source, data_config)
     except InputFileError as exc:
         return {"path": path, "start": start, "error": exc.problem}
     except Exception as exc:
@@ -82,11 +85,19 @@ def process_chunk(
 
 
 def _process_chunk(
-    sample: str, label: int, path: str, start: int, stop: int, out_dir: str, id_prefix: str, source: str
+    sample: str,
+    label: int,
+    path: str,
+    start: int,
+    stop: int,
+    out_dir: str,
+    id_prefix: str,
+    source: str,
+    data_config: str | None = None,
 ) -> dict:
     from tasks.events.kernel import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features
 
-    feats = compute_features(get_source(source).read_chunk(path, start, stop))
+    feats = compute_features(get_source(source, data_config).read_chunk(path, start, stop))
     passed = feats.status == PASSED
     finite, bad_fields = _finite_events(feats, passed)
     keep = passed & finite
@@ -197,6 +208,7 @@ def ingest(
     id_prefix: str = "",
     max_events_per_file: int | None = None,
     source: str = DEFAULT_SOURCE,
+    data_config: str | None = None,
 ) -> IngestSummary:
     """Ingest ``samples``, files of the event source of kind ``source``, into
     the Parquet dataset ``output`` on the Dask ``client``.
@@ -210,7 +222,8 @@ def ingest(
 
     if chunk < 1:
         raise SettingsError(f"chunk must be at least 1 event, got {chunk}")
-    get_source(source)  # an unknown kind fails here, not as every file bad
+    reader = get_source(source, data_config)  # an unknown kind or a bad config fails here, not as every file bad
+    log.info("reading %s files as data config %s says", source, reader.config.path)
     check_unique_names(samples)
     output = Path(output)
     started = time.perf_counter()
@@ -218,7 +231,7 @@ def ingest(
     files = [f for s in samples for f in s.files]
     log.info("ingesting %d files of %d samples into %s", len(files), len(samples), output)
 
-    inspected = client.gather(client.map(_inspect, files, source=source, pure=False))
+    inspected = client.gather(client.map(_inspect, files, source=source, data_config=data_config, pure=False))
     bad: dict[str, str] = {r["path"]: r["error"] for r in inspected if "error" in r}
     for path, problem in bad.items():
         log.error("bad input file %s: %s", path, problem)
@@ -240,7 +253,14 @@ def ingest(
         ]
         total_events = sum(n for _, n in good)
         log.info("%d good files, %d events, %d chunks of up to %d events", len(good), total_events, len(jobs), chunk)
-        futures = client.map(process_chunk, *zip(*jobs, strict=True), id_prefix=id_prefix, source=source, pure=False)
+        futures = client.map(
+            process_chunk,
+            *zip(*jobs, strict=True),
+            id_prefix=id_prefix,
+            source=source,
+            data_config=data_config,
+            pure=False,
+        )
         results, done_events, last_log = [], 0, 0.0
         for fut in as_completed(futures):
             r = fut.result()
@@ -273,9 +293,14 @@ def ingest(
         if not any(r["part"] for r in kept):
             _write_empty_part(tmp)
         summary = _summary(samples, sample_of, kept, bad, output, time.perf_counter() - started)
+        summary["data_config"] = reader.config.describe()
+        summary["layouts"] = {r["path"]: r["layout"] for r in inspected if "layout" in r and r["path"] not in bad}
         write_json(tmp / "_cutflow.json", summary["cutflow"])
         # Where and how fast are the caller's to know: the file depends on the input alone.
         write_json(tmp / "_summary.json", {k: v for k, v in summary.items() if k not in ("seconds", "output")})
+    chosen = Counter(json.dumps(layout, sort_keys=True) for layout in summary["layouts"].values())
+    for layout, n in sorted(chosen.items()):
+        log.info("%d file(s) matched %s", n, ", ".join(f"{role} in {c}" for role, c in json.loads(layout).items()))
     log.info("cutflow:\n%s", format_cutflow(summary["cutflow"]))
     if bad:
         log.warning(

@@ -13,11 +13,13 @@ and one entry in ``SOURCES``.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from tasks.core.errors import SettingsError
 from tasks.events.collections import EventChunk
+from tasks.events.data_config import DataConfig, load_data_config
 from tasks.events.delphes import DelphesSource
 
 
@@ -31,10 +33,17 @@ class EventSource(Protocol):
     """Shell-style patterns of its file names (matched at any depth under a directory)."""
     file_type: str
     """What its files are called in messages, e.g. "ROOT"."""
+    config: DataConfig
+    """Its data config (tasks.events.data_config): tree, collections and fields per role."""
 
     def inspect(self, path: str) -> int:
         """The number of events of ``path``; raises ``InputFileError`` naming the
         file when it cannot be used (missing, damaged, no events, ...)."""
+        ...
+
+    def layout(self, path: str) -> dict[str, str]:
+        """What ``path`` was matched with, per role (e.g. the collection that holds
+        the muons): recorded in the dataset's summary."""
         ...
 
     def read_chunk(self, path: str, start: int, stop: int) -> EventChunk:
@@ -48,12 +57,28 @@ SOURCES: dict[str, EventSource] = {source.kind: source for source in (DelphesSou
 DEFAULT_SOURCE = "delphes"
 
 
-def get_source(kind: str = DEFAULT_SOURCE) -> EventSource:
-    """The source of ``kind``; a ``SettingsError`` naming the known ones if there is none."""
+_CONFIGURABLE = {"delphes": DelphesSource}
+
+
+def get_source(kind: str = DEFAULT_SOURCE, data_config: str | None = None) -> EventSource:
+    """The source of ``kind``, read as the data config at ``data_config`` says
+    (default: the source's own, ``data_configs/<kind>.yaml``); a ``SettingsError``
+    naming the known ones if there is none."""
     try:
-        return SOURCES[kind]
+        source = SOURCES[kind]
     except (KeyError, TypeError):
         raise SettingsError(f"unknown event source {kind!r}; known sources: {', '.join(sorted(SOURCES))}") from None
+    if data_config is None:
+        return source
+    return _configured(kind, str(data_config))
+
+
+@lru_cache(maxsize=16)
+def _configured(kind: str, data_config: str) -> EventSource:
+    config = load_data_config(data_config)
+    if config.source != kind:
+        raise SettingsError(f"data config {data_config} is for source {config.source!r}, not {kind!r}")
+    return _CONFIGURABLE[kind](config)
 
 
 def input_files(directory: str | Path, source: str = DEFAULT_SOURCE) -> list[str]:
