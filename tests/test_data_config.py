@@ -153,3 +153,29 @@ def test_topo_ingest_reads_standard_delphes_files_and_takes_a_data_config(tmp_pa
     tight = write_config(tmp_path / "tight.yaml", **{"roles.muons.collections": ["MuonTight"]})
     refused = topo("--output", str(tmp_path / "b"), "--data-config", tight)
     assert refused.returncode == 2 and "every input file is bad" in refused.stderr and "MuonTight.PT" in refused.stderr
+
+
+def test_an_rntuple_ingests_to_the_same_events_as_a_ttree(tmp_path, dask_client):
+    """uproot 5.7 writes a dict of arrays as an RNTuple, ROOT's columnar format:
+    the same events as a TTree and as an RNTuple give the same Parquet content."""
+    import uproot
+
+    from tests.support.events import busy_background, event, particle, write_root
+
+    rng = np.random.default_rng(8)
+    events = []
+    for i in range(40):
+        tracks, photons, neutrals = busy_background(rng)
+        lepton = particle(30.0 + i, 0.5, -1.0 + 0.05 * i, charge=-1)
+        events.append(event(tracks=tracks, photons=photons, neutrals=neutrals, muons=[lepton], met=(20.0 + i, 0.3)))
+    tables = {}
+    for style in ("uproot", "rntuple"):
+        path = tmp_path / style / "wjets" / "events.root"
+        path.parent.mkdir(parents=True)
+        write_root(path, events, style=style)
+        kind = type(uproot.open(path)["Delphes"]).__name__
+        assert ("RNTuple" in kind) == (style == "rntuple"), kind
+        summary = ingest([Sample("wjets", 2, (str(path),))], tmp_path / f"out-{style}", dask_client, chunk=15)
+        assert summary["bad_files"] == {} and summary["events_written"] > 20
+        tables[style] = pq.read_table(tmp_path / f"out-{style}").sort_by("entry")
+    assert tables["rntuple"].equals(tables["uproot"])

@@ -3,7 +3,8 @@ the branches in ``COLLECTIONS``, one entry range at a time, as a neutral
 ``EventChunk`` (tasks.events.collections).
 
 Both namings are accepted: real Delphes files (``EFlowTrack.PT`` under the
-``EFlowTrack`` branch) and files written by uproot (``EFlowTrack_PT``).
+``EFlowTrack`` branch) and files written by uproot (``EFlowTrack_PT``), in a
+TTree or in an RNTuple (ROOT's columnar format, uproot 5.7's default).
 The generator (tasks.generator) writes files of this schema.
 """
 
@@ -121,7 +122,7 @@ def _open_tree(path: str, tree_name: str = TREE_NAME):
             path, f"no TTree named '{tree_name}' (the file holds: {', '.join(found) or 'nothing'})"
         ) from exc
     if not hasattr(tree, "num_entries"):
-        raise InputFileError(path, f"'{tree_name}' is a {type(tree).__name__}, not a TTree")
+        raise InputFileError(path, f"'{tree_name}' is a {type(tree).__name__}, not a TTree or RNTuple")
     return file, tree
 
 
@@ -160,7 +161,9 @@ def _read_branches(path: str, tree, branches: list[str], entry_start: int, entry
     """All ``branches`` in one pass (a third faster than branch by branch); when
     that fails, branch by branch, to name the one that cannot be read."""
     try:
-        return tree.arrays(branches, entry_start=entry_start, entry_stop=entry_stop, library="ak", how=dict)
+        return _by_name(
+            tree.arrays(branches, entry_start=entry_start, entry_stop=entry_stop, library="ak", how=dict), branches
+        )
     except Exception as exc:
         failure = exc
     for branch in branches:
@@ -176,6 +179,22 @@ def _read_branches(path: str, tree, branches: list[str], entry_start: int, entry
         f"cannot read branch {branch} entries {entry_start}–{entry_stop} "
         f"({type(failure).__name__}: {failure}); the file may be truncated or damaged",
     ) from failure
+
+
+def _by_name(arrays: dict, branches: list[str]) -> dict:
+    """The arrays keyed by the branch names asked for. An RNTuple (what uproot
+    5.7 writes for a dict of record arrays) answers ``Coll.Field`` with the
+    whole record ``Coll``: its field is taken out of it."""
+    out = {}
+    for branch in branches:
+        if branch in arrays:
+            out[branch] = arrays[branch]
+            continue
+        collection, _, field = branch.rpartition("/")[2].partition(".")
+        if collection not in arrays:
+            raise KeyError(f"{branch} (read {', '.join(arrays)})")
+        out[branch] = arrays[collection][field]
+    return out
 
 
 def _csr(array) -> tuple[np.ndarray, np.ndarray]:

@@ -89,7 +89,8 @@ def write_root(
     tree_name: str = TREE_NAME,
     flat_met: bool = False,
 ):
-    """Write ``events`` as a Delphes-schema ROOT file; ``drop`` removes fields
+    """Write ``events`` as a Delphes-schema ROOT file (``style``: uproot or delphes
+    branch naming in a TTree, or rntuple); ``drop`` removes fields
     such as 'Jet.BTag' to make a broken file; ``flat_met`` writes MissingET as
     one value per event instead of a collection of one, as some files do."""
     import awkward as ak
@@ -109,6 +110,10 @@ def write_root(
     met = {f: np.array([e["met"][i] for e in events], np.float32) for i, f in enumerate(("MET", "Phi"))}
     one_each = np.ones(len(events), np.int64)  # a jagged collection of one, as Delphes writes it
     data["MissingET"] = ak.zip(met if flat_met else {f: ak.unflatten(v, one_each) for f, v in met.items()})
+    if style == "rntuple":  # uproot 5.7's default for a dict of arrays: an RNTuple with record fields
+        with uproot.recreate(path) as f:
+            f[tree_name] = data
+        return
     naming = {}
     if style == "delphes":
         naming = {"counter_name": lambda c: f"{c}_size", "field_name": lambda outer, inner: f"{outer}.{inner}"}
