@@ -64,7 +64,7 @@ def test_the_default_config_is_the_papers_card_with_the_standard_muons_next():
 def test_a_real_delphes_file_reads_with_no_options_and_matches_the_reference():
     source = get_source()
     assert source.inspect(str(REAL_DELPHES)) == 100
-    assert source.layout(str(REAL_DELPHES))["muons"] == "Muon"
+    assert source.examine(str(REAL_DELPHES))[1]["muons"] == "Muon"
     chunk = source.read_chunk(str(REAL_DELPHES), 0, 100)
     assert 30 < np.diff(chunk.tracks.offsets).mean() < 40  # ~35 tracks an event, as the file's README says
     fast = compute_features(chunk)

@@ -59,6 +59,11 @@ def this_run(kind: str = "runs") -> RunRef:
     return {"run": run_key(), "kind": kind}
 
 
+def run_of(payload: RunRef) -> RunRef:
+    """The run a payload names, to start the next task's payload with."""
+    return {"run": payload["run"], "kind": payload["kind"]}
+
+
 def layout(ref: RunRef):
     """The catalog's layout of the run a payload names."""
     return settings().catalog.run(ref["run"], ref["kind"])
@@ -157,12 +162,12 @@ def prepare(ref: RunRef, events: list[Path] | None = None) -> Prepared:
 
     p, config = params(), settings()
     options = PrepareSettings(seed=p["split_seed"], test_fraction=p["test_fraction"], shard_events=config.shard_events)
-    source = [str(e) for e in events] if events is not None else layout(ref).events
+    where = layout(ref)
+    source = [str(e) for e in events] if events is not None else where.events
     with dask_client(config) as client:
-        summary = run_prepare(source, layout(ref).prepared, client, options)
+        summary = run_prepare(source, where.prepared, client, options)
     return {
-        "run": ref["run"],
-        "kind": ref["kind"],
+        **run_of(ref),
         "feeds": ["petastorm"],
         "train_events": summary["train"]["events"],
         "test_events": summary["test"]["events"],
@@ -216,8 +221,7 @@ def train(feeds: Prepared, model: str) -> Trained:
     tfrecord = where.tfrecord if "tfrecord" in feeds["feeds"] else None
     result = run_train(where.prepared, where.model(model), options, tfrecord=tfrecord)
     return {
-        "run": feeds["run"],
-        "kind": feeds["kind"],
+        **run_of(feeds),
         "model": model,
         "epochs_run": result["epochs_run"],
         "tuned": bool(tuned),
@@ -233,8 +237,7 @@ def evaluate(trained: Trained) -> Evaluated:
     where, model = layout(trained), trained["model"]
     metrics = run_evaluate(where.model(model), where.evaluation(model))
     return {
-        "run": trained["run"],
-        "kind": trained["kind"],
+        **run_of(trained),
         "model": model,
         "accuracy": metrics["accuracy"],
         "auc": {name: c["auc"] for name, c in metrics["classes"].items()},
@@ -250,8 +253,7 @@ def register(evaluated: Evaluated) -> Registered:
         where.model(model), where.evaluation(model), settings().tracking_uri, run_name=f"{model}-{run_key()}"
     )
     return {
-        "run": evaluated["run"],
-        "kind": evaluated["kind"],
+        **run_of(evaluated),
         "model": model,
         "name": result["name"],
         "version": result["version"],
@@ -285,8 +287,7 @@ def promote(registered: Registered) -> Decision:
     )
     kept = {k: decision[k] for k in ("name", "challenger", "champion_before", "promoted", "reason", "metric")}
     return {
-        "run": registered["run"],
-        "kind": registered["kind"],
+        **run_of(registered),
         "model": registered["model"],
         **kept,
         "scores": {role: s[decision["metric"]] for role, s in decision["scores"].items()},
@@ -302,8 +303,7 @@ def report(decisions: list[Decision]) -> RunReport:
     summary = summarise_run(where, decisions)
     log.info("run %s:\n%s\nreport: %s", where.run, auc_table(summary), summary["report"])
     return {
-        "run": decisions[0]["run"],
-        "kind": decisions[0]["kind"],
+        **run_of(decisions[0]),
         "report": summary["report"],
         "summary": str(where.summary),
     }

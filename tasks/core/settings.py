@@ -52,14 +52,10 @@ class Settings:
     training_queue: str = "default"
 
     @property
-    def raw_dir(self) -> Path:
-        """Where raw files land by day (tasks/events/daily.py)."""
-        return Path(self.raw_root).expanduser() if self.raw_root else self.data_root / "raw"
-
-    @property
     def catalog(self) -> Catalog:
-        """Every output path under this data root (tasks/core/catalog.py)."""
-        return Catalog(self.data_root, self.raw_dir)
+        """Every output path under this data root (tasks/core/catalog.py); raw
+        days under ``raw_root`` when set, else ``<data root>/raw``."""
+        return Catalog.under(self.data_root, Path(self.raw_root).expanduser() if self.raw_root else None)
 
     @property
     def tracking_uri(self) -> str:

@@ -57,19 +57,17 @@ class DelphesSource:
 
     def inspect(self, path: str) -> int:
         """Check that ``path`` is a usable Delphes file; return its number of events."""
+        return self.examine(path)[0]
+
+    def examine(self, path: str) -> tuple[int, dict[str, str]]:
+        """The number of events of a usable ``path``, and the collection each role was found in."""
         file, tree = _open_tree(path, self.config.tree)
         with file:
-            _resolve_branches(path, tree, self.config)
+            layout = _resolve_branches(path, tree, self.config)[1]
             n = int(tree.num_entries)
         if n == 0:
             raise InputFileError(path, f"tree '{self.config.tree}' contains no events")
-        return n
-
-    def layout(self, path: str) -> dict[str, str]:
-        """The collection each role was found in, in ``path``."""
-        file, tree = _open_tree(path, self.config.tree)
-        with file:
-            return _resolve_branches(path, tree, self.config)[1]
+        return n, layout
 
     def read_chunk(self, path: str, start: int, stop: int) -> EventChunk:
         """Read events [start, stop) of ``path``."""

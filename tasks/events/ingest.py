@@ -47,8 +47,8 @@ def plan_chunks(n_entries: int, chunk: int) -> list[tuple[int, int]]:
 # --- work done on the workers ---------------------------------------------------
 def _inspect(path: str, source: str = DEFAULT_SOURCE, data_config: str | None = None) -> dict:
     try:
-        reader = get_source(source, data_config)
-        return {"path": path, "entries": reader.inspect(path), "layout": reader.layout(path)}
+        entries, layout = get_source(source, data_config).examine(path)
+        return {"path": path, "entries": entries, "layout": layout}
     except InputFileError as exc:
         return {"path": path, "error": exc.problem}
     except Exception as exc:  # a worker must report, not die: the client decides

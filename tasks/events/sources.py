@@ -41,9 +41,10 @@ class EventSource(Protocol):
         file when it cannot be used (missing, damaged, no events, ...)."""
         ...
 
-    def layout(self, path: str) -> dict[str, str]:
-        """What ``path`` was matched with, per role (e.g. the collection that holds
-        the muons): recorded in the dataset's summary."""
+    def examine(self, path: str) -> tuple[int, dict[str, str]]:
+        """``inspect``, and what ``path`` was matched with per role (e.g. the
+        collection that holds the muons), recorded in the dataset's summary: one
+        opening of the file for both."""
         ...
 
     def read_chunk(self, path: str, start: int, stop: int) -> EventChunk:
@@ -55,9 +56,6 @@ SOURCES: dict[str, EventSource] = {source.kind: source for source in (DelphesSou
 """The known sources by kind."""
 
 DEFAULT_SOURCE = "delphes"
-
-
-_CONFIGURABLE = {"delphes": DelphesSource}
 
 
 def get_source(kind: str = DEFAULT_SOURCE, data_config: str | None = None) -> EventSource:
@@ -78,7 +76,7 @@ def _configured(kind: str, data_config: str) -> EventSource:
     config = load_data_config(data_config)
     if config.source != kind:
         raise SettingsError(f"data config {data_config} is for source {config.source!r}, not {kind!r}")
-    return _CONFIGURABLE[kind](config)
+    return type(SOURCES[kind])(config)
 
 
 def input_files(directory: str | Path, source: str = DEFAULT_SOURCE) -> list[str]:

@@ -20,7 +20,8 @@ def summarise_run(run: RunLayout, decisions: list[dict] | None = None) -> dict:
     """Write summary.json and report.html for the evaluated models of ``run``."""
     by_model = {d["model"]: d for d in decisions or []}
     models = []
-    for metrics_file in sorted(run.evaluation(m).joinpath("metrics.json") for m in _evaluated_models(run)):
+    for model in _evaluated_models(run):  # sorted by name
+        metrics_file = run.evaluation(model) / "metrics.json"
         m = read_json(metrics_file)
         decision = by_model.get(m["model"], {})
         models.append(
