@@ -143,3 +143,21 @@ def test_predictions_contract_gates_scoring_and_evaluation(models, ingested_even
     assert table.column_names == ["event_id", "label", "p_qcd", "p_ttbar", "p_wjets", "predicted"]
     assert validate("predictions", evaluation, contracts)["rows"] == table.num_rows > 0
     assert all(e.count("/") == 1 for e in table.column("event_id").to_pylist())  # real identities, not positions
+
+
+def _open_store(uri: str) -> str:
+    from tasks.learning.registry import EXPERIMENT, tracking
+
+    return tracking(uri).get_experiment_by_name(EXPERIMENT).experiment_id
+
+
+def test_tasks_opening_a_new_local_store_at_once_all_succeed(tmp_path):
+    # Parallel tuning trials are the first to touch a new store; creating its
+    # tables twice at once used to leave it half-migrated for good.
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        ids = pool.map(_open_store, [uri] * 4)
+    assert len(set(ids)) == 1  # one experiment, seen by every task
+    assert _open_store(uri) == ids[0]  # and the store still opens afterwards

@@ -20,6 +20,7 @@ Tracking goes to ``Settings.tracking_uri``: a server when configured
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -51,18 +52,43 @@ def tracking(tracking_uri: str, experiment: str = EXPERIMENT):
     store keeps its artifacts next to its database, not in the working directory."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # task logs are not terminals
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     local_store = (
         Path(tracking_uri.removeprefix("sqlite:///")).parent if tracking_uri.startswith("sqlite:///") else None
     )
-    if local_store is not None:
-        local_store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        location = (local_store / "artifacts").resolve().as_uri() if local_store is not None else None
-        mlflow.create_experiment(experiment, artifact_location=location)
+    with _store_lock(local_store):
+        if mlflow.get_experiment_by_name(experiment) is None:
+            location = (local_store / "artifacts").resolve().as_uri() if local_store is not None else None
+            try:
+                mlflow.create_experiment(experiment, artifact_location=location)
+            except MlflowException as error:  # a server another task reached first
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
     mlflow.set_experiment(experiment)
     return mlflow
+
+
+@contextlib.contextmanager
+def _store_lock(local_store: Path | None):
+    """Hold an exclusive lock on a local store while it may be created.
+
+    The first call on a new SQLite store creates and migrates its tables; two
+    tasks doing that at once (parallel tuning trials) leave alembic's version
+    table behind the schema and every later call fails. A server needs no lock."""
+    if local_store is None:
+        yield
+        return
+    import fcntl
+
+    local_store.mkdir(parents=True, exist_ok=True)
+    with open(local_store / ".store.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: str, run_name: str | None = None) -> dict:
