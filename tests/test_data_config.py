@@ -84,7 +84,11 @@ def test_ingestion_records_the_config_and_each_files_layout_and_names_bad_files(
     generated = sorted(generated_sample.glob("ttbar/*.root"))[0]
     files = (str(REAL_DELPHES), str(NO_KEYS), str(generated))
     summary = ingest([Sample("ttbar", 1, files)], tmp_path / "events", dask_client, chunk=30)
-    assert summary["bad_files"] == {str(NO_KEYS): "no TTree named 'Delphes' (the file holds: nothing)"}
+    assert summary["bad_files"] == {
+        str(NO_KEYS): "no known event layout: neither a 'Delphes' tree (Delphes) nor an 'Events' tree "
+        "(CMS NanoAOD/PFNano); the file holds: nothing"
+    }
+    assert summary["source"] == "delphes" and summary["particle_content"] is True  # detected
     assert summary["layouts"][str(REAL_DELPHES)]["muons"] == "Muon"
     assert summary["layouts"][str(generated)]["muons"] == "MuonTight"
     assert summary["data_config"]["path"] == str(default_config_path())

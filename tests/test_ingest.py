@@ -131,14 +131,14 @@ def make_bad_inputs(directory):
     (directory / "truncated.root").write_bytes(full[: len(full) // 2])
     (directory / "not_root.root").write_text("this is a CSV file, really\n1,2,3\n")
     (directory / "empty.root").write_bytes(b"")
-    write_root(directory / "no_tree.root", good_events(), tree_name="Events")
+    write_root(directory / "no_tree.root", good_events(), tree_name="Other")
     write_root(directory / "no_btag.root", good_events(), drop=("Jet.BTag",))
     write_root(directory / "no_events.root", [])
     return {
         "truncated.root": "",  # uproot's own words vary with where the cut falls
         "not_root.root": "not a readable ROOT file",
         "empty.root": "empty file",
-        "no_tree.root": "no TTree named 'Delphes'",
+        "no_tree.root": "the file holds: Other",
         "no_btag.root": "Jet.BTag",
         "no_events.root": "contains no events",
     }
@@ -226,11 +226,12 @@ def test_samples_file_and_discovery_errors(tmp_path):
 
 def test_sources_registry_and_input_files(tmp_path):
     assert isinstance(DELPHES, EventSource) and isinstance(DELPHES, DelphesSource)
-    assert DELPHES.kind == "delphes" and DELPHES.patterns == ("*.root",) and set(SOURCES) == {"delphes"}
-    with pytest.raises(SettingsError, match="unknown event source 'nanoaod'; known sources: delphes"):
-        get_source("nanoaod")
-    with pytest.raises(SettingsError, match="unknown event source 'nanoaod'"):
-        discover_samples(tmp_path, source="nanoaod")
+    assert DELPHES.kind == "delphes" and DELPHES.patterns == ("*.root",)
+    assert set(SOURCES) == {"delphes", "pfnano", "nanoaod"}
+    with pytest.raises(SettingsError, match="unknown event source 'lhe'; known sources: delphes, nanoaod, pfnano"):
+        get_source("lhe")
+    with pytest.raises(SettingsError, match="unknown event source 'lhe'"):
+        discover_samples(tmp_path, source="lhe")
     assert input_files(tmp_path / "missing") == [] and not has_input(tmp_path / "missing")
     (tmp_path / "b" / "deep").mkdir(parents=True)
     for name in ("b/deep/z.root", "a.root", "b/notes.txt", "b/y.root.tmp"):
@@ -239,7 +240,7 @@ def test_sources_registry_and_input_files(tmp_path):
     assert is_input_file(tmp_path / "a.root") and not is_input_file(tmp_path / "b" / "y.root.tmp")
     assert has_input(tmp_path / "b") and has_input(tmp_path / "b" / "deep", source="delphes")
     with pytest.raises(SettingsError, match="unknown event source"):
-        has_input(tmp_path / "missing", source="nanoaod")
+        has_input(tmp_path / "missing", source="lhe")
 
 
 def test_unknown_source_fails_before_any_work(tmp_path, dask_client):

@@ -29,6 +29,8 @@ class IngestSummary(TypedDict):
     bad_files: dict[str, str]  # file → what is wrong with it
     events_written: int
     seconds: float
+    source: str  # the event source of the files (tasks.events.sources): delphes, pfnano, nanoaod
+    particle_content: bool  # False: the events carry the HLF and the lepton row only (plain NanoAOD)
     data_config: dict[str, Any]  # the config the files were read with (tasks.events.data_config)
     layouts: dict[str, dict[str, str]]  # per good file: role → the collection it was found in
 

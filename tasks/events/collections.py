@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.core import schema
+
 
 @dataclass
 class Collection:
@@ -68,6 +70,15 @@ class EventChunk:
     """Missing transverse energy per event, GeV (n_events,); NaN where a file has none."""
     met_phi: np.ndarray
     """Azimuth of the missing transverse energy per event, rad (n_events,)."""
+    particle_content: bool = True
+    """False for a source without particles (plain NanoAOD): the particle
+    collections are empty, and the leptons carry their isolation as the
+    fields ``iso_ch``, ``iso_gamma`` and ``iso_neu``."""
+    own_track_max_dr: float = schema.OWN_TRACK_MAX_DR
+    """A track this close (ΔR) to the selected lepton is its own track (the source's config says)."""
+    match_own_track: bool = False
+    """Whether the lepton's own track is looked up among the tracks for its
+    charged isolation (CMS files) instead of taken to be there at its pT (Delphes)."""
 
     def __len__(self) -> int:
         return len(self.met)

@@ -1,7 +1,8 @@
-"""Stage 1: input files (Delphes ROOT by default) → selected events with LLF and HLF, as a Parquet dataset.
+"""Stage 1: input files (Delphes, CMS PFNano or NanoAOD ROOT) → selected events with LLF and HLF, as a Parquet dataset.
 
-The file format is the event source's (tasks.events.sources, ``source=``):
-its kind travels to the workers, which look the reader up there. Runs on
+The file format is the event source's (tasks.events.sources): detected from
+the files unless ``source=`` or the data config names it; one source per
+ingestion. Its kind travels to the workers, which look the reader up there. Runs on
 Dask in two waves: every file is inspected (readable? tree and branches
 present? how many events?), then every chunk of ``chunk`` entries
 of every good file is read, selected and turned into features by a worker,
@@ -31,9 +32,22 @@ from tasks.core.errors import InputFileError, SettingsError, TopoError
 from tasks.core.storage import atomic_directory, write_json
 from tasks.core.summaries import IngestSummary
 from tasks.events.samples import Sample, check_unique_names
-from tasks.events.sources import DEFAULT_SOURCE, get_source
+from tasks.events.sources import detect_source, get_source, one_source, source_of_config
 
 log = logging.getLogger(__name__)
+
+
+PART_METADATA = "topo"
+"""The key of a part's Parquet metadata: its event source and whether its events have particles."""
+
+
+def part_origin(path: str | Path) -> dict:
+    """What a part's metadata says of its events (``{}`` for a part written before it did)."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(PART_METADATA.encode())
+    return json.loads(raw) if raw else {}
 
 
 class IngestError(TopoError):
@@ -45,10 +59,11 @@ def plan_chunks(n_entries: int, chunk: int) -> list[tuple[int, int]]:
 
 
 # --- work done on the workers ---------------------------------------------------
-def _inspect(path: str, source: str = DEFAULT_SOURCE, data_config: str | None = None) -> dict:
+def _inspect(path: str, source: str | None = None, data_config: str | None = None) -> dict:
     try:
-        entries, layout = get_source(source, data_config).examine(path)
-        return {"path": path, "entries": entries, "layout": layout}
+        kind = source or detect_source(path)
+        entries, layout = get_source(kind, data_config).examine(path)
+        return {"path": path, "entries": entries, "layout": layout, "source": kind}
     except InputFileError as exc:
         return {"path": path, "error": exc.problem}
     except Exception as exc:  # a worker must report, not die: the client decides
@@ -67,7 +82,7 @@ def process_chunk(
     stop: int,
     out_dir: str,
     id_prefix: str = "",
-    source: str = DEFAULT_SOURCE,
+    source: str = "delphes",
     data_config: str | None = None,
 ) -> dict:
     """Select and featurise entries [start, stop) of ``path``, a file of the
@@ -97,7 +112,8 @@ def _process_chunk(
 ) -> dict:
     from tasks.events.kernel import EMPTY_PARTICLE_MAP, NO_ISOLATED_LEPTON, PASSED, compute_features
 
-    feats = compute_features(get_source(source, data_config).read_chunk(path, start, stop))
+    chunk = get_source(source, data_config).read_chunk(path, start, stop)
+    feats = compute_features(chunk)
     passed = feats.status == PASSED
     finite, bad_fields = _finite_events(feats, passed)
     keep = passed & finite
@@ -111,6 +127,8 @@ def _process_chunk(
     part = None
     if keep.any():
         table = event_table(sample, label, path, start, feats, keep, id_prefix)
+        origin = {"source": source, "particle_content": chunk.particle_content}
+        table = table.replace_schema_metadata({PART_METADATA: json.dumps(origin, sort_keys=True)})
         part = _part_name(sample, path, start)
         write_part(table, Path(out_dir) / part)
     return {"path": path, "start": start, "cutflow": cutflow, "non_finite": bad_fields, "part": part}
@@ -207,11 +225,14 @@ def ingest(
     chunk: int = 1000,
     id_prefix: str = "",
     max_events_per_file: int | None = None,
-    source: str = DEFAULT_SOURCE,
+    source: str | None = None,
     data_config: str | None = None,
 ) -> IngestSummary:
-    """Ingest ``samples``, files of the event source of kind ``source``, into
-    the Parquet dataset ``output`` on the Dask ``client``.
+    """Ingest ``samples``, files of one event source, into the Parquet dataset
+    ``output`` on the Dask ``client``. The source is ``source``, else the one
+    ``data_config`` is for, else detected from the files (a ``SettingsError``
+    naming the files when they mix sources); it is read as ``data_config``
+    says, else as its own config (``data_configs/<source>.yaml``).
 
     Returns the run summary (also written to ``output/_summary.json``, less
     the timing and the output path, so the same input gives the same bytes). Raises
@@ -222,8 +243,13 @@ def ingest(
 
     if chunk < 1:
         raise SettingsError(f"chunk must be at least 1 event, got {chunk}")
-    reader = get_source(source, data_config)  # an unknown kind or a bad config fails here, not as every file bad
-    log.info("reading %s files as data config %s says", source, reader.config.path)
+    if data_config is not None:
+        configured = source_of_config(data_config)  # a bad config fails here, not as every file bad
+        if source not in (None, configured):
+            raise SettingsError(f"data config {data_config} is for source {configured!r}, not {source!r}")
+        source = configured
+    if source is not None:
+        get_source(source, data_config)  # an unknown kind fails here too
     check_unique_names(samples)
     output = Path(output)
     started = time.perf_counter()
@@ -235,6 +261,10 @@ def ingest(
     bad: dict[str, str] = {r["path"]: r["error"] for r in inspected if "error" in r}
     for path, problem in bad.items():
         log.error("bad input file %s: %s", path, problem)
+    if len(bad) < len(files):
+        source = one_source({r["path"]: r["source"] for r in inspected if "error" not in r})
+        reader = get_source(source, data_config)
+        log.info("reading %s files as data config %s says", source, reader.config.path)
     good = [
         (r["path"], r["entries"] if max_events_per_file is None else min(r["entries"], max_events_per_file))
         for r in inspected
@@ -293,6 +323,8 @@ def ingest(
         if not any(r["part"] for r in kept):
             _write_empty_part(tmp)
         summary = _summary(samples, sample_of, kept, bad, output, time.perf_counter() - started)
+        summary["source"] = source
+        summary["particle_content"] = reader.config.particle_content
         summary["data_config"] = reader.config.describe()
         summary["layouts"] = {r["path"]: r["layout"] for r in inspected if "layout" in r and r["path"] not in bad}
         write_json(tmp / "_cutflow.json", summary["cutflow"])

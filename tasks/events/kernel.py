@@ -210,22 +210,41 @@ def _cone_sum(eta, phi, cell_eta, cell_phi, pmap):
 
 
 @numba.njit(cache=True)
-def _isolation(eta, phi, pt, has_own_track, tmap, gmap, nmap):
-    """Relative charged, photon and neutral isolation of a particle (docs/spec.md)."""
+def _isolation(eta, phi, pt, own_share, tmap, gmap, nmap):
+    """Relative charged, photon and neutral isolation of a particle (docs/spec.md);
+    ``own_share`` is the part of the charged cone sum that is the particle's own
+    track, over its pT (1 for a track itself, 0 for a calorimeter deposit)."""
     cell_eta, cell_phi = (_cell_eta(eta), _cell_phi(phi)) if _regular(eta, phi) else (-1, -1)
     ch = _cone_sum(eta, phi, cell_eta, cell_phi, tmap) / pt
-    if has_own_track:
-        ch -= 1.0
+    ch -= own_share
     gam = _cone_sum(eta, phi, cell_eta, cell_phi, gmap) / pt
     neu = _cone_sum(eta, phi, cell_eta, cell_phi, nmap) / pt
     return ch, gam, neu
 
 
 @numba.njit(cache=True)
-def _first_isolated(start, stop, pt, eta, phi, tmap, gmap, nmap):
+def _own_share(eta, phi, pt, trk_start, trk_stop, trk_pt, trk_eta, trk_phi, own_dr):
+    """The pT of the tracks within ``own_dr`` of a lepton (those its LLF rows
+    leave out), over the lepton's pT: 0 when its own track is not there."""
+    own = 0.0
+    for i in range(trk_start, trk_stop):
+        if trk_pt[i] > schema.TRACK_MAP_MIN_PT and _delta_r(trk_eta[i], trk_phi[i], eta, phi) <= own_dr:
+            own += trk_pt[i]
+    return own / pt
+
+
+@numba.njit(cache=True)
+def _first_isolated(start, stop, pt, eta, phi, tmap, gmap, nmap, trk, own_dr, match_own):
+    """The first lepton above the pT cut that is isolated. Delphes always has a
+    lepton's track, at the lepton's pT (its share is 1); with ``match_own`` it
+    is looked up among ``trk`` (start, stop, pt, eta, phi) instead (CMS files:
+    PF may have made the electron a photon)."""
     for i in range(start, stop):
         if pt[i] > schema.LEPTON_MIN_PT:
-            ch, gam, neu = _isolation(eta[i], phi[i], pt[i], True, tmap, gmap, nmap)
+            own = (
+                _own_share(eta[i], phi[i], pt[i], trk[0], trk[1], trk[2], trk[3], trk[4], own_dr) if match_own else 1.0
+            )
+            ch, gam, neu = _isolation(eta[i], phi[i], pt[i], own, tmap, gmap, nmap)
             if ch + gam + neu < schema.LEPTON_MAX_ISOLATION:
                 return i, ch, gam, neu
     return -1, 0.0, 0.0, 0.0
@@ -267,6 +286,8 @@ def _select(
     mu_pt,
     mu_eta,
     mu_phi,
+    own_dr,
+    match_own,
 ):
     """Pass 1: status, selected lepton (index, is-electron, isolation) and the
     number of LLF rows of every event."""
@@ -283,8 +304,13 @@ def _select(
         if len(tmap[0]) == 0 or len(gmap[0]) == 0 or len(nmap[0]) == 0:
             status[e] = EMPTY_PARTICLE_MAP
             continue
-        ie, ech, egam, eneu = _first_isolated(ele_off[e], ele_off[e + 1], ele_pt, ele_eta, ele_phi, tmap, gmap, nmap)
-        im, mch, mgam, mneu = _first_isolated(mu_off[e], mu_off[e + 1], mu_pt, mu_eta, mu_phi, tmap, gmap, nmap)
+        trk = (trk_off[e], trk_off[e + 1], trk_pt, trk_eta, trk_phi)
+        ie, ech, egam, eneu = _first_isolated(
+            ele_off[e], ele_off[e + 1], ele_pt, ele_eta, ele_phi, tmap, gmap, nmap, trk, own_dr, match_own
+        )
+        im, mch, mgam, mneu = _first_isolated(
+            mu_off[e], mu_off[e + 1], mu_pt, mu_eta, mu_phi, tmap, gmap, nmap, trk, own_dr, match_own
+        )
         if ie < 0 and im < 0:
             status[e] = NO_ISOLATED_LEPTON
             continue
@@ -300,10 +326,7 @@ def _select(
             leta, lphi = mu_eta[im], mu_phi[im]
         ntrk = 0
         for i in range(trk_off[e], trk_off[e + 1]):
-            if (
-                trk_pt[i] > schema.TRACK_MAP_MIN_PT
-                and _delta_r(trk_eta[i], trk_phi[i], leta, lphi) > schema.OWN_TRACK_MAX_DR
-            ):
+            if trk_pt[i] > schema.TRACK_MAP_MIN_PT and _delta_r(trk_eta[i], trk_phi[i], leta, lphi) > own_dr:
                 ntrk += 1
         counts[e, 0] = min(ntrk, schema.MAX_TRACKS)
         counts[e, 1] = min(len(gmap[0]), schema.MAX_PHOTONS)
@@ -320,7 +343,7 @@ def _fill_calo_rows(llf, col, row, start, stop, et, eta, phi, cap, onehot, tmap,
         if taken == cap:
             break
         if et[j] > schema.PHOTON_MAP_MIN_ET:  # == NEUTRAL_MAP_MIN_ET, asserted below
-            iso[0], iso[1], iso[2] = _isolation(eta[j], phi[j], et[j], False, tmap, gmap, nmap)
+            iso[0], iso[1], iso[2] = _isolation(eta[j], phi[j], et[j], 0.0, tmap, gmap, nmap)
             _fill_row(llf, col, row, et[j], eta[j], phi[j], iso)
             llf[row, col[onehot]] = 1.0
             row += 1
@@ -366,6 +389,7 @@ def _build(
     jet_btag,
     met,
     met_phi,
+    own_dr,
     col,
     hcol,
 ):
@@ -396,12 +420,9 @@ def _build(
         for j in range(trk_off[e], trk_off[e + 1]):
             if taken == counts[e, 0]:
                 break
-            if (
-                trk_pt[j] > schema.TRACK_MAP_MIN_PT
-                and _delta_r(trk_eta[j], trk_phi[j], leta, lphi) > schema.OWN_TRACK_MAX_DR
-            ):
+            if trk_pt[j] > schema.TRACK_MAP_MIN_PT and _delta_r(trk_eta[j], trk_phi[j], leta, lphi) > own_dr:
                 row_iso[0], row_iso[1], row_iso[2] = _isolation(
-                    trk_eta[j], trk_phi[j], trk_pt[j], True, tmap, gmap, nmap
+                    trk_eta[j], trk_phi[j], trk_pt[j], 1.0, tmap, gmap, nmap
                 )
                 _fill_row(llf, col, row, trk_pt[j], trk_eta[j], trk_phi[j], row_iso)
                 llf[row, col[L_VTX_X]] = trk_x[j]
@@ -468,25 +489,74 @@ def _build(
     return llf, hlf
 
 
-# The kernel handles photons and neutral hadrons in one loop with one threshold.
-assert schema.PHOTON_MAP_MIN_ET == schema.NEUTRAL_MAP_MIN_ET
+@numba.njit(cache=True)
+def _first_given(start, stop, pt, iso_sum):
+    for i in range(start, stop):
+        if pt[i] > schema.LEPTON_MIN_PT and iso_sum[i] < schema.LEPTON_MAX_ISOLATION:
+            return i
+    return -1
 
 
-def compute_features(
-    chunk: EventChunk, llf_columns: Sequence[str] = schema.LLF_COLUMNS, hlf_columns: Sequence[str] = schema.HLF_COLUMNS
-) -> ChunkFeatures:
-    """Apply the selection and build LLF and HLF for a chunk (docs/spec.md steps 1–3).
+@numba.njit(cache=True)
+def _select_given(ele_off, ele_pt, ele_iso, mu_off, mu_pt, mu_iso):
+    """Pass 1 for a source without particles: the leptons bring their
+    isolation (n_objects, 3); no particle rows."""
+    n = len(ele_off) - 1
+    status = np.zeros(n, np.int8)
+    lep_index = np.full(n, -1, np.int64)
+    lep_is_ele = np.zeros(n, np.bool_)
+    lep_iso = np.zeros((n, 3))
+    counts = np.zeros((n, 3), np.int32)
+    ele_sum = ele_iso[:, 0] + ele_iso[:, 1] + ele_iso[:, 2]
+    mu_sum = mu_iso[:, 0] + mu_iso[:, 1] + mu_iso[:, 2]
+    for e in range(n):
+        ie = _first_given(ele_off[e], ele_off[e + 1], ele_pt, ele_sum)
+        im = _first_given(mu_off[e], mu_off[e + 1], mu_pt, mu_sum)
+        if ie < 0 and im < 0:
+            status[e] = NO_ISOLATED_LEPTON
+        elif ie >= 0 and (im < 0 or ele_pt[ie] >= mu_pt[im]):  # the larger pT wins, as with particles
+            lep_index[e], lep_is_ele[e], lep_iso[e] = ie, True, ele_iso[ie]
+        else:
+            lep_index[e], lep_iso[e] = im, mu_iso[im]
+    return status, lep_index, lep_is_ele, lep_iso, counts
 
-    ``chunk`` holds the neutral collections of the events, whichever source
-    read them. The LLF and HLF columns come in the order of ``llf_columns`` and
-    ``hlf_columns``, which must each name every column of the schema once
-    (a ``SettingsError`` says which do not).
-    """
-    col = column_index(llf_columns, schema.LLF_COLUMNS, "LLF")
-    hcol = column_index(hlf_columns, schema.HLF_COLUMNS, "HLF")
-    trk, pho, neu = chunk.tracks, chunk.photons, chunk.neutral_hadrons
-    ele, mu, jet = chunk.electrons, chunk.muons, chunk.jets
-    status, lep_index, lep_is_ele, lep_iso, counts = _select(
+
+@numba.njit(cache=True)
+def _lepton_isolations(lep_off, lep_pt, lep_eta, lep_phi, trk_off, trk_pt, trk_eta, trk_phi, pho_off, pho_et, pho_eta,
+                       pho_phi, neu_off, neu_et, neu_eta, neu_phi, own_dr, match_own):  # fmt: skip
+    out = np.zeros((len(lep_pt), 3))
+    for e in range(len(lep_off) - 1):
+        tmap = _particle_map(trk_off[e], trk_off[e + 1], trk_pt, trk_eta, trk_phi, schema.TRACK_MAP_MIN_PT)
+        gmap = _particle_map(pho_off[e], pho_off[e + 1], pho_et, pho_eta, pho_phi, schema.PHOTON_MAP_MIN_ET)
+        nmap = _particle_map(neu_off[e], neu_off[e + 1], neu_et, neu_eta, neu_phi, schema.NEUTRAL_MAP_MIN_ET)
+        for i in range(lep_off[e], lep_off[e + 1]):
+            own = 1.0
+            if match_own:
+                own = _own_share(
+                    lep_eta[i], lep_phi[i], lep_pt[i], trk_off[e], trk_off[e + 1], trk_pt, trk_eta, trk_phi, own_dr
+                )
+            out[i, 0], out[i, 1], out[i, 2] = _isolation(lep_eta[i], lep_phi[i], lep_pt[i], own, tmap, gmap, nmap)
+    return out
+
+
+def lepton_isolations(chunk: EventChunk, role: str) -> np.ndarray:
+    """(n_leptons, 3): the charged, photon and neutral isolation the selection
+    computes for every electron or muon (``role``) of a chunk with particles,
+    passing or not: what tells why an event was rejected, and what is
+    compared with CMS's own ``pfRelIso03`` on real files."""
+    if not chunk.particle_content:
+        raise SettingsError("a chunk without particles carries its leptons' isolation; there is none to compute")
+    lep, trk, pho, neu = getattr(chunk, role), chunk.tracks, chunk.photons, chunk.neutral_hadrons
+    return _lepton_isolations(
+        lep.offsets, lep["pt"], lep["eta"], lep["phi"], trk.offsets, trk["pt"], trk["eta"], trk["phi"], pho.offsets,
+        pho["et"], pho["eta"], pho["phi"], neu.offsets, neu["et"], neu["eta"], neu["phi"], chunk.own_track_max_dr,
+        chunk.match_own_track,
+    )  # fmt: skip
+
+
+def _select_from_particles(chunk: EventChunk):
+    trk, pho, neu, ele, mu = chunk.tracks, chunk.photons, chunk.neutral_hadrons, chunk.electrons, chunk.muons
+    return _select(
         trk.offsets,
         trk["pt"],
         trk["eta"],
@@ -507,6 +577,38 @@ def compute_features(
         mu["pt"],
         mu["eta"],
         mu["phi"],
+        chunk.own_track_max_dr,
+        chunk.match_own_track,
+    )
+
+
+def _select_given_isolation(ele, mu):
+    def iso(c):
+        return np.stack([c["iso_ch"], c["iso_gamma"], c["iso_neu"]], axis=1).reshape(-1, 3)
+
+    return _select_given(ele.offsets, ele["pt"], iso(ele), mu.offsets, mu["pt"], iso(mu))
+
+
+# The kernel handles photons and neutral hadrons in one loop with one threshold.
+assert schema.PHOTON_MAP_MIN_ET == schema.NEUTRAL_MAP_MIN_ET
+
+
+def compute_features(
+    chunk: EventChunk, llf_columns: Sequence[str] = schema.LLF_COLUMNS, hlf_columns: Sequence[str] = schema.HLF_COLUMNS
+) -> ChunkFeatures:
+    """Apply the selection and build LLF and HLF for a chunk (docs/spec.md steps 1–3).
+
+    ``chunk`` holds the neutral collections of the events, whichever source
+    read them. The LLF and HLF columns come in the order of ``llf_columns`` and
+    ``hlf_columns``, which must each name every column of the schema once
+    (a ``SettingsError`` says which do not).
+    """
+    col = column_index(llf_columns, schema.LLF_COLUMNS, "LLF")
+    hcol = column_index(hlf_columns, schema.HLF_COLUMNS, "HLF")
+    trk, pho, neu = chunk.tracks, chunk.photons, chunk.neutral_hadrons
+    ele, mu, jet = chunk.electrons, chunk.muons, chunk.jets
+    status, lep_index, lep_is_ele, lep_iso, counts = (
+        _select_from_particles(chunk) if chunk.particle_content else _select_given_isolation(ele, mu)
     )
     rows = np.where(status == PASSED, 1 + counts.sum(axis=1), 0)
     row_offsets = np.zeros(len(rows) + 1, np.int64)
@@ -548,6 +650,7 @@ def compute_features(
         jet["btag"],
         chunk.met,
         chunk.met_phi,
+        chunk.own_track_max_dr,
         col,
         hcol,
     )

@@ -7,8 +7,10 @@ An event source knows one input format: which file names are its files
 a source up by its ``kind`` in ``SOURCES``; the kind is what travels to the
 Dask workers, which look the source up again there.
 
-Adding a format (CMS NanoAOD, RNTuple, ...) is a class with these members
-and one entry in ``SOURCES``.
+Adding a format is a class with these members and one entry in
+``SOURCES``; the ROOT sources (Delphes, CMS PFNano, CMS NanoAOD) are one
+reader (tasks.events.rootfile) with a data config each. ``detect_source``
+tells them apart from a file's trees.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from tasks.core.errors import SettingsError
+from tasks.core.errors import InputFileError, SettingsError
 from tasks.events.collections import EventChunk
 from tasks.events.data_config import DataConfig, load_data_config
+from tasks.events.delphes import TREE_NAME as DELPHES_TREE
 from tasks.events.delphes import DelphesSource
+from tasks.events.nanoaod import CANDIDATES, NanoAODSource, PFNanoSource
+from tasks.events.nanoaod import TREE_NAME as NANO_TREE
+from tasks.events.rootfile import open_file
 
 
 @runtime_checkable
@@ -52,7 +58,7 @@ class EventSource(Protocol):
         ...
 
 
-SOURCES: dict[str, EventSource] = {source.kind: source for source in (DelphesSource(),)}
+SOURCES: dict[str, EventSource] = {source.kind: source for source in (DelphesSource(), PFNanoSource(), NanoAODSource())}
 """The known sources by kind."""
 
 DEFAULT_SOURCE = "delphes"
@@ -77,6 +83,44 @@ def _configured(kind: str, data_config: str) -> EventSource:
     if config.source != kind:
         raise SettingsError(f"data config {data_config} is for source {config.source!r}, not {kind!r}")
     return type(SOURCES[kind])(config)
+
+
+def source_of_config(data_config: str) -> str:
+    """The source kind a data config is for."""
+    return load_data_config(str(data_config)).source
+
+
+def detect_source(path: str) -> str:
+    """The kind of the ROOT file ``path`` from its trees: a ``Delphes`` tree is
+    Delphes; an ``Events`` tree is PFNano with ``PFCands`` branches, plain
+    NanoAOD without. An ``InputFileError`` naming the file and what it holds otherwise."""
+    with open_file(path) as file:
+        names = {k.split(";")[0] for k in file.keys(recursive=False)}
+        if DELPHES_TREE in names:
+            return DelphesSource.kind
+        if NANO_TREE in names:
+            tree = file[NANO_TREE]
+            if not hasattr(tree, "keys"):
+                raise InputFileError(path, f"'{NANO_TREE}' is a {type(tree).__name__}, not a TTree or RNTuple")
+            prefix = f"{CANDIDATES}_"
+            return PFNanoSource.kind if any(k.startswith(prefix) for k in tree.keys()) else NanoAODSource.kind
+    raise InputFileError(
+        path,
+        f"no known event layout: neither a '{DELPHES_TREE}' tree (Delphes) nor an '{NANO_TREE}' tree "
+        f"(CMS NanoAOD/PFNano); the file holds: {', '.join(sorted(names)) or 'nothing'}",
+    )
+
+
+def one_source(kinds: dict[str, str]) -> str:
+    """The one source kind of ``kinds`` (file → kind); a ``SettingsError``
+    naming the files of each kind when a sample mixes them."""
+    found = sorted(set(kinds.values()))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise SettingsError("no input file to tell the event source from")
+    listing = "; ".join(f"{kind}: {', '.join(sorted(p for p, k in kinds.items() if k == kind))}" for kind in found)
+    raise SettingsError(f"the input mixes event sources ({listing}); ingest or score each source separately")
 
 
 def input_files(directory: str | Path, source: str = DEFAULT_SOURCE) -> list[str]:
