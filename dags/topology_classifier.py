@@ -81,8 +81,9 @@ from topo_airflow.params import optional_text, smoke_param, split_params, traini
             "Directory with qcd/, ttbar/, wjets/ subdirectories of ROOT files. Empty: generate a sample."
         ),
         "data_config": optional_text(
-            "A data config (YAML: the tree, collections and branches of each role) for input_dir. "
-            "Empty: data_configs/delphes.yaml, which reads the paper's and the standard Delphes cards."
+            "A data config (YAML: the source, tree, collections and branches of each role) for input_dir. "
+            "Empty: the source is told from the files (Delphes, CMS PFNano, CMS NanoAOD) and read as "
+            "data_configs/<source>.yaml says; delphes.yaml reads the paper's and the standard Delphes cards."
         ),
         "generate_events": Param(
             7000,

@@ -18,6 +18,12 @@ from tasks.core.errors import SettingsError, TopoError
 from tasks.core.settings import Settings
 from tasks.learning.records import MODEL_NAMES
 
+DATA_CONFIG_HELP = (
+    "YAML naming the source, the tree and the collections and branches of each role (default: the source "
+    "told from the files: data_configs/delphes.yaml, which also finds the standard Delphes cards' names, "
+    "pfnano.yaml or nanoaod.yaml)"
+)
+
 
 def _add_dask_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Dask")
@@ -85,12 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples", type=Path, help="YAML/JSON file listing samples: {samples: [{name, label, files: [globs]}]}"
     )
     ing.add_argument("--output", type=Path, help="output dataset directory (default: <data root>/events/manual)")
-    ing.add_argument(
-        "--data-config",
-        type=Path,
-        help="YAML naming the tree and the collections and branches of each role "
-        "(default: data_configs/delphes.yaml, which also finds the standard Delphes cards' names)",
-    )
+    ing.add_argument("--data-config", type=Path, help=DATA_CONFIG_HELP)
     ing.add_argument("--chunk", type=int, help="events per Dask task (default: $TOPO_INGEST_CHUNK, else 1000)")
     _add_dask_options(ing)
 
@@ -236,12 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="score ROOT files or an ingested Parquet dataset with a trained or registered model",
         description="Select and featurise the events (ROOT input) as ingestion does, scale them with the "
-        "model's own scaler, and write event_id, p_qcd, p_ttbar, p_wjets, predicted as Parquet.",
+        "model's own scaler, and write event_id, p_qcd, p_ttbar, p_wjets, predicted as Parquet. ROOT files of "
+        "any source (Delphes, CMS PFNano, CMS NanoAOD) are told apart by their trees; the source and data "
+        "config go into the output's metadata. Events without particles (NanoAOD) need an HLF model.",
     )
     pr.add_argument(
         "--input", required=True, help="a .root file, a directory or glob of them, or an ingested Parquet dataset"
     )
     pr.add_argument("--output", type=Path, required=True, help="the predictions Parquet file to write")
+    pr.add_argument("--data-config", type=Path, help=DATA_CONFIG_HELP)
     which = pr.add_mutually_exclusive_group(required=True)
     which.add_argument("--model-dir", type=Path, help="a directory written by topo train")
     which.add_argument(
@@ -507,7 +511,13 @@ def _predict(args, settings: Settings) -> dict:
         )
     from tasks.contracts import ValidationSettings
 
-    return predict(args.input, args.output, model_dir, contracts=ValidationSettings.under(settings.data_root))
+    return predict(
+        args.input,
+        args.output,
+        model_dir,
+        contracts=ValidationSettings.under(settings.data_root),
+        data_config=str(args.data_config) if args.data_config else None,
+    )
 
 
 def _validate(args, settings: Settings) -> dict:

@@ -56,9 +56,12 @@ def test_pfnano_candidates_split_by_pdgid_into_tracks_photons_and_neutral_hadron
     # vertex in mm: z = 10·(PV_z + dz), and tracks with a small d0 sit on the beam line
     e0 = slice(chunk.tracks.offsets[0], chunk.tracks.offsets[1])
     charged = np.isin(pdg[0], (211, 11, 13))
-    np.testing.assert_allclose(chunk.tracks["z"][e0], 10 * (raw["PV_z"][0] + raw["PFCands_dz"][0][charged]), rtol=1e-6)
-    small = np.abs(raw["PFCands_d0"][0][charged]) < 0.01
-    assert small.sum() > 100
+    d0, dz = raw["PFCands_d0"][0][charged], raw["PFCands_dz"][0][charged]
+    bare = (d0 == -1) & (dz == -1)  # no track details: at the primary vertex
+    np.testing.assert_allclose(chunk.tracks["z"][e0][bare], 10 * raw["PV_z"][0], rtol=1e-6)
+    np.testing.assert_allclose(chunk.tracks["z"][e0][~bare], 10 * (raw["PV_z"][0] + dz[~bare]), rtol=1e-6)
+    small = (np.abs(d0) < 0.01) | bare
+    assert small.sum() > 100 and bare.sum() > 100
     assert np.all(np.abs(chunk.tracks["x"][e0][small] - 10 * raw["PV_x"][0]) <= 0.1 + 1e-9)
     assert np.all(np.abs(chunk.tracks["y"][e0][small] - 10 * raw["PV_y"][0]) <= 0.1 + 1e-9)
 

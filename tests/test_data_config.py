@@ -127,6 +127,13 @@ def test_a_config_that_matches_no_layout_names_the_role_and_the_names_tried(tmp_
         ({"roles.muons.collections": []}, "roles.muons.collections must be a non-empty list"),
         ({"version": 2}, "version must be 1"),
         ({"tree": None}, "'tree' is missing"),
+        ({"roles.muons.working_point": 0.5}, "roles.muons.working_point: only jets have a b-tag working point"),
+        ({"roles.jets.vertex": {"d0": "D0", "dz": "DZ", "primary_vertex": "PV"}}, "only tracks have a vertex"),
+        ({"roles.muons.isolation": {"charged": "a", "all": "b"}}, "only leptons of a source without particles"),
+        ({"roles.muons.require": {"min": 1}}, "roles.muons.require must be a mapping of field, min"),
+        ({"roles.tracks.select": {"field": "PID", "abs_in": ["pion"]}}, "abs_in must be a list of integers"),
+        ({"particle_content": False}, "(particle_content is false); unknown: neutral_hadrons, photons, tracks"),
+        ({"own_track_max_dr": -1}, "own_track_max_dr must be a positive number"),
     ],
 )
 def test_a_wrong_config_is_refused_naming_the_key(tmp_path, changes, message):

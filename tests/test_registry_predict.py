@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -161,3 +162,28 @@ def test_tasks_opening_a_new_local_store_at_once_all_succeed(tmp_path):
         ids = pool.map(_open_store, [uri] * 4)
     assert len(set(ids)) == 1  # one experiment, seen by every task
     assert _open_store(uri) == ids[0]  # and the store still opens afterwards
+
+
+def test_cms_files_are_scored_and_a_particle_model_refuses_events_without_particles(
+    models, prepared, dask_client, tmp_path
+):
+    from tasks.events.ingest import ingest
+    from tasks.events.samples import Sample
+
+    data = Path(__file__).resolve().parent / "data"
+    nano, pfnano = data / "coffea_nano_dy.root", data / "coffea_pfnano.root"
+    scored = predict(nano, tmp_path / "nano.parquet", models / "good")  # sim-to-real: an HLF model on CMS files
+    assert scored["source"] == "nanoaod" and scored["data_config"].endswith("nanoaod.yaml") and scored["events"] >= 10
+    about = json.loads(pq.read_schema(tmp_path / "nano.parquet").metadata[b"topo"])
+    assert about["source"] == "nanoaod" and about["particle_content"] is False and about["model"] == "hlf"
+    assert predict(pfnano, tmp_path / "pf.parquet", models / "good")["source"] == "pfnano"  # no event passes
+
+    out, _, _ = prepared
+    gru = tmp_path / "gru"
+    train(out, gru, TrainSettings(model="gru", feed="petastorm", epochs=1, batch_size=8))
+    with pytest.raises(SettingsError, match="no particle content .* model 'gru' reads the particle sequence"):
+        predict(nano, tmp_path / "refused.parquet", gru)
+    ingest([Sample("dy", 2, (str(nano),))], tmp_path / "events", dask_client)
+    with pytest.raises(SettingsError, match="no particle content"):  # ingested NanoAOD is marked too
+        predict(tmp_path / "events", tmp_path / "refused.parquet", gru)
+    assert not (tmp_path / "refused.parquet").exists()

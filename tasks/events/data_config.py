@@ -15,9 +15,10 @@ Optional, per role (the CMS configs use them; docs/spec.md has the mapping):
   (an ID flag, e.g. ``tightId``);
 - ``working_point`` (jets): a jet is b-tagged when its ``btag`` field is above
   it (default 0: Delphes' BTag bit);
-- ``vertex`` (tracks): ``{d0, dz, primary_vertex, scale}``: x, y, z from the
-  impact parameters and the primary vertex collection, times ``scale`` (cm → mm)
-  instead of three vertex fields;
+- ``vertex`` (tracks): ``{d0, dz, primary_vertex, scale, missing}``: x, y, z
+  from the impact parameters and the primary vertex collection, times
+  ``scale`` (cm → mm), instead of three vertex fields; a track whose d0 and dz
+  both equal ``missing`` has no track details and sits at the primary vertex;
 - ``isolation`` (leptons, sources without particles): ``{charged, all}``, the
   relative isolations the file already holds.
 
@@ -56,7 +57,8 @@ class RoleSpec:
     select: tuple[str, tuple[int, ...]] | None = None  # (branch field, |values| kept)
     require: tuple[str, float] | None = None  # (branch field, minimum kept)
     working_point: float | None = None  # jets: b-tagged when btag > this
-    vertex: tuple[str, str, str, float] | None = None  # tracks: (d0 field, dz field, vertex collection, scale)
+    vertex: tuple[str, str, str, float, float | None] | None = None
+    # tracks: (d0 field, dz field, vertex collection, scale, the d0 = dz value that means "no track details")
     isolation: tuple[str, str] | None = None  # leptons: (charged, all) relative isolation fields
 
     def branch_fields(self) -> tuple[tuple[str, str], ...]:
@@ -82,8 +84,8 @@ class RoleSpec:
         if self.working_point is not None:
             out["working_point"] = self.working_point
         if self.vertex:
-            d0, dz, pv, scale = self.vertex
-            out["vertex"] = {"d0": d0, "dz": dz, "primary_vertex": pv, "scale": scale}
+            d0, dz, pv, scale, missing = self.vertex
+            out["vertex"] = {"d0": d0, "dz": dz, "primary_vertex": pv, "scale": scale, "missing": missing}
         if self.isolation:
             out["isolation"] = {"charged": self.isolation[0], "all": self.isolation[1]}
         return out
@@ -206,9 +208,12 @@ def _role(where: Path, role: str, spec: dict, particles: bool) -> RoleSpec:
     if "vertex" in spec:
         if role != "tracks":
             raise SettingsError(f"{where}: roles.{role}.vertex: only tracks have a vertex")
-        v = _mapping(where, f"roles.{role}.vertex", spec["vertex"], ("d0", "dz", "primary_vertex"), ("scale",))
+        v = _mapping(
+            where, f"roles.{role}.vertex", spec["vertex"], ("d0", "dz", "primary_vertex"), ("scale", "missing")
+        )
         scale = _number(where, f"roles.{role}.vertex.scale", v.get("scale", 1.0), positive=True)
-        options["vertex"] = (str(v["d0"]), str(v["dz"]), str(v["primary_vertex"]), scale)
+        missing = None if v.get("missing") is None else _number(where, f"roles.{role}.vertex.missing", v["missing"])
+        options["vertex"] = (str(v["d0"]), str(v["dz"]), str(v["primary_vertex"]), scale, missing)
         derived = VERTEX_FIELDS
     if "isolation" in spec:
         if role not in ("electrons", "muons") or particles:

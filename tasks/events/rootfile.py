@@ -72,7 +72,7 @@ class RootSource:
             offsets, values = _role_values(path, role, spec, names, arrays, layout)
             offsets, values = _keep(offsets, values, spec)
             if spec.vertex:
-                values |= _vertex_from_impact(offsets, values, vertex, spec.vertex[3], path)
+                values |= _vertex_from_impact(offsets, values, vertex, spec.vertex[3], spec.vertex[4], path)
             if spec.working_point is not None:
                 values["btag"] = (values["btag"] > spec.working_point).astype(np.float64)
             if spec.isolation:
@@ -135,16 +135,21 @@ def _keep(offsets: np.ndarray, values: dict[str, np.ndarray], spec: RoleSpec):
     return kept[offsets], {k: v[mask] for k, v in values.items()}
 
 
-def _vertex_from_impact(offsets, values, vertex, scale: float, path: str) -> dict[str, np.ndarray]:
+def _vertex_from_impact(offsets, values, vertex, scale: float, missing, path: str) -> dict[str, np.ndarray]:
     """A track's x, y, z from its impact parameters relative to the event's
     primary vertex (CMS: d0 = dxy = −Δx·sin φ + Δy·cos φ, dz = Δz, in cm):
-    the point of closest approach is PV + d0·(−sin φ, cos φ) + dz·ẑ."""
+    the point of closest approach is PV + d0·(−sin φ, cos φ) + dz·ẑ. A track
+    without track details (d0 = dz = ``missing``: CMS keeps them only above a
+    pT) is put at the primary vertex."""
     per_event = []
     for pv_offsets, pv in vertex:
         if not np.array_equal(np.diff(pv_offsets), np.ones(len(pv_offsets) - 1, np.int64)):
             raise InputFileError(path, "the primary vertex must be one per event")
         per_event.append(np.repeat(pv, np.diff(offsets)))
     d0, dz, phi = values["@d0"], values["@dz"], values["phi"]
+    if missing is not None:
+        bare = (d0 == missing) & (dz == missing)
+        d0, dz = np.where(bare, 0.0, d0), np.where(bare, 0.0, dz)
     return {
         "x": scale * (per_event[0] - d0 * np.sin(phi)),
         "y": scale * (per_event[1] + d0 * np.cos(phi)),
