@@ -1,4 +1,4 @@
-.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning
+.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -37,3 +37,6 @@ bench-contracts: setup
 
 bench-tuning: setup
 	.venv/bin/python benchmarks/tuning_benchmark.py
+
+bench-sources: setup
+	.venv/bin/python benchmarks/sources_benchmark.py

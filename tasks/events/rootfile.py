@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from tasks.core.errors import InputFileError
@@ -62,15 +63,19 @@ class RootSource:
         with file:
             names, layout = _resolve_branches(path, tree, config)
             arrays = _read_branches(path, tree, list(dict.fromkeys(names.values())), start, stop)
+        # PFNano's roles share the candidates' branches: each is made CSR once
+        arrays = {branch: _csr(array) for branch, array in arrays.items()}
         n = stop - start
+        ids: dict[int, np.ndarray] = {}  # |pdgId| of a branch, made once for all the roles that select on it
         roles: dict[str, Collection] = {}
         met = met_phi = None
         vertex = None
         if config.roles.get("tracks") is not None and config.roles["tracks"].vertex:
-            vertex = [_csr(arrays[names[("@vertex", f)]]) for f in VERTEX_FIELDS]
+            vertex = [arrays[names[("@vertex", f)]] for f in VERTEX_FIELDS]
         for role, spec in config.roles.items():
             offsets, values = _role_values(path, role, spec, names, arrays, layout)
-            offsets, values = _keep(offsets, values, spec)
+            offsets, values = _keep(offsets, values, spec, ids)
+            values = _float64(values)
             if spec.vertex:
                 values |= _vertex_from_impact(offsets, values, vertex, spec.vertex[3], spec.vertex[4], path)
             if spec.working_point is not None:
@@ -105,12 +110,12 @@ def _empty(n: int, fields: tuple[str, ...]) -> Collection:
 
 
 def _role_values(path, role, spec: RoleSpec, names, arrays, layout) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(offsets, values by key) of every branch the role reads, all of one length per event."""
+    """(offsets, values by key) of every branch the role reads (``arrays``: CSR by branch), all of one length per event."""
     values: dict[str, np.ndarray] = {}
     offsets = None
     for key, _ in spec.branch_fields():
         branch = names[(role, key)]
-        field_offsets, values[key] = _csr(arrays[branch])
+        field_offsets, values[key] = arrays[branch]
         if offsets is None:
             offsets = field_offsets
         elif not np.array_equal(offsets, field_offsets):
@@ -120,11 +125,19 @@ def _role_values(path, role, spec: RoleSpec, names, arrays, layout) -> tuple[np.
     return offsets, values
 
 
-def _keep(offsets: np.ndarray, values: dict[str, np.ndarray], spec: RoleSpec):
+def _keep(offsets: np.ndarray, values: dict[str, np.ndarray], spec: RoleSpec, ids: dict[int, np.ndarray]):
     """The objects the config keeps (``select`` by |pdgId|, ``require`` an ID), as CSR again."""
     mask = None
     if spec.select:
-        mask = np.isin(np.abs(np.rint(values["@select"])).astype(np.int64), spec.select[1])
+        pdg = values["@select"]
+        if id(pdg) not in ids:
+            ids[id(pdg)] = pdg.astype(np.int32, copy=False)  # pdgIds are integers
+        if not spec.require:  # PFNano's particle roles: one pass over the candidates
+            table = np.zeros(max(spec.select[1]) + 1, np.bool_)
+            table[list(spec.select[1])] = True
+            kept, index = _select_pdg(offsets, ids[id(pdg)], table)
+            return kept, {k: v.take(index) for k, v in values.items() if k != "@select"}
+        mask = np.isin(np.abs(ids[id(pdg)]), spec.select[1])
     if spec.require:
         passed = values["@require"] >= spec.require[1]
         mask = passed if mask is None else mask & passed
@@ -132,7 +145,25 @@ def _keep(offsets: np.ndarray, values: dict[str, np.ndarray], spec: RoleSpec):
         return offsets, values
     kept = np.zeros(len(mask) + 1, np.int64)  # kept[i]: objects kept before object i
     np.cumsum(mask, out=kept[1:])
-    return kept[offsets], {k: v[mask] for k, v in values.items()}
+    index = np.flatnonzero(mask)
+    return kept[offsets], {k: v.take(index) for k, v in values.items() if k != "@select"}
+
+
+@numba.njit(cache=True)
+def _select_pdg(offsets, pdg, table):
+    """(offsets, index) of the objects whose |pdg| is marked in ``table``."""
+    n = len(offsets) - 1
+    kept = np.zeros(n + 1, np.int64)
+    index = np.empty(len(pdg), np.int64)
+    k = 0
+    for e in range(n):
+        for i in range(offsets[e], offsets[e + 1]):
+            a = abs(pdg[i])
+            if a < len(table) and table[a]:
+                index[k] = i
+                k += 1
+        kept[e + 1] = k
+    return kept, index[:k]
 
 
 def _vertex_from_impact(offsets, values, vertex, scale: float, missing, path: str) -> dict[str, np.ndarray]:
@@ -141,20 +172,31 @@ def _vertex_from_impact(offsets, values, vertex, scale: float, missing, path: st
     the point of closest approach is PV + d0·(−sin φ, cos φ) + dz·ẑ. A track
     without track details (d0 = dz = ``missing``: CMS keeps them only above a
     pT) is put at the primary vertex."""
-    per_event = []
-    for pv_offsets, pv in vertex:
+    pv = []
+    for pv_offsets, values_pv in vertex:
         if not np.array_equal(np.diff(pv_offsets), np.ones(len(pv_offsets) - 1, np.int64)):
             raise InputFileError(path, "the primary vertex must be one per event")
-        per_event.append(np.repeat(pv, np.diff(offsets)))
-    d0, dz, phi = values["@d0"], values["@dz"], values["phi"]
-    if missing is not None:
-        bare = (d0 == missing) & (dz == missing)
-        d0, dz = np.where(bare, 0.0, d0), np.where(bare, 0.0, dz)
-    return {
-        "x": scale * (per_event[0] - d0 * np.sin(phi)),
-        "y": scale * (per_event[1] + d0 * np.cos(phi)),
-        "z": scale * (per_event[2] + dz),
-    }
+        pv.append(np.asarray(values_pv, np.float64))
+    x, y, z = _closest_approach(
+        offsets, values["@d0"], values["@dz"], values["phi"], pv[0], pv[1], pv[2], scale,
+        np.nan if missing is None else missing,
+    )  # fmt: skip
+    return {"x": x, "y": y, "z": z}
+
+
+@numba.njit(cache=True)
+def _closest_approach(offsets, d0, dz, phi, pv_x, pv_y, pv_z, scale, missing):
+    n = len(d0)
+    x, y, z = np.empty(n), np.empty(n), np.empty(n)
+    for e in range(len(offsets) - 1):
+        for i in range(offsets[e], offsets[e + 1]):
+            a, b = d0[i], dz[i]
+            if a == missing and b == missing:  # never true for NaN: no marker given
+                a, b = 0.0, 0.0
+            x[i] = scale * (pv_x[e] - a * np.sin(phi[i]))
+            y[i] = scale * (pv_y[e] + a * np.cos(phi[i]))
+            z[i] = scale * (pv_z[e] + b)
+    return x, y, z
 
 
 def open_file(path: str):
@@ -267,19 +309,24 @@ def _by_name(arrays: dict, branches: list[str]) -> dict:
 
 
 def _csr(array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, float64 values) of a jagged branch; a flat branch (one value
-    per event: MissingET in some files, NanoAOD's MET_pt) counts as one object per event."""
+    """(offsets, values in the file's type) of a jagged branch; a flat branch (one value
+    per event: MissingET in some files, NanoAOD's MET_pt) counts as one object per event.
+    The values become float64 once the objects kept are chosen (``_float64``)."""
     import awkward as ak
 
     layout = ak.to_layout(array)
     if isinstance(layout, ak.contents.NumpyArray):
-        return np.arange(len(layout) + 1, dtype=np.int64), np.asarray(layout.data, np.float64)
+        return np.arange(len(layout) + 1, dtype=np.int64), np.asarray(layout.data)
     if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
         # uproot's usual form: use its buffers directly instead of ak.num/ak.flatten.
         offsets = np.asarray(layout.offsets.data, np.int64)
-        values = np.asarray(layout.content.data[offsets[0] : offsets[-1]], np.float64)
+        values = np.asarray(layout.content.data[offsets[0] : offsets[-1]])
         return offsets - offsets[0], values
     counts = ak.to_numpy(ak.num(array, axis=1)).astype(np.int64)
     offsets = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    return offsets, ak.to_numpy(ak.flatten(array)).astype(np.float64)
+    return offsets, ak.to_numpy(ak.flatten(array))
+
+
+def _float64(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, np.float64) for k, v in values.items()}
