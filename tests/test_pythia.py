@@ -1,0 +1,72 @@
+"""The Pythia 8 generator level (issue 16, step 1): real Pythia events of
+each class, seeded, lepton-filtered, with a reused minimum-bias pileup pool."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.core.errors import SettingsError
+from tasks.generator.pythia import FILTER_PT, HardEvents, MinBiasPool, passes_lepton_filter
+
+
+@pytest.fixture(scope="module")
+def wjets():
+    return HardEvents("wjets", seed=11).take(40)
+
+
+def test_the_same_seed_gives_the_same_events_and_another_seed_others(wjets):
+    again = HardEvents("wjets", seed=11).take(5)
+    for a, b in zip(wjets[:5], again, strict=True):
+        for field in ("pid", "px", "py", "pz", "e", "x", "y", "z"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    other = HardEvents("wjets", seed=12).take(1)[0]
+    assert len(other) != len(wjets[0]) or not np.array_equal(other.px, wjets[0].px)
+
+
+def test_every_event_kept_has_a_lepton_above_the_filter(wjets):
+    assert all(passes_lepton_filter(e) for e in wjets)
+    assert FILTER_PT < 23.0  # below the selection, so resolution can lift a lepton over it
+
+
+def test_the_w_transverse_mass_has_its_jacobian_edge_near_80_gev(wjets):
+    mt = []
+    for e in wjets:
+        lepton = np.isin(np.abs(e.pid), (11, 13))
+        i = np.flatnonzero(lepton)[np.argmax(e.pt[lepton])]
+        nu = np.isin(np.abs(e.pid), (12, 14))
+        nx, ny = e.px[nu].sum(), e.py[nu].sum()
+        lpt, npt = e.pt[i], np.hypot(nx, ny)
+        mt.append(np.sqrt(max(2 * (lpt * npt - e.px[i] * nx - e.py[i] * ny), 0.0)))
+    mt = np.asarray(mt)
+    assert 50 < np.median(mt) < 82  # the Jacobian peak sits just below the edge
+    assert np.mean(mt < 90) >= 0.9  # and few events lie beyond it (off-shell W, extra neutrinos)
+
+
+def test_events_have_their_own_primary_vertex_and_heavy_flavour_decays_are_displaced():
+    events = HardEvents("ttbar", seed=3).take(6)
+    primaries = [np.median(e.z) for e in events]
+    assert np.std(primaries) > 5  # the luminous region, tens of mm long
+    assert all(len(e.heavy) >= 2 for e in events)  # tt̄: two b quarks become B hadrons
+    displaced = [np.hypot(e.x - np.median(e.x), e.y - np.median(e.y)) > 0.1 for e in events]
+    assert all(d.any() for d in displaced)
+
+
+def test_pileup_comes_from_a_reused_pool_at_vertices_of_its_own(wjets):
+    pool = MinBiasPool(seed=9, size=20)
+    rng = np.random.default_rng(1)
+    overlaid, k = pool.overlay(wjets[0], 30, rng)
+    assert 10 < k < 60 and len(overlaid) > len(wjets[0]) + 10 * k
+    added_z = overlaid.z[len(wjets[0]) :]
+    assert np.std(added_z) > 5  # spread along the beam, not at the hard vertex
+    again, k_again = MinBiasPool(seed=9, size=20).overlay(wjets[0], 30, np.random.default_rng(1))
+    assert k_again == k and np.array_equal(again.z, overlaid.z)  # seeded too
+
+
+def test_wrong_settings_are_refused():
+    with pytest.raises(SettingsError, match="unknown class 'zjets'"):
+        HardEvents("zjets", seed=1)
+    with pytest.raises(SettingsError, match="a Pythia seed is between 0 and"):
+        HardEvents("qcd", seed=-1)
+    with pytest.raises(SettingsError, match="at least one event"):
+        MinBiasPool(seed=1, size=0)
