@@ -70,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="uproot",
         help="branch names: uproot 'EFlowTrack_PT' or real-Delphes 'EFlowTrack.PT' (default: uproot)",
     )
+    gen.add_argument(
+        "--generator",
+        choices=("toy", "pythia8"),
+        default="toy",
+        help="toy: the fast parametrised classes; pythia8: Pythia 8 at 13 TeV through a fast CMS-like detector "
+        "(tasks/generator/pythia.py, detector.py; about 100× slower) (default: toy)",
+    )
+    gen.add_argument(
+        "--pileup", type=float, default=30.0, help="pythia8: mean minimum-bias interactions per event (default: 30)"
+    )
     gen.add_argument("--parallel", action="store_true", help="write the files in parallel on Dask")
     _add_dask_options(gen)
 
@@ -343,6 +353,8 @@ def _generate(args, settings: Settings) -> dict:
         mix=parse_mix(args.mix),
         seed=args.seed,
         branch_style=args.branch_style,
+        generator=args.generator,
+        pileup=args.pileup,
     )
     if args.day and args.output:
         raise SettingsError("give --day or --output, not both")

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "_generated.json"
 BRANCH_STYLES = ("uproot", "delphes")
+GENERATORS = ("toy", "pythia8")
+"""toy: the parametrised picture of tasks.generator.physics (fast, for tests);
+pythia8: Pythia 8 events through the fast detector response (tasks.generator.pythia, .detector)."""
+MINBIAS_POOL = 200  # minimum-bias events generated per file and reused for its pileup
 WRITE_BATCH = 500
 
 
@@ -37,6 +41,8 @@ class SampleRequest:
     mix: tuple[float, float, float] = (1.0, 2.0, 4.0)
     seed: int = 42
     branch_style: str = "uproot"
+    generator: str = "toy"
+    pileup: float = 30.0  # mean minimum-bias interactions overlaid per event (pythia8 only)
 
     def __post_init__(self) -> None:
         if self.events < len(schema.CLASS_NAMES):
@@ -47,6 +53,17 @@ class SampleRequest:
             raise SettingsError(f"mix needs {len(schema.CLASS_NAMES)} positive weights (QCD:tt̄:W+jets), got {self.mix}")
         if self.branch_style not in BRANCH_STYLES:
             raise SettingsError(f"branch_style must be one of {BRANCH_STYLES}, got {self.branch_style!r}")
+        if self.generator not in GENERATORS:
+            raise SettingsError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if not 0 <= self.pileup <= 200:
+            raise SettingsError(f"pileup (mean interactions per event) must be within 0–200, got {self.pileup}")
+
+    def describe(self) -> dict:
+        """What the manifest records (a toy request is recorded as before the generators existed)."""
+        out = asdict(self) | {"mix": list(self.mix)}
+        if self.generator == "toy":
+            del out["generator"], out["pileup"]
+        return out
 
     def events_per_class(self) -> list[int]:
         weights = np.asarray(self.mix, float) / sum(self.mix)
@@ -122,16 +139,60 @@ def _shuffle_eflow(ev, rng: np.random.Generator) -> None:
             setattr(ev, name, [rows[rng.permutation(len(rows))]])
 
 
-def write_file(path: str, sample: str, n_events: int, seed: int, branch_style: str = "uproot") -> dict:
+def _toy_events(sample: str, rng: np.random.Generator):
+    from tasks.generator.physics import EventFactory
+
+    make = getattr(EventFactory(rng), sample)
+
+    def batch(k: int) -> list:
+        events = []
+        for _ in range(k):
+            ev = make()
+            _shuffle_eflow(ev, rng)  # draws interleaved with the event's own: the files stay as they were
+            events.append(ev)
+        return events
+
+    return batch
+
+
+def _pythia_events(sample: str, rng: np.random.Generator, pileup: float):
+    """Pythia 8 events of ``sample`` with pileup, through the detector, seeded from ``rng``."""
+    from tasks.generator.detector import Detector
+    from tasks.generator.pythia import MAX_SEED, HardEvents, MinBiasPool
+
+    hard_seed, pool_seed = (int(s) for s in rng.integers(0, MAX_SEED, size=2))
+    hard = HardEvents(sample, hard_seed)
+    pool = MinBiasPool(pool_seed, MINBIAS_POOL) if pileup > 0 else None
+    detector = Detector(rng)
+
+    def make(k: int) -> list:
+        events = []
+        for particles in hard.take(k):
+            if pool is not None:
+                particles, _ = pool.overlay(particles, pileup, rng)
+            ev = detector.reconstruct(particles)
+            _shuffle_eflow(ev, rng)
+            events.append(ev)
+        return events
+
+    return make
+
+
+def write_file(
+    path: str,
+    sample: str,
+    n_events: int,
+    seed: int,
+    branch_style: str = "uproot",
+    generator: str = "toy",
+    pileup: float = 30.0,
+) -> dict:
     """Generate ``n_events`` events of ``sample`` into one ROOT file at ``path``."""
     import uproot
 
-    from tasks.generator.physics import EventFactory
-
     label = schema.LABELS[sample]
     rng = np.random.default_rng([seed, label, _file_key(path)])
-    factory = EventFactory(rng)
-    make = getattr(factory, sample)
+    make_batch = _toy_events(sample, rng) if generator == "toy" else _pythia_events(sample, rng, pileup)
     naming = {}
     if branch_style == "delphes":
         naming = {
@@ -143,11 +204,7 @@ def write_file(path: str, sample: str, n_events: int, seed: int, branch_style: s
         tree = None
         done = 0
         while done < n_events:
-            batch = []
-            for _ in range(min(WRITE_BATCH, n_events - done)):
-                ev = make()
-                _shuffle_eflow(ev, rng)
-                batch.append(ev)
+            batch = make_batch(min(WRITE_BATCH, n_events - done))
             data = _columns(batch)
             if tree is None:
                 tree = out.mktree(TREE_NAME, {k: v.type for k, v in data.items()}, **naming)
@@ -172,7 +229,7 @@ def generate(output: str | Path, request: SampleRequest, client=None) -> Generat
     is reused as it is.
     """
     output = Path(output)
-    wanted = asdict(request) | {"mix": list(request.mix)}
+    wanted = request.describe()
     if (output / MANIFEST).exists() and read_json(output / MANIFEST).get("request") == wanted:
         log.info("reusing the sample in %s (generated with the same parameters)", output)
         return read_json(output / MANIFEST)
@@ -181,7 +238,11 @@ def generate(output: str | Path, request: SampleRequest, client=None) -> Generat
     with atomic_directory(output) as tmp:
         for name in schema.CLASS_NAMES:
             (tmp / name).mkdir()
-        args = [(str(tmp / s / f"{s}_{i:03d}.root"), s, n, request.seed, request.branch_style) for s, i, n in jobs]
+        args = [
+            (str(tmp / s / f"{s}_{i:03d}.root"), s, n, request.seed, request.branch_style, request.generator,
+             request.pileup)
+            for s, i, n in jobs
+        ]  # fmt: skip
         if client is not None:
             futures = client.map(write_file, *zip(*args, strict=True), pure=False)
             results = []

@@ -1,0 +1,185 @@
+"""A fast detector response in the spirit of Delphes' CMS card: Pythia's final
+particles (tasks.generator.pythia) → the reconstructed objects of the paper's
+card (EFlowTrack, EFlowPhoton, EFlowNeutralHadron, Electron, MuonTight, Jet,
+MissingET), as a ``physics.Event`` the generator's writer already knows.
+
+Every parameter is a module constant, with where its value comes from
+("card": Delphes 3.5 ``cards/delphes_card_CMS.tcl``, rounded; "CMS": the
+detector papers). Simplifications against Delphes, on purpose: no magnetic
+field propagation (particles fly straight from their production vertex), a
+charged hadron's calorimeter deposit is replaced by its track (perfect
+particle-flow linking), and electrons and muons are reconstructed from their
+own track, so that a lepton's track in EFlowTrack has exactly its pT, η, φ
+(the kernel's own-track rule, docs/spec.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.generator.physics import Event
+from tasks.generator.pythia import Particles
+
+# --- tracking (card: ChargedHadronTrackingEfficiency, ...MomentumSmearing) ------
+TRACKER_ETA = 2.5
+TRACK_MIN_PT = 0.1
+TRACK_EFFICIENCY = ((1.5, 1.0, 0.70, 0.95), (2.5, 1.0, 0.60, 0.85))  # (|η| up to, pT edge, below, above)
+TRACK_RESOLUTION = ((1.5, 0.01, 1.5e-4), (2.5, 0.02, 3.1e-4))  # σpT/pT = a ⊕ b·pT (|η| up to, a, b /GeV)
+VERTEX_RESOLUTION_MM = (0.02, 0.02, 0.05)  # x, y, z of a track's vertex (CMS tracker: 10–50 µm)
+# --- calorimeters (card: ECal/HCal resolution formulas, EtaPhiBins; thresholds) ---
+ECAL_ETA, HCAL_ETA = 3.0, 5.0
+ECAL_CELL, HCAL_CELL = 0.02, 0.087  # η × φ cell size (CMS: ECAL crystals 0.0174, HCAL towers 0.087)
+ECAL_RESOLUTION = (0.007, 0.07, 0.35)  # σE/E = c ⊕ s/√E ⊕ n/E (CMS ECAL barrel test beam, rounded)
+HCAL_RESOLUTION = (0.05, 1.0, 0.0)  # σE/E = 5 % ⊕ 100 %/√E (card, rounded)
+ECAL_THRESHOLD, HCAL_THRESHOLD = 0.5, 1.0  # GeV: EFlowPhoton and EFlowNeutralHadron need more
+# --- leptons (card: ElectronEfficiency, MuonEfficiency) -----------------------
+ELECTRON_EFFICIENCY = ((1.5, 10.0, 0.0, 0.95), (2.5, 10.0, 0.0, 0.85))
+MUON_EFFICIENCY = ((1.5, 10.0, 0.0, 0.95), (2.4, 10.0, 0.0, 0.95))
+# --- jets and b-tagging (card: FastJetFinder, BTagging) ------------------------
+JET_R, JET_MIN_PT = 0.4, 20.0
+BTAG_EFFICIENCY = {"b": 0.70, "c": 0.15, "light": 0.01}  # the paper card's medium working point
+HEAVY_HADRON_MIN_PT = 5.0
+
+INVISIBLE = (12, 14, 16)
+
+
+def _table(eta, pt, rows) -> np.ndarray:
+    """Efficiency per particle from rows (|η| up to, pT edge, below the edge, above); 0 outside."""
+    out = np.zeros(len(eta))
+    lower = 0.0
+    for eta_max, edge, below, above in rows:
+        band = (np.abs(eta) >= lower) & (np.abs(eta) < eta_max)
+        out[band] = np.where(pt[band] > edge, above, below)
+        lower = eta_max
+    return out
+
+
+def _wrap(phi):
+    return (phi + np.pi) % (2 * np.pi) - np.pi
+
+
+class Detector:
+    """The response of one detector, with its own random stream (seeded per file)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def reconstruct(self, particles: Particles) -> Event:
+        rng = self.rng
+        pid = particles.pid
+        apid = np.abs(pid)
+        pt, eta = particles.pt, particles.eta
+        phi = np.arctan2(particles.py, particles.px)
+        charge = _charge(pid)
+        visible = ~np.isin(apid, INVISIBLE)
+        ev = Event(z0=float(np.median(particles.z)) if len(particles) else 0.0)
+
+        # Tracks: charged particles in the tracker, with efficiency and resolution.
+        charged = visible & (charge != 0) & (np.abs(eta) < TRACKER_ETA) & (pt > TRACK_MIN_PT)
+        found = charged & (rng.random(len(pt)) < _table(eta, pt, TRACK_EFFICIENCY))
+        i = np.flatnonzero(found)
+        a = np.where(np.abs(eta[i]) < TRACK_RESOLUTION[0][0], TRACK_RESOLUTION[0][1], TRACK_RESOLUTION[1][1])
+        b = np.where(np.abs(eta[i]) < TRACK_RESOLUTION[0][0], TRACK_RESOLUTION[0][2], TRACK_RESOLUTION[1][2])
+        track_pt = pt[i] * np.maximum(1 + rng.normal(0, 1, len(i)) * np.hypot(a, b * pt[i]), 0.05)
+        vertex = [getattr(particles, c)[i] + rng.normal(0, s, len(i)) for c, s in zip("xyz", VERTEX_RESOLUTION_MM,
+                                                                                    strict=True)]  # fmt: skip
+        ev.tracks.append(np.column_stack([track_pt, eta[i], phi[i], pid[i], *vertex]))
+
+        # Leptons from their own track (so the track in EFlowTrack is exactly the lepton).
+        for code, table, store in ((11, ELECTRON_EFFICIENCY, ev.electrons), (13, MUON_EFFICIENCY, ev.muons)):
+            mine = apid[i] == code
+            keep = mine & (rng.random(len(i)) < _table(eta[i], track_pt, table))
+            for k in np.flatnonzero(keep):
+                store.append((float(track_pt[k]), float(eta[i][k]), float(phi[i][k]), int(-np.sign(pid[i][k]))))
+
+        # Calorimeters: neutral particles (and charged ones outside the tracker) in cells.
+        missed_charged = visible & (charge != 0) & ~charged & (apid != 13)
+        em = visible & ((apid == 22) | ((apid == 11) & ~charged)) & (np.abs(eta) < ECAL_ETA)
+        hadronic = visible & (charge == 0) & (apid != 22) & (np.abs(eta) < HCAL_ETA)
+        hadronic |= missed_charged & (apid != 11) & (np.abs(eta) < HCAL_ETA)
+        for mask, cell, resolution, threshold, store in (
+            (em, ECAL_CELL, ECAL_RESOLUTION, ECAL_THRESHOLD, ev.photons),
+            (hadronic, HCAL_CELL, HCAL_RESOLUTION, HCAL_THRESHOLD, ev.neutrals),
+        ):
+            deposits = _cells(particles.e[mask], eta[mask], phi[mask], cell)
+            if len(deposits):
+                energy, c_eta, c_phi = deposits.T
+                energy = energy * np.maximum(1 + rng.normal(0, 1, len(energy)) * _calo_sigma(energy, resolution), 0)
+                et = energy / np.cosh(c_eta)
+                kept = energy > threshold
+                store.append(np.column_stack([et[kept], c_eta[kept], c_phi[kept]]))
+
+        # Jets on the particle-flow objects; b-tag by matching heavy hadrons; MET.
+        flow = np.concatenate([np.concatenate(s) if s else np.zeros((0, 3)) for s in (
+            [t[:, :3] for t in ev.tracks], ev.photons, ev.neutrals)])  # fmt: skip
+        for jet_pt, jet_eta, jet_phi in _anti_kt(flow):
+            flavour = _flavour(jet_eta, jet_phi, particles.heavy)
+            tagged = rng.random() < BTAG_EFFICIENCY[flavour]
+            ev.jets.append((jet_pt, jet_eta, jet_phi, int(tagged)))
+        px = -(flow[:, 0] * np.cos(flow[:, 2])).sum()
+        py = -(flow[:, 0] * np.sin(flow[:, 2])).sum()
+        ev.invisible = np.array([px, py])  # the writer's MET is this vector: −Σ of the PF objects
+        return ev
+
+
+def _charge(pid: np.ndarray) -> np.ndarray:
+    """The sign of the electric charge of the stable particles Pythia leaves."""
+    a = np.abs(pid)
+    positive = {211: 1, 321: 1, 2212: 1, 11: -1, 13: -1, 15: -1, 3222: 1, 3112: -1, 3312: -1, 3334: -1}
+    out = np.zeros(len(pid), np.int8)
+    for code, q in positive.items():
+        out[a == code] = q
+    return out * np.sign(pid).astype(np.int8)
+
+
+def _calo_sigma(energy, resolution):
+    c, s, n = resolution
+    e = np.maximum(energy, 1e-3)
+    return np.sqrt(c**2 + s**2 / e + (n / e) ** 2)
+
+
+def _cells(energy, eta, phi, size) -> np.ndarray:
+    """Deposits summed per (η, φ) cell: (energy, cell-centre η, cell-centre φ)."""
+    if len(energy) == 0:
+        return np.zeros((0, 3))
+    n_phi = int(round(2 * np.pi / size))
+    ie = np.floor(eta / size).astype(np.int64)
+    ip = np.floor((phi + np.pi) / (2 * np.pi) * n_phi).astype(np.int64) % n_phi
+    key = ie * n_phi + ip
+    cells, inverse = np.unique(key, return_inverse=True)
+    total = np.bincount(inverse, weights=energy)
+    c_eta = (np.floor_divide(cells, n_phi) + 0.5) * size
+    c_phi = _wrap((np.mod(cells, n_phi) + 0.5) * (2 * np.pi / n_phi) - np.pi)
+    return np.column_stack([total, c_eta, c_phi])
+
+
+def _anti_kt(flow: np.ndarray) -> list[tuple[float, float, float]]:
+    """Anti-kT R = 0.4 jets (fastjet) of massless PF objects (pt, η, φ), pT > JET_MIN_PT."""
+    import fastjet
+
+    if len(flow) == 0:
+        return []
+    pt, eta, phi = flow.T
+    pseudo = [
+        fastjet.PseudoJet(float(x), float(y), float(z), float(e))
+        for x, y, z, e in zip(pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta), strict=True)
+    ]
+    sequence = fastjet.ClusterSequence(pseudo, fastjet.JetDefinition(fastjet.antikt_algorithm, JET_R))
+    return [(j.pt(), j.eta(), _wrap(j.phi())) for j in sequence.inclusive_jets(JET_MIN_PT)]
+
+
+def _flavour(eta: float, phi: float, heavy: np.ndarray) -> str:
+    """b if a b hadron above HEAVY_HADRON_MIN_PT lies within R of the jet, else c, else light."""
+    if len(heavy) == 0:
+        return "light"
+    pid, px, py, pz = heavy.T
+    pt = np.hypot(px, py)
+    ok = pt > HEAVY_HADRON_MIN_PT
+    h_eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pt), where=pt > 0))
+    dr = np.hypot(h_eta - eta, _wrap(np.arctan2(py, px) - phi))
+    near = ok & (dr < JET_R)
+    apid = np.abs(pid).astype(np.int64)
+    quark = np.where((apid // 1000) % 10 > 0, (apid // 1000) % 10, (apid // 100) % 10)
+    if np.any(near & (quark == 5)):
+        return "b"
+    return "c" if np.any(near & (quark == 4)) else "light"
