@@ -1,4 +1,4 @@
-.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources
+.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -40,3 +40,6 @@ bench-tuning: setup
 
 bench-sources: setup
 	.venv/bin/python benchmarks/sources_benchmark.py
+
+bench-generator: setup
+	.venv/bin/python benchmarks/generator_benchmark.py

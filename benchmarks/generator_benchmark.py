@@ -1,0 +1,106 @@
+"""Pythia 8 generation speed per class, detector response and pileup included.
+
+    .venv/bin/python benchmarks/generator_benchmark.py [--events 60] [--pileup 30]
+
+For each class, one process writes ``--events`` lepton-filtered events into a
+file (``generate.write_file``: Pythia, the minimum-bias pool, the overlay, the
+detector, the ROOT write), which is then ingested (the trigger-like
+selection). Reported per class: Pythia events generated per written event
+(the generator-level filter), written events/s per core, the fraction the
+selection keeps, and selected events/s per core (the target: at least 2 for
+QCD). Also the toy generator on the same counts, side by side.
+
+Writes benchmarks/results/generator.json and prints a Markdown table for
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.ingest_benchmark import machine  # noqa: E402
+from tasks.core import schema  # noqa: E402
+from tasks.events.ingest import process_chunk  # noqa: E402
+
+
+def selected(path: Path, out: Path) -> int:
+    """Events of ``path`` that pass the selection (ingested as one chunk)."""
+    import uproot
+
+    entries = uproot.open(path)["Delphes"].num_entries
+    result = process_chunk("bench", 0, str(path), 0, entries, str(out), source="delphes")
+    if "error" in result:
+        raise SystemExit(f"{path}: {result['error']}")
+    return result["cutflow"]["written"]
+
+
+def main() -> None:
+    from tasks.generator import pythia
+    from tasks.generator.generate import write_file
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=60)
+    parser.add_argument("--pileup", type=float, default=30.0)
+    args = parser.parse_args()
+
+    generated: dict[str, int] = {}
+    original = pythia.HardEvents.take
+
+    def counting(self, n):  # how many Pythia events the filter looked at
+        out = original(self, n)
+        generated[self.sample] = self.generated
+        return out
+
+    pythia.HardEvents.take = counting
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="topo-bench-gen-") as tmp:
+        tmp = Path(tmp)
+        for generator in ("pythia8", "toy"):
+            for sample in schema.CLASS_NAMES:
+                path = tmp / generator / f"{sample}_000.root"
+                path.parent.mkdir(exist_ok=True)
+                started = time.perf_counter()
+                write_file(str(path), sample, args.events, seed=2026, generator=generator, pileup=args.pileup)
+                seconds = time.perf_counter() - started
+                out = tmp / f"{generator}-{sample}-events"
+                out.mkdir()
+                kept = selected(path, out)
+                rows[f"{generator}/{sample}"] = {
+                    "written": args.events,
+                    "seconds": seconds,
+                    "written_per_second": args.events / seconds,
+                    "pythia_events_per_written": (generated.get(sample, args.events) / args.events)
+                    if generator == "pythia8"
+                    else 1.0,
+                    "selected_fraction": kept / args.events,
+                    "selected_per_second": kept / seconds,
+                }
+            generated.clear()
+    results = {
+        "machine": machine(),
+        "command": "make bench-generator",
+        "events_per_class": args.events,
+        "pileup": args.pileup,
+        "rows": rows,
+    }
+    (REPO / "benchmarks" / "results" / "generator.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print("| generator / class | written/s | Pythia events per written | selected | selected/s |")
+    print("|---|---|---|---|---|")
+    for key, r in rows.items():
+        print(
+            f"| {key} | {r['written_per_second']:.2f} | {r['pythia_events_per_written']:.1f} | "
+            f"{r['selected_fraction']:.0%} | {r['selected_per_second']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
