@@ -155,8 +155,7 @@ def load_data_config(path: str | None = None) -> DataConfig:
         raise SettingsError(
             f"{where}: roles must be {', '.join(expected)}"
             + ("" if particles else " (particle_content is false)")
-            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-            + (f"; missing: {', '.join(missing)}" if missing else "")
+            + _listing(("unknown", unknown), ("missing", missing))
         )
     roles = {role: _role(where, role, roles_raw[role] or {}, particles) for role in expected}
     return DataConfig(
@@ -168,6 +167,11 @@ def load_data_config(path: str | None = None) -> DataConfig:
         own_track_max_dr=own_dr,
         match_own_track=match_own,
     )
+
+
+def _listing(*named: tuple[str, list[str]]) -> str:
+    """The '; <name>: a, b' tail of a message for each non-empty list, in the order given."""
+    return "".join(f"; {name}: {', '.join(items)}" for name, items in named if items)
 
 
 def _number(where: Path, key: str, value, positive: bool = False) -> float:
@@ -236,7 +240,6 @@ def _role(where: Path, role: str, spec: dict, particles: bool) -> RoleSpec:
         raise SettingsError(
             f"{where}: roles.{role}.fields must give the branch of each of {', '.join(neutral)}"
             + (" (x, y, z come from vertex)" if derived else "")
-            + (f"; missing: {', '.join(lacking)}" if lacking else "")
-            + (f"; unknown: {', '.join(extra)}" if extra else "")
+            + _listing(("missing", lacking), ("unknown", extra))
         )
     return RoleSpec(tuple(collections), tuple((f, str(fields[f])) for f in neutral), **options)
