@@ -5,8 +5,9 @@ The LHC event-topology classifier pipeline (Nguyen et al. 2018; CERN's
 SparkDLTrigger), stage by stage:
 
 1. **generate_sample**: when no `input_dir` is given, write a Delphes-schema
-   sample of QCD, tt̄ and W+jets (`generate_events` events, `seed`). The
-   sample is keyed on its parameters and reused when it already exists.
+   sample of QCD, tt̄ and W+jets (`generate_events` events, `seed`, with the
+   `generator`: the toy, or Pythia 8 with `pileup` through a fast detector).
+   The sample is keyed on its parameters and reused when it already exists.
 2. **ingest_events**: read the ROOT files on Dask (as the data config
    `data_config` says; default `data_configs/delphes.yaml`), apply the trigger-like
    selection, build the 801 × 19 low-level and 14 high-level features, and
@@ -66,6 +67,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
+from tasks.core import schema
 from topo_airflow import stages
 from topo_airflow.chain import choose_models, contract_gate, dag_defaults, train_evaluate_promote
 from topo_airflow.params import optional_text, smoke_param, split_params, training_params
@@ -93,6 +95,21 @@ from topo_airflow.params import optional_text, smoke_param, split_params, traini
             description="Events to generate when input_dir is empty.",
         ),
         "seed": Param(42, type="integer", minimum=0, description="Random seed of the generated sample."),
+        "generator": Param(
+            "toy",
+            type="string",
+            enum=list(schema.GENERATORS),
+            description="Generator of the sample when input_dir is empty: toy (parametrised classes, seconds) or "
+            "pythia8 (Pythia 8 at 13 TeV through a fast CMS-like detector, ~1 s per 10 selected events per core).",
+        ),
+        "pileup": Param(
+            schema.DEFAULT_PILEUP,
+            type="number",
+            minimum=0,
+            maximum=schema.MAX_PILEUP,
+            section="Generator",
+            description="pythia8: mean minimum-bias interactions overlaid per event.",
+        ),
         **split_params("kept for the test split"),
         "smoke": smoke_param(),
         **training_params(),

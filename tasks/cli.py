@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from tasks.contracts.validation import ContractError
+from tasks.core import schema
 from tasks.core.catalog import evaluation_of, tfrecord_of
 from tasks.core.errors import SettingsError, TopoError
 from tasks.core.settings import Settings
@@ -72,13 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--generator",
-        choices=("toy", "pythia8"),
+        choices=schema.GENERATORS,
         default="toy",
         help="toy: the fast parametrised classes; pythia8: Pythia 8 at 13 TeV through a fast CMS-like detector "
         "(tasks/generator/pythia.py, detector.py; about 100× slower) (default: toy)",
     )
     gen.add_argument(
-        "--pileup", type=float, default=30.0, help="pythia8: mean minimum-bias interactions per event (default: 30)"
+        "--pileup",
+        type=float,
+        default=schema.DEFAULT_PILEUP,
+        help=f"pythia8: mean minimum-bias interactions per event (default: {schema.DEFAULT_PILEUP:g})",
     )
     gen.add_argument("--parallel", action="store_true", help="write the files in parallel on Dask")
     _add_dask_options(gen)

@@ -56,6 +56,8 @@ def test_generated_samples_tuned_sets_and_mlflow(tmp_path):
     catalog = Catalog.under(tmp_path)
     assert catalog.generated(7000, 42) == tmp_path / "raw" / "generated-n7000-seed42"
     assert catalog.generated() == tmp_path / "raw" / "generated"
+    assert catalog.generated(7000, 42, "pythia8", 30.0) == tmp_path / "raw" / "generated-pythia8-pu30-n7000-seed42"
+    assert catalog.generated(7000, 42, "pythia8", 20.0) != catalog.generated(7000, 42, "pythia8", 30.0)
     assert catalog.tuned("hlf") == tmp_path / "hyperparameters" / "hlf.json"
     assert Settings(data_root=tmp_path).tracking_uri == f"sqlite:///{(tmp_path / 'mlflow' / 'mlflow.db').resolve()}"
 

@@ -93,6 +93,8 @@ def test_topology_classifier_graph(dagbag):
         "input_dir",
         "data_config",
         "generate_events",
+        "generator",
+        "pileup",
         "seed",
         "split_seed",
         "test_fraction",
@@ -227,11 +229,12 @@ def test_trigger_form_fields_are_grouped_in_sections(dagbag):
         "data_config",
         "generate_events",
         "seed",
+        "generator",
         "smoke",
         "models",
         "feed_format",
     }
-    assert {s for s in pipeline.values() if s} == {"Data split", "Training", "Promotion"}
+    assert {s for s in pipeline.values() if s} == {"Generator", "Data split", "Training", "Promotion"}
     assert pipeline["epochs"] == pipeline["learning_rate"] == "Training" and pipeline["split_seed"] == "Data split"
     retraining = sections("retrain_classifier")
     assert {n for n, s in retraining.items() if s is None} == {"window_days", "window_end", "models"}
@@ -246,3 +249,17 @@ def test_every_gate_comes_from_the_one_factory(dagbag):
         for t in dag.tasks:
             if t.task_id.startswith("validate_"):
                 assert t.retries == 0 and "data_contracts/" in (t.doc_md or ""), (dag.dag_id, t.task_id)
+
+
+def test_the_generator_and_its_pileup_are_refused_outside_what_exists(dagbag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    from tasks.core import schema
+
+    params = dagbag.dags["topology_classifier"].params
+    generator, pileup = params.get_param("generator"), params.get_param("pileup")
+    assert generator.resolve("pythia8") == "pythia8" and pileup.resolve(20) == 20
+    with pytest.raises(ParamValidationError):
+        generator.resolve("herwig")
+    with pytest.raises(ParamValidationError):
+        pileup.resolve(schema.MAX_PILEUP + 1)

@@ -1,13 +1,25 @@
-"""The Pythia 8 generator level (issue 16, step 1): real Pythia events of
-each class, seeded, lepton-filtered, with a reused minimum-bias pileup pool."""
+"""The Pythia 8 generator (issue 16): real Pythia events of each class,
+seeded, filtered at generator level (a lepton, its isolation in the hard
+event; QCD's heavy-flavour decays forced semileptonic and hadronized again
+until one passes), a reused minimum-bias pileup pool, and the fast detector
+response into the Delphes schema."""
 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from tasks.core.errors import SettingsError
-from tasks.generator.pythia import FILTER_PT, HardEvents, MinBiasPool, passes_lepton_filter
+from tasks.generator import pythia
+from tasks.generator.pythia import (
+    FILTER_ISOLATION,
+    FILTER_PT,
+    HardEvents,
+    MinBiasPool,
+    filter_isolation,
+    passes_lepton_filter,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +39,54 @@ def test_the_same_seed_gives_the_same_events_and_another_seed_others(wjets):
 def test_every_event_kept_has_a_lepton_above_the_filter(wjets):
     assert all(passes_lepton_filter(e) for e in wjets)
     assert FILTER_PT < 23.0  # below the selection, so resolution can lift a lepton over it
+
+
+def test_qcd_heavy_flavour_decays_are_forced_and_weighted_by_their_branching_fractions():
+    qcd = HardEvents("qcd", seed=21)
+    events = qcd.take(4)
+    assert all(filter_isolation(e) < FILTER_ISOLATION for e in events)
+    for e in events:  # the lepton comes from a b or c hadron: the hard process has no other
+        assert len(e.heavy) > 0
+    # A forced hadron's open channels carry its semileptonic fraction (B: ~10 % to each of e and μ).
+    assert 0.15 < qcd.fractions[511] < 0.35 and 0.1 < qcd.fractions[421] < 0.3
+    assert all(0 < w < 0.35 for w in qcd.weights) and len(qcd.weights) == 4
+    # Hadronized up to five times per parton-level event: more hadronizations than parton-level events.
+    assert qcd.generated < qcd.hadronized <= 5 * qcd.generated
+    wjets = HardEvents("wjets", seed=21)
+    wjets.take(3)
+    assert wjets.weights == [1.0] * 3 and wjets.hadronized == wjets.generated  # nothing forced, one try
+
+
+def test_the_isolation_filter_drops_only_events_the_selection_drops(tmp_path, monkeypatch):
+    """With the filter's isolation cut lifted, the events that pass the
+    selection (pileup 30, the detector, the kernel) all had a hard-event
+    isolation below FILTER_ISOLATION: the filter loses none of them."""
+    import uproot
+
+    from tasks.events.ingest import process_chunk
+    from tasks.generator.detector import Detector
+    from tasks.generator.generate import TREE_NAME, _columns
+
+    monkeypatch.setattr(pythia, "FILTER_ISOLATION", np.inf)
+    pool, rng = MinBiasPool(seed=4, size=50), np.random.default_rng(4)
+    detector = Detector(rng)
+    selected_isolation = []
+    for sample, n in (("wjets", 30), ("qcd", 40)):
+        hard = HardEvents(sample, seed=31).take(n)
+        isolation = [filter_isolation(e) for e in hard]
+        assert max(isolation) > 0.5  # the cut is lifted: unisolated leptons come through
+        events = [detector.reconstruct(pool.overlay(e, 30, rng)[0]) for e in hard]
+        path = tmp_path / f"{sample}.root"
+        with uproot.recreate(path) as out:
+            data = _columns(events)
+            out.mktree(TREE_NAME, {k: v.type for k, v in data.items()}).extend(data)
+        (tmp_path / sample).mkdir()
+        result = process_chunk(sample, 0, str(path), 0, n, str(tmp_path / sample))
+        assert "error" not in result, result
+        entries = pq.read_table(tmp_path / sample, columns=["entry"]).column(0).to_pylist()
+        selected_isolation += [isolation[i] for i in entries]
+    assert len(selected_isolation) >= 15  # W mostly passes
+    assert max(selected_isolation) < FILTER_ISOLATION
 
 
 def test_the_w_transverse_mass_has_its_jacobian_edge_near_80_gev(wjets):

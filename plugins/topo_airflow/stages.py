@@ -117,14 +117,20 @@ def check_contract(contract: str, dataset: str | Path, dask: bool = True) -> Gat
 # --- topology_classifier ---------------------------------------------------------
 def generate_sample() -> str:
     """The input directory: the given one, or a generated sample (reused when it exists)."""
+    from tasks.core import schema
     from tasks.core.runtime import dask_client
     from tasks.generator.generate import SampleRequest, generate
 
     p, config = params(), settings()
     if p["input_dir"]:
         return p["input_dir"]
-    request = SampleRequest(events=p["generate_events"], seed=p["seed"])
-    output = config.catalog.generated(request.events, request.seed)
+    request = SampleRequest(
+        events=p["generate_events"],
+        seed=p["seed"],
+        generator=p.get("generator", "toy"),
+        pileup=p.get("pileup", schema.DEFAULT_PILEUP),
+    )
+    output = config.catalog.generated(request.events, request.seed, request.generator, request.pileup)
     with dask_client(config) as client:
         generate(output, request, client)
     return str(output)

@@ -4,7 +4,8 @@ Stages take and return paths; this module is the one place that knows where
 those paths are. Everything lives under the data root
 (``Settings.data_root``), raw daily files under the raw root::
 
-    raw/generated-n<N>-seed<S>/<sample>/       a sample generated for a DAG run (reused)
+    raw/generated-n<N>-seed<S>/<sample>/       a sample generated for a DAG run (reused; pythia8:
+                                               generated-pythia8-pu<μ>-n<N>-seed<S>)
     raw/generated/                             ``topo generate``'s default output
     <raw root>/<YYYY-MM-DD>/<sample>/          what a day brought (the daily layout)
     staging/events/<YYYY-MM-DD>/               a day's ingestion, until its contract passes
@@ -165,11 +166,15 @@ class Catalog:
         )
 
     # --- raw inputs ----------------------------------------------------------------
-    def generated(self, events: int | None = None, seed: int | None = None) -> Path:
-        """A generated sample: keyed on its parameters for DAG runs (and reused), else ``raw/generated``."""
+    def generated(
+        self, events: int | None = None, seed: int | None = None, generator: str = "toy", pileup: float = 0.0
+    ) -> Path:
+        """A generated sample: keyed on its parameters for DAG runs (and reused), else
+        ``raw/generated``. A toy sample keeps the name it had before Pythia came."""
         if events is None:
             return self.data_root / "raw" / "generated"
-        return self.data_root / "raw" / f"generated-n{events}-seed{seed}"
+        kind = "" if generator == "toy" else f"-{generator}-pu{pileup:g}"
+        return self.data_root / "raw" / f"generated{kind}-n{events}-seed{seed}"
 
     def raw_day(self, day: str) -> Path:
         return self.raw_root / day_name(day)

@@ -87,6 +87,13 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "n_neutrals",
 )
 
+# Sample generators (tasks/generator): toy, the parametrised classes of
+# tasks.generator.physics (fast, for tests); pythia8, Pythia 8 at 13 TeV
+# through the fast detector response (tasks.generator.pythia, .detector).
+GENERATORS: tuple[str, ...] = ("toy", "pythia8")
+DEFAULT_PILEUP = 30.0  # mean minimum-bias interactions per crossing (LHC Run 2: 20–40)
+MAX_PILEUP = 200.0
+
 # Cutflow stages, in the order the selection applies them.
 CUTFLOW_STEPS: tuple[str, ...] = (
     "read",

@@ -25,9 +25,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "_generated.json"
 BRANCH_STYLES = ("uproot", "delphes")
-GENERATORS = ("toy", "pythia8")
-"""toy: the parametrised picture of tasks.generator.physics (fast, for tests);
-pythia8: Pythia 8 events through the fast detector response (tasks.generator.pythia, .detector)."""
+GENERATORS = schema.GENERATORS
 MINBIAS_POOL = 200  # minimum-bias events generated per file and reused for its pileup
 WRITE_BATCH = 500
 
@@ -42,7 +40,7 @@ class SampleRequest:
     seed: int = 42
     branch_style: str = "uproot"
     generator: str = "toy"
-    pileup: float = 30.0  # mean minimum-bias interactions overlaid per event (pythia8 only)
+    pileup: float = schema.DEFAULT_PILEUP  # mean minimum-bias interactions overlaid per event (pythia8 only)
 
     def __post_init__(self) -> None:
         if self.events < len(schema.CLASS_NAMES):
@@ -55,8 +53,10 @@ class SampleRequest:
             raise SettingsError(f"branch_style must be one of {BRANCH_STYLES}, got {self.branch_style!r}")
         if self.generator not in GENERATORS:
             raise SettingsError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
-        if not 0 <= self.pileup <= 200:
-            raise SettingsError(f"pileup (mean interactions per event) must be within 0–200, got {self.pileup}")
+        if not 0 <= self.pileup <= schema.MAX_PILEUP:
+            raise SettingsError(
+                f"pileup (mean interactions per event) must be within 0–{schema.MAX_PILEUP:g}, got {self.pileup}"
+            )
 
     def describe(self) -> dict:
         """What the manifest records (a toy request is recorded as before the generators existed)."""
@@ -175,6 +175,7 @@ def _pythia_events(sample: str, rng: np.random.Generator, pileup: float):
             events.append(ev)
         return events
 
+    make.hard = hard  # what the filter took, for write_file's report
     return make
 
 
@@ -185,9 +186,10 @@ def write_file(
     seed: int,
     branch_style: str = "uproot",
     generator: str = "toy",
-    pileup: float = 30.0,
+    pileup: float = schema.DEFAULT_PILEUP,
 ) -> dict:
-    """Generate ``n_events`` events of ``sample`` into one ROOT file at ``path``."""
+    """Generate ``n_events`` events of ``sample`` into one ROOT file at ``path``;
+    for Pythia, the report also says what its filter took (``pythia``)."""
     import uproot
 
     label = schema.LABELS[sample]
@@ -211,7 +213,15 @@ def write_file(
             tree.extend(data)
             done += len(batch)
     tmp.rename(path)
-    return {"file": str(path), "sample": sample, "events": n_events}
+    report = {"file": str(path), "sample": sample, "events": n_events}
+    hard = getattr(make_batch, "hard", None)
+    if hard is not None:
+        report["pythia"] = {
+            "parton_events": hard.generated,
+            "hadronizations": hard.hadronized,
+            "mean_forced_weight": float(np.mean(hard.weights)) if hard.weights else 1.0,
+        }
+    return report
 
 
 def _file_key(path: str) -> int:

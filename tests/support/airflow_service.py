@@ -127,7 +127,7 @@ class AirflowService(AirflowClient):
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 # SQLite's default 5 s wait for a lock is too short on a loaded machine when
-                # the CLI (backfill create) writes while the scheduler does: "database is locked"
+                # the CLI writes while the scheduler does (see also backfill())
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__HOST": "127.0.0.1",
@@ -194,8 +194,26 @@ class AirflowService(AirflowClient):
     def backfill(self, dag_id: str, first: str, last: str, *options: str, timeout: float = 900) -> None:
         """`airflow backfill create` over [first, last], then wait until the
         scheduler has marked it complete (it checks every 30 s); only one
-        backfill of a DAG may be open at a time."""
-        self.cli("backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last, *options)
+        backfill of a DAG may be open at a time.
+
+        SQLite, unlike the PostgreSQL of a deployment, refuses at once (no busy
+        wait) a transaction that read and then writes while the scheduler
+        writes: "database is locked". Airflow has then committed the backfill
+        row but none of its runs; that orphan is cancelled and the command
+        retried, as a user would."""
+        command = ("backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last, *options)
+        for attempt in range(1, 6):
+            done = self.cli(*command, check=False)
+            if not done.returncode:
+                break
+            if "database is locked" not in done.stderr or attempt == 5:
+                raise RuntimeError(f"airflow {' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            status, body = self.request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")
+            assert status == 200, body
+            for orphan in (b for b in body["backfills"] if not b["completed_at"]):
+                status, cancelled = self.request("PUT", f"/api/v2/backfills/{orphan['id']}/cancel")
+                assert status == 200, cancelled
+            time.sleep(2 * attempt)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status, body = self.request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")
