@@ -1,4 +1,4 @@
-.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator
+.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator bench-physics
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -43,3 +43,6 @@ bench-sources: setup
 
 bench-generator: setup
 	.venv/bin/python benchmarks/generator_benchmark.py
+
+bench-physics: setup
+	.venv/bin/python benchmarks/physics_benchmark.py

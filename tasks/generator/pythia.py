@@ -1,7 +1,6 @@
-"""Pythia 8 events of the three classes at 13 TeV, before any detector
-(issue 16, step 1: the generator level; the fast detector response that turns
-them into the Delphes schema is the next step, and ``topo generate`` does not
-offer this generator until it exists).
+"""Pythia 8 events of the three classes at 13 TeV, at generator level (the
+fast detector response, tasks.generator.detector, makes them Delphes-schema
+events; ``topo generate --generator pythia8`` does both).
 
 - **W + jets**: qq̄′ → Wg and qg → Wq′, W → eν or μν (τ left out: its leptons
   are soft and rare above the cut, and the paper's W sample is ℓν).
@@ -37,8 +36,8 @@ the selection counts them) is below ``FILTER_ISOLATION``. Pileup only adds to
 the isolation the selection sees, so the filter drops events the selection
 would drop anyway; the events it would have kept are measured in
 tests/test_pythia.py. Underlying event (multiparton interactions) is Pythia's
-default (Monash tune); the beam spot comes from Pythia's vertex spread, so
-every hard event has its own primary vertex. Pileup is overlaid from a pool
+default (Monash tune). Every hard event gets its own primary vertex, drawn
+in the luminous region (``BEAM_SPOT_*``) after Pythia. Pileup is overlaid from a pool
 of minimum-bias events (``MinBiasPool``): Poisson(μ) of them per event, each
 moved to its own vertex in the luminous region.
 
