@@ -39,6 +39,12 @@ MUON_EFFICIENCY = ((1.5, 10.0, 0.0, 0.95), (2.4, 10.0, 0.0, 0.95))
 JET_R, JET_MIN_PT = 0.4, 20.0
 BTAG_EFFICIENCY = {"b": 0.70, "c": 0.15, "light": 0.01}  # the paper card's medium working point
 HEAVY_HADRON_MIN_PT = 5.0
+# --- pileup mitigation of jets (card, PileUp variant: TrackPileUpSubtractor, ----
+# FastJetFinder ComputeRho, JetPileUpSubtractor). Jets only: EFlowTrack, the
+# isolation and MET keep every object, as the paper's selection saw them.
+CHS_DZ_MM = 0.1  # a pileup track this far in z from the primary vertex leaves the jets' input (ZVertexResolution)
+RHO_ETA, RHO_CELL = 2.5, 0.55  # ρ: the median pT density of η × φ patches of this size (fastjet's grid median)
+JET_AREA = np.pi * JET_R**2  # an anti-kT jet's area, about πR²; ρ·A is subtracted from its pT
 
 
 def _table(eta, pt, rows) -> np.ndarray:
@@ -107,10 +113,18 @@ class Detector:
                 kept = energy > threshold
                 store.append(np.column_stack([et[kept], c_eta[kept], c_phi[kept]]))
 
-        # Jets on the particle-flow objects; b-tag by matching heavy hadrons; MET.
-        flow = np.concatenate([np.concatenate(s) if s else np.zeros((0, 3)) for s in (
-            [t[:, :3] for t in ev.tracks], ev.photons, ev.neutrals)])  # fmt: skip
-        for jet_pt, jet_eta, jet_phi in _anti_kt(flow):
+        # Jets on the particle-flow objects without pileup tracks, less ρ·A;
+        # b-tag by matching heavy hadrons; MET from every PF object.
+        tracks = np.column_stack([track_pt, eta[i], phi[i]])
+        neutral = np.concatenate([np.concatenate(s) if s else np.zeros((0, 3)) for s in (ev.photons, ev.neutrals)])
+        flow = np.concatenate([tracks, neutral])
+        pileup_track = particles.is_pileup()[i] & (np.abs(vertex[2] - particles.primary[2]) > CHS_DZ_MM)
+        jet_input = np.concatenate([tracks[~pileup_track], neutral])
+        rho = _rho(jet_input)
+        for raw_pt, jet_eta, jet_phi in _anti_kt(jet_input):
+            jet_pt = raw_pt - rho * JET_AREA
+            if jet_pt < JET_MIN_PT:
+                continue
             flavour = _flavour(jet_eta, jet_phi, particles.heavy)
             tagged = rng.random() < BTAG_EFFICIENCY[flavour]
             ev.jets.append((jet_pt, jet_eta, jet_phi, int(tagged)))
@@ -139,6 +153,18 @@ def _cells(energy, eta, phi, size) -> np.ndarray:
     c_eta = (np.floor_divide(cells, n_phi) + 0.5) * size
     c_phi = _wrap((np.mod(cells, n_phi) + 0.5) * (2 * np.pi / n_phi) - np.pi)
     return np.column_stack([total, c_eta, c_phi])
+
+
+def _rho(flow: np.ndarray) -> float:
+    """The pileup pT density (GeV per unit η × φ): the median over patches of
+    |η| < RHO_ETA, robust against the hard jets."""
+    n_eta, n_phi = int(round(2 * RHO_ETA / RHO_CELL)), int(round(2 * np.pi / RHO_CELL))
+    pt, eta, phi = flow.T if len(flow) else (np.zeros(0),) * 3
+    inside = np.abs(eta) < RHO_ETA
+    ie = np.minimum(((eta[inside] + RHO_ETA) / (2 * RHO_ETA) * n_eta).astype(np.int64), n_eta - 1)
+    ip = np.minimum(((phi[inside] + np.pi) / (2 * np.pi) * n_phi).astype(np.int64), n_phi - 1)
+    total = np.bincount(ie * n_phi + ip, weights=pt[inside], minlength=n_eta * n_phi)
+    return float(np.median(total) / ((2 * RHO_ETA / n_eta) * (2 * np.pi / n_phi)))
 
 
 def _anti_kt(flow: np.ndarray) -> list[tuple[float, float, float]]:

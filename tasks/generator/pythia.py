@@ -117,7 +117,9 @@ class Particles:
 
     ``x, y, z`` are production vertices in mm (displaced for the decay products
     of long-lived hadrons); ``heavy`` lists the b and c hadrons (id, px, py, pz)
-    of the hard event, for b-tagging by matching.
+    of the hard event, for b-tagging by matching; ``pileup`` marks the
+    particles of overlaid minimum-bias events (the truth Delphes' pileup
+    subtraction uses too). ``primary`` is the hard event's vertex (x, y, z).
     """
 
     pid: np.ndarray
@@ -129,6 +131,8 @@ class Particles:
     y: np.ndarray
     z: np.ndarray
     heavy: np.ndarray  # (n, 4): pdg id, px, py, pz
+    pileup: np.ndarray | None = None  # bool per particle; None: none is
+    primary: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __len__(self) -> int:
         return len(self.pid)
@@ -156,14 +160,21 @@ class Particles:
         return np.arctanh(np.divide(self.pz, p, out=np.zeros_like(p), where=p > 0).clip(-1 + 1e-12, 1 - 1e-12))
 
     def shifted(self, dx: float, dy: float, dz: float) -> Particles:
+        x, y, z = self.primary
         return Particles(self.pid, self.px, self.py, self.pz, self.e, self.x + dx, self.y + dy, self.z + dz,
-                         self.heavy)  # fmt: skip
+                         self.heavy, self.pileup, (x + dx, y + dy, z + dz))  # fmt: skip
+
+    def is_pileup(self) -> np.ndarray:
+        return np.zeros(len(self), bool) if self.pileup is None else self.pileup
 
     @staticmethod
-    def concatenate(parts: list[Particles]) -> Particles:
+    def overlay(hard: Particles, pileup: list[Particles]) -> Particles:
+        """``hard`` with the ``pileup`` events' particles added, marked as pileup."""
+        parts = [hard, *pileup]
         fields = ("pid", "px", "py", "pz", "e", "x", "y", "z")
         joined = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}
-        return Particles(**joined, heavy=parts[0].heavy)
+        marks = np.concatenate([hard.is_pileup(), *(np.ones(len(p), bool) for p in pileup)])
+        return Particles(**joined, heavy=hard.heavy, pileup=marks, primary=hard.primary)
 
 
 def _forcing(hadrons: tuple[int, ...]) -> tuple[str, ...]:
@@ -358,5 +369,5 @@ class MinBiasPool:
         k = int(rng.poisson(mean))
         picks = rng.integers(0, len(self.events), size=k)
         shifts = rng.normal(0.0, (BEAM_SPOT_XY_MM, BEAM_SPOT_XY_MM, BEAM_SPOT_Z_MM), size=(k, 3))
-        parts = [hard] + [self.events[i].shifted(*shift) for i, shift in zip(picks, shifts, strict=True)]
-        return Particles.concatenate(parts), k
+        pileup = [self.events[i].shifted(*shift) for i, shift in zip(picks, shifts, strict=True)]
+        return Particles.overlay(hard, pileup), k
