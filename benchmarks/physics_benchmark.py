@@ -129,8 +129,7 @@ def main() -> None:
             topo("evaluate", "--model-dir", str(out))
             metrics = json.loads((work / "models" / f"{model}-evaluation" / "metrics.json").read_text())
             aucs[model] = {c: round(m["auc"], 4) for c, m in metrics["classes"].items()}
-            history = json.loads((out / "history.json").read_text())
-            epochs[model] = max((len(v) for v in history.values() if isinstance(v, list)), default=0)
+            epochs[model] = json.loads((out / "training.json").read_text())["epochs_run"]
         summary = json.loads((prepared / "_summary.json").read_text())
         hlf = hlf_by_class(events)
         plot_hlf(hlf, args.results / "physics_hlf.png")

@@ -10,7 +10,11 @@ field propagation (particles fly straight from their production vertex), a
 charged hadron's calorimeter deposit is replaced by its track (perfect
 particle-flow linking), and electrons and muons are reconstructed from their
 own track, so that a lepton's track in EFlowTrack has exactly its pT, η, φ
-(the kernel's own-track rule, docs/spec.md).
+(the kernel's own-track rule, docs/spec.md). Pileup is mitigated for jets
+only, as Delphes' pileup card does (charged pileup tracks away from the
+primary vertex leave the jets' input, and ρ·A is subtracted from each jet):
+EFlowTrack, the photons and neutral hadrons, the isolation and MET keep
+every object.
 """
 
 from __future__ import annotations
