@@ -73,7 +73,10 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
     shot(page, "02-trigger-form")
     dialog.locator('[id="switch:element_smoke"]').click()
     dialog.locator("#element_models").fill("hlf")  # one model per line
-    dialog.get_by_role("combobox").nth(0).click()  # feed_format, the first choice in the form
+    # The form's choices in form order: the generator (kept at toy), then feed_format.
+    dialog.get_by_role("combobox").nth(0).click()
+    page.get_by_role("option", name="toy", exact=True).click()
+    dialog.get_by_role("combobox").nth(1).click()
     page.get_by_role("option", name="petastorm").click()
     dialog.locator("#element_models").scroll_into_view_if_needed()
     shot(page, "03-parameters-set")
@@ -100,7 +103,10 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
     # The form's values reached the run: smoke mode, one model, the Petastorm feed.
     [run] = [r for r in local_cluster.api.runs(DAG) if r["dag_run_id"] == run_id]
     assert (
-        run["conf"]["smoke"] is True and run["conf"]["models"] == ["hlf"] and run["conf"]["feed_format"] == "petastorm"
+        run["conf"]["smoke"] is True
+        and run["conf"]["models"] == ["hlf"]
+        and run["conf"]["feed_format"] == "petastorm"
+        and run["conf"]["generator"] == "toy"
     )
     [ti] = [t for t in local_cluster.api.task_instances(DAG, run_id) if t["task_id"] == "train_model"]
     assert ti["state"] == "success" and ti["map_index"] == 0
