@@ -54,13 +54,11 @@ def repeated_hadronization(partons: int) -> dict:
     hard = pythia.HardEvents("qcd", seed=77)
     counts = []
     for _ in range(partons):
-        pythia._next(hard.pythia)
-        parton = pythia8mc.Event(hard.pythia.event)
+        parton = hard.next_parton_level()
         passes = 0
         for _ in range(hard.tries):
             hard.pythia.event = pythia8mc.Event(parton)
-            if hard.pythia.forceHadronLevel(False) and pythia._has_lepton_candidate(hard.pythia.event):
-                passes += pythia.passes_lepton_filter(pythia._final_particles(pythia._record(hard.pythia.event), True))
+            passes += hard.hadronize() is not None
         counts.append(passes)
     total = sum(counts)
     return {

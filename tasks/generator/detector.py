@@ -77,10 +77,10 @@ class Detector:
         pid = particles.pid
         apid = np.abs(pid)
         pt, eta = particles.pt, particles.eta
-        phi = np.arctan2(particles.py, particles.px)
+        phi = particles.phi
         charge = particles.charge
         visible = ~np.isin(apid, INVISIBLE)
-        ev = Event(z0=float(np.median(particles.z)) if len(particles) else 0.0)
+        ev = Event(z0=particles.primary[2])
 
         # Tracks: charged particles in the tracker, with efficiency and resolution.
         charged = visible & (charge != 0) & (np.abs(eta) < TRACKER_ETA) & (pt > TRACK_MIN_PT)
