@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--events", type=int, default=7000, help="total events over the three classes (default: 7000)")
     gen.add_argument("--files-per-sample", type=int, default=2, help="ROOT files per class (default: 2)")
-    gen.add_argument("--mix", default="1:2:4", help="QCD:tt̄:W+jets ratio of generated events (default: 1:2:4)")
+    gen.add_argument(
+        "--mix",
+        default=None,
+        help="QCD:tt̄:W+jets ratio of generated events (default: 1:2:4 for toy, 7:1:1 for pythia8, "
+        "about equal selected events)",
+    )
     gen.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     gen.add_argument(
         "--branch-style",
@@ -354,7 +359,7 @@ def _generate(args, settings: Settings) -> dict:
     request = SampleRequest(
         events=args.events,
         files_per_sample=args.files_per_sample,
-        mix=parse_mix(args.mix),
+        mix=parse_mix(args.mix) if args.mix else None,
         seed=args.seed,
         branch_style=args.branch_style,
         generator=args.generator,

@@ -40,6 +40,16 @@ def test_default_mix_is_imbalanced_and_layout(tmp_path):
     assert read_json(tmp_path / "raw" / MANIFEST)["request"]["mix"] == [1.0, 2.0, 4.0]
 
 
+def test_pythia_requests_default_to_a_mix_that_balances_the_selected_events():
+    """Pythia's selection keeps ~11 % of QCD and ~73 % of the others: its default
+    mix generates ~7 QCD events per tt̄ or W event; a given mix is kept."""
+    request = SampleRequest(events=900, generator="pythia8")
+    assert request.events_per_class() == [700, 100, 100]
+    assert SampleRequest(events=900, generator="pythia8", mix=(1, 1, 1)).events_per_class() == [300, 300, 300]
+    with pytest.raises(SettingsError, match="generator must be one of"):
+        SampleRequest(generator="herwig")
+
+
 def test_reuses_a_matching_sample_and_replaces_another(tmp_path):
     out = tmp_path / "raw"
     generate(out, SampleRequest(events=30, files_per_sample=1, seed=1))

@@ -91,6 +91,13 @@ EVENT_COLUMNS: tuple[str, ...] = (
 # tasks.generator.physics (fast, for tests); pythia8, Pythia 8 at 13 TeV
 # through the fast detector response (tasks.generator.pythia, .detector).
 GENERATORS: tuple[str, ...] = ("toy", "pythia8")
+DEFAULT_MIX: dict[str, tuple[float, float, float]] = {
+    "toy": (1.0, 2.0, 4.0),
+    # About equal selected events per class: the selection keeps ~11 % of the
+    # written QCD events and ~73 % of the others (docs/benchmarks.md, "Pythia 8 generation").
+    "pythia8": (7.0, 1.0, 1.0),
+}
+"""QCD : tt̄ : W+jets ratio of generated event counts, per generator, when none is given."""
 DEFAULT_PILEUP = 30.0  # mean minimum-bias interactions per crossing (LHC Run 2: 20–40)
 MAX_PILEUP = 200.0
 

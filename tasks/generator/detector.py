@@ -24,11 +24,21 @@ import numpy as np
 from tasks.generator.physics import Event
 from tasks.generator.pythia import INVISIBLE, Particles
 
-# --- tracking (card: ChargedHadronTrackingEfficiency, ...MomentumSmearing) ------
+# --- tracking (card: {ChargedHadron,Electron,Muon}TrackingEfficiency, ...MomentumSmearing) ---
+# Efficiency rows: (|η| up to, ((pT above, efficiency), ...)); 0 below the first pT and outside.
 TRACKER_ETA = 2.5
 TRACK_MIN_PT = 0.1
-TRACK_EFFICIENCY = ((1.5, 1.0, 0.70, 0.95), (2.5, 1.0, 0.60, 0.85))  # (|η| up to, pT edge, below, above)
-TRACK_RESOLUTION = ((1.5, 0.01, 1.5e-4), (2.5, 0.02, 3.1e-4))  # σpT/pT = a ⊕ b·pT (|η| up to, a, b /GeV)
+TRACK_EFFICIENCY = {
+    "hadron": ((1.5, ((0.1, 0.70), (1.0, 0.95))), (2.5, ((0.1, 0.60), (1.0, 0.85)))),
+    "electron": ((1.5, ((0.1, 0.73), (1.0, 0.95), (100.0, 0.99))), (2.5, ((0.1, 0.50), (1.0, 0.83), (100.0, 0.90)))),
+    "muon": ((1.5, ((0.1, 0.75), (1.0, 0.99))), (2.5, ((0.1, 0.70), (1.0, 0.98)))),
+}
+# Resolution rows: σpT/pT = a ⊕ b·pT (|η| up to, a, b /GeV); electrons' is the card's track-and-ECAL one.
+TRACK_RESOLUTION = {
+    "hadron": ((0.5, 0.01, 1.5e-4), (1.5, 0.015, 2.5e-4), (2.5, 0.025, 5.5e-4)),
+    "electron": ((0.5, 0.03, 1.3e-3), (1.5, 0.05, 1.7e-3), (2.5, 0.15, 3.1e-3)),
+    "muon": ((0.5, 0.01, 1.0e-4), (1.5, 0.015, 1.5e-4), (2.5, 0.025, 3.5e-4)),
+}
 VERTEX_RESOLUTION_MM = (0.02, 0.02, 0.05)  # x, y, z of a track's vertex (CMS tracker: 10–50 µm)
 # --- calorimeters (card: ECal/HCal resolution formulas, EtaPhiBins; thresholds) ---
 ECAL_ETA, HCAL_ETA = 3.0, 5.0
@@ -37,8 +47,8 @@ ECAL_RESOLUTION = (0.007, 0.07, 0.35)  # σE/E = c ⊕ s/√E ⊕ n/E (CMS ECAL 
 HCAL_RESOLUTION = (0.05, 1.0, 0.0)  # σE/E = 5 % ⊕ 100 %/√E (card, rounded)
 ECAL_THRESHOLD, HCAL_THRESHOLD = 0.5, 1.0  # GeV: EFlowPhoton and EFlowNeutralHadron need more
 # --- leptons (card: ElectronEfficiency, MuonEfficiency) -----------------------
-ELECTRON_EFFICIENCY = ((1.5, 10.0, 0.0, 0.95), (2.5, 10.0, 0.0, 0.85))
-MUON_EFFICIENCY = ((1.5, 10.0, 0.0, 0.95), (2.4, 10.0, 0.0, 0.95))
+ELECTRON_EFFICIENCY = ((1.5, ((10.0, 0.95),)), (2.5, ((10.0, 0.85),)))
+MUON_EFFICIENCY = ((2.4, ((10.0, 0.95),)),)
 # --- jets and b-tagging (card: FastJetFinder, BTagging) ------------------------
 JET_R, JET_MIN_PT = 0.4, 20.0
 BTAG_EFFICIENCY = {"b": 0.70, "c": 0.15, "light": 0.01}  # the paper card's medium working point
@@ -52,13 +62,39 @@ JET_AREA = np.pi * JET_R**2  # an anti-kT jet's area, about πR²; ρ·A is subt
 
 
 def _table(eta, pt, rows) -> np.ndarray:
-    """Efficiency per particle from rows (|η| up to, pT edge, below the edge, above); 0 outside."""
+    """Efficiency per particle from rows (|η| up to, ((pT above, efficiency), ...)); 0 elsewhere."""
     out = np.zeros(len(eta))
     lower = 0.0
-    for eta_max, edge, below, above in rows:
+    for eta_max, steps in rows:
         band = (np.abs(eta) >= lower) & (np.abs(eta) < eta_max)
-        out[band] = np.where(pt[band] > edge, above, below)
+        for edge, efficiency in steps:
+            out[band & (pt > edge)] = efficiency
         lower = eta_max
+    return out
+
+
+def _species(apid: np.ndarray) -> dict[str, np.ndarray]:
+    """Masks of the tracking species: electrons, muons, and everything else charged."""
+    electron, muon = apid == 11, apid == 13
+    return {"electron": electron, "muon": muon, "hadron": ~(electron | muon)}
+
+
+def _track_efficiency(apid, eta, pt) -> np.ndarray:
+    out = np.zeros(len(eta))
+    for species, mask in _species(apid).items():
+        out[mask] = _table(eta[mask], pt[mask], TRACK_EFFICIENCY[species])
+    return out
+
+
+def _track_resolution(apid, eta, pt) -> np.ndarray:
+    """σpT/pT of each track (the tracker's |η| range only)."""
+    out = np.zeros(len(eta))
+    for species, mask in _species(apid).items():
+        lower = 0.0
+        for eta_max, a, b in TRACK_RESOLUTION[species]:
+            band = mask & (np.abs(eta) >= lower) & (np.abs(eta) < eta_max)
+            out[band] = np.hypot(a, b * pt[band])
+            lower = eta_max
     return out
 
 
@@ -84,11 +120,9 @@ class Detector:
 
         # Tracks: charged particles in the tracker, with efficiency and resolution.
         charged = visible & (charge != 0) & (np.abs(eta) < TRACKER_ETA) & (pt > TRACK_MIN_PT)
-        found = charged & (rng.random(len(pt)) < _table(eta, pt, TRACK_EFFICIENCY))
+        found = charged & (rng.random(len(pt)) < _track_efficiency(apid, eta, pt))
         i = np.flatnonzero(found)
-        a = np.where(np.abs(eta[i]) < TRACK_RESOLUTION[0][0], TRACK_RESOLUTION[0][1], TRACK_RESOLUTION[1][1])
-        b = np.where(np.abs(eta[i]) < TRACK_RESOLUTION[0][0], TRACK_RESOLUTION[0][2], TRACK_RESOLUTION[1][2])
-        track_pt = pt[i] * np.maximum(1 + rng.normal(0, 1, len(i)) * np.hypot(a, b * pt[i]), 0.05)
+        track_pt = pt[i] * np.maximum(1 + rng.normal(0, 1, len(i)) * _track_resolution(apid[i], eta[i], pt[i]), 0.05)
         vertex = [getattr(particles, c)[i] + rng.normal(0, s, len(i)) for c, s in zip("xyz", VERTEX_RESOLUTION_MM,
                                                                                     strict=True)]  # fmt: skip
         ev.tracks.append(np.column_stack([track_pt, eta[i], phi[i], pid[i], *vertex]))
@@ -105,11 +139,11 @@ class Detector:
         em = visible & ((apid == 22) | ((apid == 11) & ~charged)) & (np.abs(eta) < ECAL_ETA)
         hadronic = visible & (charge == 0) & (apid != 22) & (np.abs(eta) < HCAL_ETA)
         hadronic |= missed_charged & (apid != 11) & (np.abs(eta) < HCAL_ETA)
-        for mask, cell, resolution, threshold, store in (
-            (em, ECAL_CELL, ECAL_RESOLUTION, ECAL_THRESHOLD, ev.photons),
-            (hadronic, HCAL_CELL, HCAL_RESOLUTION, HCAL_THRESHOLD, ev.neutrals),
+        for mask, cell, reach, resolution, threshold, store in (
+            (em, ECAL_CELL, ECAL_ETA, ECAL_RESOLUTION, ECAL_THRESHOLD, ev.photons),
+            (hadronic, HCAL_CELL, HCAL_ETA, HCAL_RESOLUTION, HCAL_THRESHOLD, ev.neutrals),
         ):
-            deposits = _cells(particles.e[mask], eta[mask], phi[mask], cell)
+            deposits = _cells(particles.e[mask], eta[mask], phi[mask], cell, reach)
             if len(deposits):
                 energy, c_eta, c_phi = deposits.T
                 energy = energy * np.maximum(1 + rng.normal(0, 1, len(energy)) * _calo_sigma(energy, resolution), 0)
@@ -144,8 +178,10 @@ def _calo_sigma(energy, resolution):
     return np.sqrt(c**2 + s**2 / e + (n / e) ** 2)
 
 
-def _cells(energy, eta, phi, size) -> np.ndarray:
-    """Deposits summed per (η, φ) cell: (energy, cell-centre η, cell-centre φ)."""
+def _cells(energy, eta, phi, size, eta_max) -> np.ndarray:
+    """Deposits summed per (η, φ) cell: (energy, cell-centre η, cell-centre φ).
+    The outermost cells are cut at ±``eta_max``, and a cut cell's centre is
+    that of its part inside: no deposit lies outside the calorimeter."""
     if len(energy) == 0:
         return np.zeros((0, 3))
     n_phi = int(round(2 * np.pi / size))
@@ -154,7 +190,8 @@ def _cells(energy, eta, phi, size) -> np.ndarray:
     key = ie * n_phi + ip
     cells, inverse = np.unique(key, return_inverse=True)
     total = np.bincount(inverse, weights=energy)
-    c_eta = (np.floor_divide(cells, n_phi) + 0.5) * size
+    lower = np.floor_divide(cells, n_phi) * size
+    c_eta = 0.5 * (np.maximum(lower, -eta_max) + np.minimum(lower + size, eta_max))
     c_phi = _wrap((np.mod(cells, n_phi) + 0.5) * (2 * np.pi / n_phi) - np.pi)
     return np.column_stack([total, c_eta, c_phi])
 

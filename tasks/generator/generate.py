@@ -32,17 +32,22 @@ WRITE_BATCH = 500
 
 @dataclass(frozen=True)
 class SampleRequest:
-    """What to generate. ``mix`` is the QCD : tt̄ : W+jets ratio of event counts."""
+    """What to generate. ``mix`` is the QCD : tt̄ : W+jets ratio of event counts
+    (None: the generator's ``schema.DEFAULT_MIX``)."""
 
     events: int = 7000
     files_per_sample: int = 2
-    mix: tuple[float, float, float] = (1.0, 2.0, 4.0)
+    mix: tuple[float, float, float] | None = None
     seed: int = 42
     branch_style: str = "uproot"
     generator: str = "toy"
     pileup: float = schema.DEFAULT_PILEUP  # mean minimum-bias interactions overlaid per event (pythia8 only)
 
     def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise SettingsError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if self.mix is None:
+            object.__setattr__(self, "mix", schema.DEFAULT_MIX[self.generator])
         if self.events < len(schema.CLASS_NAMES):
             raise SettingsError(f"events must be at least {len(schema.CLASS_NAMES)}, got {self.events}")
         if self.files_per_sample < 1:
@@ -51,8 +56,6 @@ class SampleRequest:
             raise SettingsError(f"mix needs {len(schema.CLASS_NAMES)} positive weights (QCD:tt̄:W+jets), got {self.mix}")
         if self.branch_style not in BRANCH_STYLES:
             raise SettingsError(f"branch_style must be one of {BRANCH_STYLES}, got {self.branch_style!r}")
-        if self.generator not in GENERATORS:
-            raise SettingsError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
         if not 0 <= self.pileup <= schema.MAX_PILEUP:
             raise SettingsError(
                 f"pileup (mean interactions per event) must be within 0–{schema.MAX_PILEUP:g}, got {self.pileup}"
