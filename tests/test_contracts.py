@@ -197,6 +197,34 @@ def test_missing_class_and_cutflow_drift_fail_at_dataset_level(ingested_events, 
     )
 
 
+def test_cutflow_drift_compares_only_datasets_of_the_same_origin(ingested_events, tmp_path):
+    """A Pythia sample after a toy one (the demo's generator switched) is not a
+    drift: its efficiencies are compared with earlier Pythia runs only."""
+    toy = copy_dataset(ingested_events, tmp_path, "toy")
+    summary = json.loads((toy / "_summary.json").read_text())
+    summary["cutflow"]["qcd"] = {k: n * 20 for k, n in summary["cutflow"]["qcd"].items()}  # room for a 5σ pull
+    (toy / "_summary.json").write_text(json.dumps(summary))
+    validate("ingested_events", toy, settings(tmp_path, "toy"))  # the toy baseline
+    pythia = copy_dataset(toy, tmp_path, "pythia")
+    root = tmp_path / "generated-pythia8"
+    root.mkdir()
+    (root / "_generated.json").write_text(json.dumps({"request": {"generator": "pythia8", "pileup": 30.0}}))
+    for sample in summary["samples"].values():
+        sample["files"] = [str(root / name / "file.root") for name in ("qcd",)]
+    summary["cutflow"]["qcd"]["read"] *= 5  # Pythia's QCD efficiency is a fifth of the toy's
+    (pythia / "_summary.json").write_text(json.dumps(summary))
+    report = validate("ingested_events", pythia, settings(tmp_path, "pythia"))
+    assert report["success"]
+    assert any("other inputs" in w["why"] for w in report["warnings"])
+    assert report["facts"]["origin"] == {"source": "delphes", "generated": ["pythia8 pileup 30.0"]}
+
+    again = copy_dataset(pythia, tmp_path, "pythia-again")  # a second Pythia run is compared with the first
+    summary["cutflow"]["qcd"]["read"] //= 5  # the toy's efficiency: a drift for Pythia
+    (again / "_summary.json").write_text(json.dumps(summary))
+    error = expect_failure("ingested_events", again, tmp_path, run="pythia-again")
+    assert error.report["failures"][0]["at"] == ["qcd"]
+
+
 # --- prepared data -------------------------------------------------------------------------
 def test_unbalanced_classes_fail(prepared, tmp_path, dask_client):
     broken = copy_dataset(prepared[0], tmp_path)

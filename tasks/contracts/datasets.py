@@ -39,6 +39,28 @@ def _summary(dataset: Path, what: str) -> dict:
     return read_json(path)
 
 
+def origin(kind: str, dataset: Path) -> dict | None:
+    """What an ingested dataset's inputs are: their source kind and, for a
+    generated sample, its generator and pileup (None for other contracts).
+    The cutflow drift check compares datasets of one origin only: a Pythia
+    sample's selection efficiencies are not the toy's, nor NanoAOD's Delphes'."""
+    if kind != "ingested_events":
+        return None
+    from tasks.generator.generate import MANIFEST
+
+    summary = _summary(Path(dataset), "an ingested dataset")
+    roots = {Path(f).parent.parent for s in summary.get("samples", {}).values() for f in s.get("files", [])}
+    generated = set()
+    for root in roots:
+        if (root / MANIFEST).is_file():
+            request = read_json(root / MANIFEST).get("request", {})
+            generated.add(f"{request.get('generator', 'toy')} pileup {request.get('pileup', 0)}")
+    out = {"source": summary.get("source", "delphes")}
+    if generated:
+        out["generated"] = sorted(generated)
+    return out
+
+
 def _need(dataset: Path) -> Path:
     dataset = Path(dataset)
     if not dataset.exists():

@@ -153,10 +153,15 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
     else:
         checked = [c for group in _groups(parts, 1) for c in check_group(spec, group)]
     history = history_path(settings, spec.name)
-    previous = _previous_success(history, dataset)
+    origin = datasets.origin(spec.name, dataset)
+    previous = _previous_success(history, dataset, origin)
     tables, facts, notes = datasets.tables(
         spec.name, dataset, [c for c in checked if "error" not in c], spec.parameters, previous
     )
+    if origin is not None:
+        facts["origin"] = origin
+        if previous is None and _previous_success(history, dataset) is not None:
+            notes.append(f"the previous successful runs came from other inputs than {origin}: not compared")
     context = ephemeral_context()
     dataset_results = {
         name: run_suite(context, f"{spec.name}.{name}", spec.expectations(name), frame, name, key=frame.columns[0])
@@ -316,8 +321,12 @@ def read_history(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _previous_success(history: Path, dataset: Path) -> dict | None:
+def _previous_success(history: Path, dataset: Path, origin: dict | None = None) -> dict | None:
+    """The last successful validation of another dataset; with ``origin``, of
+    one made from the same kind of inputs only."""
     good = [e for e in read_history(history) if e.get("success") and e.get("dataset") != str(dataset)]
+    if origin is not None:
+        good = [e for e in good if e.get("facts", {}).get("origin") == origin]
     return good[-1] if good else None
 
 
