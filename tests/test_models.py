@@ -37,6 +37,27 @@ def test_inputs_outputs_and_probabilities(name):
     assert model.layers[-1].dtype_policy.compute_dtype == "float32"
 
 
+@pytest.mark.parametrize("name", ["gru", "inclusive", "inclusive_lstm", "inclusive_transformer"])
+def test_sequences_cut_to_their_longest_real_row_score_as_when_padded_to_801(name):
+    """The particle input takes any length: a batch cut after its longest real
+    sequence gives the 801-row predictions (the padding is masked out)."""
+    model = build_model(name)
+    rng = np.random.default_rng(1)
+    lengths = np.array([3, 40, 117, 9])
+    gru = np.zeros((4, 801, 19), np.float32)
+    for i, n in enumerate(lengths):
+        gru[i, :n] = rng.normal(size=(n, 19))
+    hlf = rng.uniform(size=(4, 14)).astype(np.float32)
+
+    def score(particles):
+        return np.asarray(model([particles, hlf] if len(model.inputs) > 1 else particles))
+
+    padded, cut = score(gru), score(gru[:, : lengths.max()])
+    assert tuple(model.inputs[0].shape) == (None, None, 19)
+    np.testing.assert_allclose(cut, padded, atol=1e-6, rtol=0)
+    assert not np.allclose(score(gru[:, :2]), padded, atol=1e-3)  # cutting real rows does change them
+
+
 def test_recurrent_layers_keep_the_cudnn_configuration_and_mask_padding():
     model = build_model("inclusive")
     gru = model.get_layer("gru")

@@ -66,7 +66,10 @@ class MaskedMean(keras.layers.Layer):
 
 
 def _particles():
-    return keras.Input((schema.LLF_ROWS, schema.LLF_FEATURES), name="GRU_input")
+    # Any number of rows, not just the 801 of the paper's padding: a batch cut
+    # to its longest real sequence (the rest is zero padding the mask skips)
+    # scores the same and trains faster; the published 801-row inputs still fit.
+    return keras.Input((None, schema.LLF_FEATURES), name="GRU_input")
 
 
 def _hlf():
@@ -92,7 +95,7 @@ def build_gru_model(arch: Architecture = Architecture()) -> keras.Model:
 
 
 def _transformer_branch(particles, d_model: int = 16, heads: int = 2, blocks: int = 1):
-    """Self-attention over all 801 rows costs O(801²) per event: kept small.
+    """Self-attention over n rows costs O(n²) per event (n up to 801): kept small.
     No positional encoding: the ΔR order is in the features themselves."""
     real = RealParticles(name="real_particles")(particles)
     pair_mask = PairMask(name="pair_mask")(real)
