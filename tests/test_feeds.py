@@ -86,6 +86,47 @@ def test_training_reshuffles_every_epoch_and_covers_every_row(prepared, tfrecord
     assert not all(np.array_equal(epochs[0], e) for e in epochs[1:]), "the same order every epoch"
 
 
+@pytest.mark.parametrize("fmt", ["petastorm", "tfrecord"])
+def test_bucketed_training_batches_are_trimmed_sorted_windows_of_the_same_epoch(prepared, tfrecords, fmt):
+    """Sorting windows of 3 batches: each batch is cut after its longest real
+    sequence (rounded up to BUCKET_ROWS), nothing real is lost, an epoch has
+    the same number of batches and events as unbucketed, and the order is a
+    function of (seed, epoch)."""
+    from tasks.datasets.readers import BUCKET_ROWS, steps_per_epoch
+
+    out, summary, _ = prepared
+    path = (out if fmt == "petastorm" else tfrecords[0]) / "train"
+    n = summary["train"]["events"]
+
+    def epoch(number, **kw):
+        with open_feed(path, fmt, "inclusive", batch_size=4, training=True, seed=3, first_epoch=number, **kw) as data:
+            return [tf.nest.map_structure(lambda t: t.numpy(), b) for b in data]
+
+    plain, bucketed = epoch(1), epoch(1, bucket_batches=3)
+    assert len(bucketed) == len(plain) == steps_per_epoch(n, 4)
+    assert sum(len(y) for _, y in bucketed) == n
+    rows, spans = [], []
+    for (gru, _hlf), _ in bucketed:
+        lengths = [np.flatnonzero(np.any(event != 0, axis=1)).max(initial=-1) + 1 for event in gru]
+        spans.append((min(lengths), max(lengths)))
+        real = np.flatnonzero(np.any(gru != 0, axis=(0, 2)))
+        assert gru.shape[1] % BUCKET_ROWS == 0 or gru.shape[1] == schema.LLF_ROWS
+        assert gru.shape[1] - BUCKET_ROWS < real.max() + 1 <= gru.shape[1]  # cut after the longest, no shorter
+        rows.append(gru.shape[1])
+    assert np.mean(rows) < schema.LLF_ROWS
+    for start in range(0, len(spans), 3):  # a window's batches hold consecutive lengths (emitted in any order)
+        window = sorted(spans[start : start + 3])
+        assert all(a[1] <= b[0] for a, b in zip(window, window[1:], strict=False)), window
+    # the same events and values: trimming drops zero rows only
+    (plain_gru, plain_hlf), _ = tf.nest.map_structure(lambda *p: np.concatenate(p), *plain)
+    hlf = np.concatenate([h for (_, h), _ in bucketed])
+    np.testing.assert_array_equal(np.unique(hlf, axis=0), np.unique(plain_hlf, axis=0))
+    assert np.isclose(sum(np.abs(g).sum() for (g, _), _ in bucketed), np.abs(plain_gru).sum(), rtol=1e-5)
+    again, other = epoch(1, bucket_batches=3), epoch(2, bucket_batches=3)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(bucketed, again, strict=True))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(bucketed, other, strict=True))
+
+
 def test_training_directly_on_published_tfrecords(tmp_path):
     """The published files come without our _summary.json or scaler: counted from the files."""
     from tasks.learning.train import TrainSettings, count_events, train

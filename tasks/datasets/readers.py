@@ -106,6 +106,7 @@ def open_feed(
     num_epochs: int | None = 1,
     first_epoch: int = 0,
     workers: int = 2,
+    bucket_batches: int = 0,
 ) -> Iterator[tf.data.Dataset]:  # noqa: F821
     """A batched dataset over the shards in ``path``.
 
@@ -115,11 +116,22 @@ def open_feed(
     ``(seed, e)``, and the first epoch is ``first_epoch``: a resumed training
     continues with the order an uninterrupted one would have had. ``workers``
     TFRecord shards are read at once in training.
+
+    ``bucket_batches`` > 0 (training, models with particle inputs): the
+    stream is read in windows of that many batches, each window sorted by
+    the events' real sequence length and cut into batches trimmed to their
+    longest sequence (``sorting_window``); an epoch keeps its number of
+    batches and its order stays a function of ``(seed, e)``.
     """
     check_feed_options(fmt, inputs, batch_size)
+    if bucket_batches < 0:
+        raise SettingsError(f"bucket_batches must be at least 0, got {bucket_batches}")
     files = feed_files(path, fmt)
     make_epoch = _tfrecord_epoch if fmt == "tfrecord" else _petastorm_epoch_dataset
-    one_epoch = make_epoch(files, inputs, batch_size, training, seed, workers)
+    window = bucket_batches if training and "GRU_input" in input_names(inputs) else 0
+    one_epoch = make_epoch(files, inputs, batch_size * (window or 1), training, seed, workers)
+    if window:
+        one_epoch = _bucketed(one_epoch, inputs, batch_size, seed)
     import tensorflow as tf
 
     last = first_epoch + num_epochs if num_epochs is not None else 2**62
@@ -141,6 +153,67 @@ def model_input(inputs: str, gru, hlf):
 
 def _arrange(inputs: str, gru, hlf, label):
     return model_input(inputs, gru, hlf), label
+
+
+# --- sorting windows -------------------------------------------------------------
+BUCKET_ROWS = 32
+"""Trimmed batches are cut to a multiple of this many rows (or the full length):
+a bounded number of batch shapes, each a compile on JAX or XLA."""
+
+
+def real_lengths(gru):
+    """Rows up to and including each event's last real (non-zero) row: (n, L, 19) → (n,)."""
+    import tensorflow as tf
+
+    real = tf.reduce_any(tf.not_equal(gru, 0.0), axis=-1)
+    position = tf.range(1, tf.shape(gru)[1] + 1)
+    return tf.reduce_max(tf.where(real, position[None, :], 0), axis=1)
+
+
+def sorting_window(gru, others: tuple, batch_size: int, key):
+    """One window of events → its batches: sorted by real length (ties in
+    stream order), cut into batches of ``batch_size``, each trimmed to its
+    longest sequence rounded up to ``BUCKET_ROWS``; the batches in an order
+    drawn from ``key`` (shape [2], int64). A dataset of (gru, *others)."""
+    import tensorflow as tf
+
+    lengths = real_lengths(gru)
+    order = tf.argsort(lengths, stable=True)
+    n = tf.shape(order)[0]
+    k = (n + batch_size - 1) // batch_size
+    full = tf.shape(gru)[1]
+
+    def batch(j):
+        take = order[j * batch_size : tf.minimum((j + 1) * batch_size, n)]
+        longest = tf.reduce_max(tf.gather(lengths, take))
+        rows = tf.minimum(((longest + BUCKET_ROWS - 1) // BUCKET_ROWS) * BUCKET_ROWS, full)
+        return (tf.gather(gru, take)[:, :rows], *(tf.gather(o, take) for o in others))
+
+    batches = tf.random.experimental.stateless_shuffle(tf.range(k), seed=key)
+    return tf.data.Dataset.from_tensor_slices(batches).map(batch)
+
+
+def _bucketed(one_epoch, inputs: str, batch_size: int, seed: int):
+    """``one_epoch`` (windows of events, arranged for ``inputs``) → sorted, trimmed batches."""
+    import tensorflow as tf
+
+    def split(features, label):
+        gru, hlf = (features[0], features[1:]) if inputs == "inclusive" else (features, ())
+        return gru, (*hlf, label)
+
+    def join(gru, *rest):
+        *hlf, label = rest
+        return _arrange(inputs, gru, hlf[0] if hlf else None, label)
+
+    def epoch_of(epoch):
+        def window(index, element):
+            gru, others = split(*element)
+            key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64) * 1_000_003 + index])
+            return sorting_window(gru, others, batch_size, key)
+
+        return one_epoch(epoch).enumerate().flat_map(window).map(join)
+
+    return epoch_of
 
 
 # --- TFRecord -------------------------------------------------------------------
