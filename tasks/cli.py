@@ -191,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=42, help="seed of weights, dropout and data order (default: 42)")
     tr.add_argument("--mixed-precision", action="store_true", help="float16 compute on GPUs (bfloat16 on CPU)")
     tr.add_argument(
+        "--bucket-batches",
+        type=int,
+        default=0,
+        metavar="K",
+        help="sort the training stream in windows of K batches by sequence length and cut each batch to its "
+        "longest sequence (default: 0, every batch padded to 801 rows)",
+    )
+    tr.add_argument(
         "--tuned",
         action="store_true",
         help="use the best hyperparameters of the last search, <data root>/hyperparameters/<model>.json",
@@ -459,6 +467,7 @@ def _train(args, settings: Settings) -> dict:
         early_stopping_patience=args.early_stopping,
         seed=args.seed,
         mixed_precision=args.mixed_precision,
+        bucket_batches=args.bucket_batches,
     )
     if args.tuned:
         from tasks.learning.tuning import tuned_path, tuned_settings

@@ -65,6 +65,9 @@ class TrainSettings:
     early_stopping_patience: int = 0  # epochs without val_loss improvement; 0: off
     seed: int = 42
     mixed_precision: bool = False
+    # Training batches from sorting windows of this many batches, cut to their
+    # longest sequence (tasks.datasets.readers.open_feed); 0: padded to 801.
+    bucket_batches: int = 0
     # The architecture and optimizer (tasks.learning.architectures.Architecture); the defaults
     # are the paper's, a hyperparameter search changes them.
     hidden: tuple[int, ...] | None = None
@@ -82,6 +85,8 @@ class TrainSettings:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.bucket_batches < 0:
+            raise SettingsError(f"bucket_batches must be at least 0 (0: off), got {self.bucket_batches}")
         rates = self.learning_rates
         if (
             not rates
@@ -297,6 +302,7 @@ def train(
             seed=settings.seed,
             num_epochs=settings.epochs - done_before,
             first_epoch=done_before,
+            bucket_batches=settings.bucket_batches,
         ) as train_data,
         open_feed(paths["test"], settings.feed, inputs, settings.batch_size) as test_data,
     ):
