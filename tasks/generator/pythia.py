@@ -37,10 +37,12 @@ the isolation the selection sees, but the detector can take a lot away (lost
 tracks, a lepton measured high), so the filter's cut is far looser than the
 selection's: it drops ~2 % of the QCD events the selection would keep
 (docs/benchmarks.md; the events it keeps are checked in tests/test_pythia.py),
-and no lepton below ``FILTER_PT`` was selected in 285 QCD events that had one. Underlying event (multiparton interactions) is Pythia's
-default (Monash tune). Every hard event gets its own primary vertex, drawn
-in the luminous region (``BEAM_SPOT_*``) after Pythia. Pileup is overlaid from a pool
-of minimum-bias events (``MinBiasPool``): Poisson(μ) of them per event, each
+and no lepton below ``FILTER_PT`` was selected in 285 QCD events that had one.
+
+Underlying event (multiparton interactions) is Pythia's default (Monash
+tune). Every hard event gets its own primary vertex, drawn in the luminous
+region (``BEAM_SPOT_*``) after Pythia. Pileup is overlaid from a pool of
+minimum-bias events (``MinBiasPool``): Poisson(μ) of them per event, each
 moved to its own vertex in the luminous region.
 
 A generator is seeded per file (``seed``): the same class, seed and options
