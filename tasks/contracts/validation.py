@@ -154,13 +154,14 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
         checked = [c for group in _groups(parts, 1) for c in check_group(spec, group)]
     history = history_path(settings, spec.name)
     origin = datasets.origin(spec.name, dataset)
-    previous = _previous_success(history, dataset, origin)
+    successes = _other_successes(history, dataset)
+    previous = _last_of_origin(successes, origin)
     tables, facts, notes = datasets.tables(
         spec.name, dataset, [c for c in checked if "error" not in c], spec.parameters, previous
     )
     if origin is not None:
         facts["origin"] = origin
-        if previous is None and _previous_success(history, dataset) is not None:
+        if previous is None and successes:
             notes.append(f"the previous successful runs came from other inputs than {origin}: not compared")
     context = ephemeral_context()
     dataset_results = {
@@ -321,13 +322,16 @@ def read_history(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _previous_success(history: Path, dataset: Path, origin: dict | None = None) -> dict | None:
-    """The last successful validation of another dataset; with ``origin``, of
-    one made from the same kind of inputs only."""
-    good = [e for e in read_history(history) if e.get("success") and e.get("dataset") != str(dataset)]
+def _other_successes(history: Path, dataset: Path) -> list[dict]:
+    """The successful validations of other datasets, oldest first."""
+    return [e for e in read_history(history) if e.get("success") and e.get("dataset") != str(dataset)]
+
+
+def _last_of_origin(successes: list[dict], origin: dict | None) -> dict | None:
+    """The last of ``successes``; with ``origin``, the last made from the same kind of inputs."""
     if origin is not None:
-        good = [e for e in good if e.get("facts", {}).get("origin") == origin]
-    return good[-1] if good else None
+        successes = [e for e in successes if e.get("facts", {}).get("origin") == origin]
+    return successes[-1] if successes else None
 
 
 def _append(path: Path, entry: dict) -> None:

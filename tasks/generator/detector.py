@@ -61,15 +61,21 @@ RHO_ETA, RHO_CELL = 2.5, 0.55  # ρ: the median pT density of η × φ patches o
 JET_AREA = np.pi * JET_R**2  # an anti-kT jet's area, about πR²; ρ·A is subtracted from its pT
 
 
+def _eta_bands(eta, rows):
+    """(mask of the particles in the row's |η| band, the rest of the row), for
+    rows that start with their band's upper |η| edge, in rising order."""
+    lower = 0.0
+    for eta_max, *values in rows:
+        yield (np.abs(eta) >= lower) & (np.abs(eta) < eta_max), values
+        lower = eta_max
+
+
 def _table(eta, pt, rows) -> np.ndarray:
     """Efficiency per particle from rows (|η| up to, ((pT above, efficiency), ...)); 0 elsewhere."""
     out = np.zeros(len(eta))
-    lower = 0.0
-    for eta_max, steps in rows:
-        band = (np.abs(eta) >= lower) & (np.abs(eta) < eta_max)
+    for band, (steps,) in _eta_bands(eta, rows):
         for edge, efficiency in steps:
             out[band & (pt > edge)] = efficiency
-        lower = eta_max
     return out
 
 
@@ -90,11 +96,8 @@ def _track_resolution(apid, eta, pt) -> np.ndarray:
     """σpT/pT of each track (the tracker's |η| range only)."""
     out = np.zeros(len(eta))
     for species, mask in _species(apid).items():
-        lower = 0.0
-        for eta_max, a, b in TRACK_RESOLUTION[species]:
-            band = mask & (np.abs(eta) >= lower) & (np.abs(eta) < eta_max)
-            out[band] = np.hypot(a, b * pt[band])
-            lower = eta_max
+        for band, (a, b) in _eta_bands(eta, TRACK_RESOLUTION[species]):
+            out[mask & band] = np.hypot(a, b * pt[mask & band])
     return out
 
 

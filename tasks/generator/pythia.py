@@ -56,6 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.core import schema
 from tasks.core.errors import SettingsError
 
 ENERGY_GEV = 13000.0
@@ -67,7 +68,10 @@ FILTER_ETA = 2.5  # the tracker's acceptance
 # (pileup 30, the cut lifted; docs/benchmarks.md), for no measurable change in
 # selected events/s: the parton level and hadronization dominate the cost.
 FILTER_ISOLATION = 1.0
-ISOLATION_CONE = 0.3  # the selection's cone (docs/spec.md, step 1)
+# The selection's isolation (docs/spec.md, step 1): its cone and what it counts.
+ISOLATION_CONE = schema.ISOLATION_CONE
+ISOLATION_TRACK_MIN_PT = schema.TRACK_MAP_MIN_PT
+ISOLATION_NEUTRAL_MIN_PT = min(schema.PHOTON_MAP_MIN_ET, schema.NEUTRAL_MAP_MIN_ET)
 BEAM_SPOT_XY_MM = 0.01  # transverse size of the luminous region (LHC Run 2: ~10 µm)
 BEAM_SPOT_Z_MM = 40.0  # its length (LHC Run 2: σz ≈ 35–45 mm)
 MAX_SEED = 900_000_000  # Pythia's largest seed
@@ -257,7 +261,10 @@ def _may_be_isolated(event, leptons: list[int]) -> bool:
             continue
         for lepton in leptons:
             if j != lepton and event.REtaPhi(lepton, j) < cone:
-                counted = q.pT() > 0.5 and abs(q.eta()) < FILTER_ETA if q.isCharged() else q.pT() > 1.0
+                if q.isCharged():
+                    counted = q.pT() > ISOLATION_TRACK_MIN_PT and abs(q.eta()) < FILTER_ETA
+                else:
+                    counted = q.pT() > ISOLATION_NEUTRAL_MIN_PT
                 around[lepton] += q.pT() if counted else 0.0
     return any(around[lepton] < cut * event[lepton].pT() for lepton in leptons)
 
@@ -315,8 +322,8 @@ def filter_isolation(particles: Particles) -> float:
     if len(leptons) == 0:
         return float("inf")
     visible = ~np.isin(pid, INVISIBLE)
-    tracks = visible & (charge != 0) & (pt > 0.5) & (np.abs(eta) < FILTER_ETA)
-    neutrals = visible & (charge == 0) & (pt > 1.0)
+    tracks = visible & (charge != 0) & (pt > ISOLATION_TRACK_MIN_PT) & (np.abs(eta) < FILTER_ETA)
+    neutrals = visible & (charge == 0) & (pt > ISOLATION_NEUTRAL_MIN_PT)
     counted = tracks | neutrals
     e, f, w = eta[counted], phi[counted], pt[counted]
     dr = np.hypot(e[None, :] - eta[leptons, None], (f[None, :] - phi[leptons, None] + np.pi) % (2 * np.pi) - np.pi)
