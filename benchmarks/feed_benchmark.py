@@ -9,12 +9,14 @@ reads the training split through:
 
 - petastorm (the prepared Parquet shards),
 - TFRecord (gzip and plain shards),
+- for HLF-only inputs, the HLF-only feed (``<feeds>/hlf``), which HLF models read,
 - the in-memory baseline: the same rows as NumPy arrays,
   ``from_tensor_slices(...).batch(...)``,
 
 in training mode (shuffled), and reports events/s and MB/s of tensors
 delivered (61,004 bytes an event for inclusive inputs). Also write speed per
-format and bytes on disk per event. Writes benchmarks/results/feeds.json and
+format and bytes on disk per event, and how much faster the HLF-only feed
+reads HLF inputs than the best of the full-event readers. Writes benchmarks/results/feeds.json and
 prints Markdown for docs/benchmarks.md.
 """
 
@@ -65,7 +67,7 @@ def main() -> None:
     import pyarrow.parquet as pq
     from distributed import Client, LocalCluster
 
-    from tasks.datasets.feeds import write_tfrecords
+    from tasks.datasets.feeds import write_feeds
     from tasks.datasets.prepare import GRU_SIZE, PrepareSettings, prepare
     from tasks.events.ingest import ingest
     from tasks.events.samples import discover_samples
@@ -84,15 +86,17 @@ def main() -> None:
         writes["prepare + petastorm Parquet (2 workers)"] = time.perf_counter() - started
         for compression in ("gzip", "none"):
             started = time.perf_counter()
-            write_tfrecords(work / "prepared", work / f"tfrecord-{compression}", client, compression=compression)
+            write_feeds(work / "prepared", work / f"tfrecord-{compression}", client, compression=compression)
             writes[f"TFRecord {compression} (2 workers)"] = time.perf_counter() - started
     n_train = summary["train"]["events"]
     n_all = n_train + summary["test"]["events"]
     dense = 4 * (GRU_SIZE + schema.HLF_FEATURES + 3)
+    hlf_bytes = dir_bytes(work / "tfrecord-none" / "hlf")
     disk = {
         "petastorm Parquet": dir_bytes(work / "prepared" / "train") + dir_bytes(work / "prepared" / "test"),
-        "TFRecord gzip": dir_bytes(work / "tfrecord-gzip"),
-        "TFRecord none": dir_bytes(work / "tfrecord-none"),
+        "TFRecord gzip": dir_bytes(work / "tfrecord-gzip") - dir_bytes(work / "tfrecord-gzip" / "hlf"),
+        "TFRecord none": dir_bytes(work / "tfrecord-none") - hlf_bytes,
+        "HLF-only Parquet (written with the TFRecords)": hlf_bytes,
     }
 
     import tensorflow as tf
@@ -112,11 +116,14 @@ def main() -> None:
             row = {}
             n, s = timed_epochs(in_memory_dataset(arrays, inputs, batch), args.epochs)
             row["in-memory NumPy"] = n / s
-            for name, fmt, path in (
+            feeds = [
                 ("petastorm", "petastorm", work / "prepared" / "train"),
                 ("TFRecord gzip", "tfrecord", work / "tfrecord-gzip" / "train"),
                 ("TFRecord none", "tfrecord", work / "tfrecord-none" / "train"),
-            ):
+            ]
+            if inputs == "hlf":
+                feeds.append(("HLF-only feed", "hlf", work / "tfrecord-none" / "hlf" / "train"))
+            for name, fmt, path in feeds:
                 with open_feed(path, fmt, inputs, batch, training=True, seed=1, num_epochs=1) as dataset:
                     n, s = timed_epochs(dataset, args.epochs)
                 assert n == args.epochs * n_train, (name, n)
@@ -141,23 +148,34 @@ def main() -> None:
         "read_vs_in_memory": {
             k: {r: round(v / row["in-memory NumPy"], 2) for r, v in row.items()} for k, row in readers.items()
         },
+        "hlf_only_feed_vs_best_full_event_reader": {
+            k: round(
+                row["HLF-only feed"] / max(v for r, v in row.items() if r not in ("HLF-only feed", "in-memory NumPy")),
+                1,
+            )
+            for k, row in readers.items()
+            if "HLF-only feed" in row
+        },  # fmt: skip
     }
     out = REPO / "benchmarks" / "results" / "feeds.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    names = list(next(iter(readers.values())))
+    names = list(dict.fromkeys(r for row in readers.values() for r in row))
     print("\n| inputs, batch | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for k, row in readers.items():
         cells = [
             f"{row[r]:,.0f} ev/s, {row[r] * TENSOR_BYTES[k.split(',')[0]] / 1e6:,.0f} MB/s ({row[r] / row['in-memory NumPy']:.2f}×)"
+            if r in row
+            else "—"
             for r in names
         ]
         print(f"| {k} | " + " | ".join(cells) + " |")
     print("\n| format | write events/s | bytes on disk per event | vs dense float32 |")
     print("|---|---|---|---|")
-    for (name, v), (wname, w) in zip(disk.items(), writes.items(), strict=True):
-        print(f"| {name} | {n_all / w:,.0f} ({wname}) | {v / n_all:,.0f} | {v / n_all / dense:.2f}× |")
+    speeds = [f"{n_all / w:,.0f} ({wname})" for wname, w in writes.items()] + ["with the TFRecords"]
+    for (name, v), speed in zip(disk.items(), speeds, strict=True):
+        print(f"| {name} | {speed} | {v / n_all:,.0f} | {v / n_all / dense:.2f}× |")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ SparkDLTrigger), stage by stage:
    `GRU_input`, `encoded_label`), dev subsets and `scaler.json` under
    `<data root>/runs/<run id>/prepared`.
 4. **write_feeds**: the same rows as TFRecord shards under
-   `<data root>/runs/<run id>/tfrecord`.
+   `<data root>/runs/<run id>/tfrecord`, and the HLF-only feed (`tfrecord/hlf`)
+   that HLF models read.
 5. **choose_models**, then **train_model** (one mapped task per model in `models`, by
    default the paper's HLF, particle-sequence GRU and inclusive): Keras
    training from the chosen feed, on every GPU present or the CPU, in the
@@ -134,7 +135,7 @@ def topology_classifier():
 
     @task
     def write_feeds(prepared: dict) -> dict:
-        """The prepared rows as TFRecord shards, on Dask."""
+        """The prepared rows as TFRecord shards and the HLF-only feed, on Dask."""
         return stages.write_feeds(prepared)
 
     validate_events = contract_gate("validate_events", "ingested_events", stages.events_of)

@@ -147,13 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     feeds = sub.add_parser(
         "feeds",
-        help="write TFRecord shards of a prepared dataset, on Dask",
+        help="write the TFRecord shards and the HLF-only feed of a prepared dataset, on Dask",
         description="Write one TFRecord shard per prepared Parquet shard (same rows, same order), "
-        "with the SparkDLTrigger feature names. The prepared Parquet is the Petastorm feed.",
+        "with the SparkDLTrigger feature names, and the HLF-only feed (<output>/hlf: event_id, HLF_input, "
+        "encoded_label) that HLF models train on. The prepared Parquet is the Petastorm feed.",
     )
     feeds.add_argument("--prepared", type=Path, help="prepared dataset (default: <data root>/prepared/manual)")
     feeds.add_argument(
-        "--output", type=Path, help="TFRecord output directory (default: <prepared>-tfrecord next to it)"
+        "--output",
+        type=Path,
+        help="feeds directory (default: a run's tfrecord beside its prepared, else <prepared>-tfrecord)",
     )
     feeds.add_argument(
         "--compression",
@@ -442,17 +445,17 @@ def _prepare(args, settings: Settings) -> dict:
 
 def _feeds(args, settings: Settings) -> dict:
     from tasks.core.runtime import dask_client
-    from tasks.datasets.feeds import write_tfrecords
+    from tasks.datasets.feeds import write_feeds
 
     prepared = args.prepared or settings.catalog.manual().prepared
     output = args.output or tfrecord_of(prepared)
     with dask_client(settings) as client:
-        summary = write_tfrecords(
-            prepared, output, client, compression=args.compression or settings.tfrecord_compression
-        )
-    return {k: summary[k] for k in ("output", "compression", "seconds")} | {
-        split: {k: summary[split][k] for k in ("events", "bytes")} for split in ("train", "test")
-    }
+        summary = write_feeds(prepared, output, client, compression=args.compression or settings.tfrecord_compression)
+    return (
+        {k: summary[k] for k in ("output", "compression", "seconds")}
+        | {split: {k: summary[split][k] for k in ("events", "bytes")} for split in ("train", "test")}
+        | {"hlf": summary["hlf"]}
+    )
 
 
 def _train(args, settings: Settings) -> dict:
@@ -481,7 +484,7 @@ def _train(args, settings: Settings) -> dict:
     output = args.output or manual.model(args.model)
     result = train(prepared, output, options, tfrecord=tfrecord)
     return {"output": str(output)} | {
-        k: result[k] for k in ("model", "epochs_run", "resumed_after_epochs", "final", "devices")
+        k: result[k] for k in ("model", "feed_format", "epochs_run", "resumed_after_epochs", "final", "devices")
     }
 
 

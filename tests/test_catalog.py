@@ -24,6 +24,8 @@ def test_a_pipeline_run_layout(tmp_path):
 def test_retraining_and_tuning_runs_live_apart(tmp_path):
     catalog = Catalog.under(tmp_path)
     assert catalog.run("r1", "retraining").prepared == tmp_path / "retraining" / "r1" / "prepared"
+    retraining = catalog.run("r1", "retraining")
+    assert tfrecord_of(retraining.prepared) == retraining.tfrecord  # a run's feeds sit beside its prepared data
     assert catalog.run("s1", "tuning").trial(7) == tmp_path / "tuning" / "s1" / "trial-007"
     with pytest.raises(SettingsError, match="unknown run kind 'weekly'"):
         catalog.run("x", "weekly")

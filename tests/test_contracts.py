@@ -21,10 +21,10 @@ HLF_MET = schema.HLF_COLUMNS.index("MET")
 
 @pytest.fixture(scope="module")
 def tfrecords(prepared, dask_client, tmp_path_factory):
-    from tasks.datasets.feeds import write_tfrecords
+    from tasks.datasets.feeds import write_feeds
 
     out = tmp_path_factory.mktemp("feeds") / "tfrecord"
-    write_tfrecords(prepared[0], out, dask_client, compression="gzip")
+    write_feeds(prepared[0], out, dask_client, compression="gzip")
     return out
 
 
@@ -298,15 +298,33 @@ def test_tfrecord_that_differs_from_the_parquet_fails(prepared, tfrecords, tmp_p
 
 def test_tfrecord_values_are_compared_with_parquet(prepared, tmp_path, dask_client):
     """Rows swapped inside one Parquet shard: the counts still match, the values do not."""
-    from tasks.datasets.feeds import write_tfrecords
+    from tasks.datasets.feeds import write_feeds
 
     broken_prepared = copy_dataset(prepared[0], tmp_path, "prepared")
     feeds = tmp_path / "tfrecord"
-    write_tfrecords(broken_prepared, feeds, dask_client, compression="none")
+    write_feeds(broken_prepared, feeds, dask_client, compression="none")
     shard = sorted((broken_prepared / "train").glob("*.parquet"))[0]
     rewrite(shard, lambda t: pa.concat_tables([t.slice(1), t.slice(0, 1)]))
     message = str(expect_failure("feeds", feeds, tmp_path, dask_client))
     assert "TFRecord and Parquet hold the same events in the same order" in message and f"train/{shard.stem}" in message
+
+
+def test_an_hlf_only_feed_that_differs_from_the_parquet_fails(prepared, tfrecords, tmp_path, dask_client):
+    """The HLF-only feed with its last row lost, then with one HLF value changed:
+    each fails its own rule, naming the shard."""
+    broken = copy_dataset(tfrecords, tmp_path)
+    shard = sorted((broken / "hlf" / "train").glob("*.parquet"))[0]
+    original = pq.read_table(shard)
+    pq.write_table(original.slice(0, original.num_rows - 1), shard)
+    error = expect_failure("feeds", broken, tmp_path, dask_client)
+    assert [f["where"] for f in error.report["failures"] if f["columns"] == ["prepared_rows", "hlf_rows"]] == [
+        "dataset"
+    ]
+    assert "the HLF-only feed has the rows of the prepared data" in str(error)
+
+    rewrite(shard, lambda t: set_list_value(original, "HLF_input", 0, HLF_MET, 123.0))
+    message = str(expect_failure("feeds", broken, tmp_path, dask_client, run="changed"))
+    assert "the HLF-only feed has the event" in message and f"train/{shard.stem}" in message
 
 
 # --- predictions and the CLI ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.core import schema
 from tasks.core.errors import SettingsError
-from tasks.datasets.feeds import _bytes_feature, _float_feature, _int64_feature, serialize_example, write_tfrecords
+from tasks.datasets.feeds import _bytes_feature, _float_feature, _int64_feature, serialize_example, write_feeds
 from tasks.datasets.prepare import GRU_SIZE
 from tasks.datasets.readers import FeedError, open_feed
 from tasks.datasets.scaling import ScalerError
@@ -23,7 +23,7 @@ tf = pytest.importorskip("tensorflow")  # a core dependency; imported lazily bec
 def tfrecords(request, prepared, dask_client, tmp_path_factory):
     out, _, _ = prepared
     target = tmp_path_factory.mktemp("tfrecord") / request.param
-    return target, write_tfrecords(out, target, dask_client, compression=request.param)
+    return target, write_feeds(out, target, dask_client, compression=request.param)
 
 
 def read_all(path, fmt, inputs, batch_size=4, **kw):
@@ -73,10 +73,14 @@ def test_petastorm_and_tfrecord_give_identical_tensors(prepared, tfrecords, inpu
         )
 
 
-@pytest.mark.parametrize("fmt", ["petastorm", "tfrecord"])
+def feed_path(prepared, tfrecords, fmt, split):
+    return {"petastorm": prepared[0], "tfrecord": tfrecords[0], "hlf": tfrecords[0] / "hlf"}[fmt] / split
+
+
+@pytest.mark.parametrize("fmt", ["petastorm", "tfrecord", "hlf"])
 def test_training_reshuffles_every_epoch_and_covers_every_row(prepared, tfrecords, fmt):
-    out, summary, _ = prepared
-    path = (out if fmt == "petastorm" else tfrecords[0]) / "train"
+    _, summary, _ = prepared
+    path = feed_path(prepared, tfrecords, fmt, "train")
     (x, _), _ = read_all(path, fmt, "hlf", batch_size=8, training=True, seed=1, num_epochs=3)
     n = summary["train"]["events"]
     epochs = [x[i * n : (i + 1) * n] for i in range(3)]
@@ -84,6 +88,32 @@ def test_training_reshuffles_every_epoch_and_covers_every_row(prepared, tfrecord
     for epoch in epochs:  # every row once per epoch
         np.testing.assert_array_equal(np.unique(epoch, axis=0), np.unique(epochs[0], axis=0))
     assert not all(np.array_equal(epochs[0], e) for e in epochs[1:]), "the same order every epoch"
+    (resumed, _), _ = read_all(path, fmt, "hlf", batch_size=8, training=True, seed=1, num_epochs=1, first_epoch=2)
+    np.testing.assert_array_equal(resumed, epochs[2])  # an epoch's order is a function of (seed, epoch)
+
+
+def test_the_hlf_only_feed_holds_the_prepared_rows_without_particle_data(prepared, tfrecords):
+    from tasks.datasets.feeds import HLF_FEED_COLUMNS
+    from tasks.datasets.readers import feed_event_ids
+
+    out, summary, _ = prepared
+    target, feeds = tfrecords
+    hlf = json.loads((target / "hlf" / "_summary.json").read_text())
+    assert hlf["prepared"] == str(out) and hlf["scaler"] == summary["scaler"]
+    for split in ("train", "test"):
+        shards = sorted((target / "hlf" / split).glob("*.parquet"))
+        assert [s.name for s in shards] == [p.split("/")[-1] for p in sorted(summary[split]["shards"])]
+        assert all(pq.read_schema(s).names == list(HLF_FEED_COLUMNS) for s in shards)
+        assert hlf[split]["events"] == feeds["hlf"][split]["events"] == summary[split]["events"]
+        (x_pq, y_pq), _ = read_all(out / split, "petastorm", "hlf")
+        (x_hlf, y_hlf), sizes = read_all(target / "hlf" / split, "hlf", "hlf")
+        assert set(sizes[:-1]) == {4}
+        np.testing.assert_array_equal(x_hlf, x_pq)  # same rows, same stored order
+        np.testing.assert_array_equal(y_hlf, y_pq)
+        assert feed_event_ids(target / "hlf" / split, "hlf") == feed_event_ids(out / split, "petastorm")
+    with pytest.raises(SettingsError, match="holds no particle data"):
+        with open_feed(target / "hlf" / "test", "hlf", "inclusive"):
+            pass
 
 
 @pytest.mark.parametrize("fmt", ["petastorm", "tfrecord"])
@@ -210,7 +240,7 @@ def test_bad_feed_requests(prepared, tmp_path, dask_client):
         with open_feed(out / "train", "tfrecord"):
             pass
     with pytest.raises(SettingsError, match="compression"):
-        write_tfrecords(out, tmp_path / "x", dask_client, compression="lzma")
+        write_feeds(out, tmp_path / "x", dask_client, compression="lzma")
     # Data and scaler from different runs: nothing is written.
     import shutil
 
@@ -220,5 +250,5 @@ def test_bad_feed_requests(prepared, tmp_path, dask_client):
     scaler["hlf"]["min"][0] -= 1.0
     (copy / "scaler.json").write_text(json.dumps(scaler))
     with pytest.raises(ScalerError):
-        write_tfrecords(copy, tmp_path / "feeds", dask_client)
+        write_feeds(copy, tmp_path / "feeds", dask_client)
     assert not (tmp_path / "feeds").exists()

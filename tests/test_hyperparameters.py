@@ -116,6 +116,26 @@ def test_a_trial_trains_scores_is_tracked_and_its_best_set_reaches_training(prep
     assert (settings.hidden, settings.optimizer, settings.batch_size, settings.epochs) == ((6,), "rmsprop", 16, 3)
 
 
+def test_a_trial_of_an_hlf_model_reads_the_hlf_only_feed_beside_its_dataset(prepared, tmp_path, dask_client):
+    """A run's prepared data with its feeds beside it (the DAG's layout): the
+    trial trains and scores on the HLF-only feed; without them, on the full events."""
+    import shutil
+
+    from tasks.core.catalog import RunLayout
+    from tasks.datasets.feeds import write_feeds
+
+    run = RunLayout.under(tmp_path / "run")
+    shutil.copytree(prepared[0], run.prepared)
+    trial = {"index": 0, "hyperparameters": {"hidden": [6], "batch_size": 16}}
+    full = run_trial(run.prepared, tmp_path / "full", "hlf", trial, epochs=2, seed=1)
+    write_feeds(run.prepared, run.tfrecord, dask_client, compression="none")
+    fast = run_trial(run.prepared, tmp_path / "fast", "hlf", trial, epochs=2, seed=1)
+    training = json.loads((tmp_path / "fast" / "model" / "training.json").read_text())
+    assert training["feed_format"] == "hlf" and training["feed"]["test"] == str(run.tfrecord / "hlf" / "test")
+    assert json.loads((tmp_path / "full" / "model" / "training.json").read_text())["feed_format"] == "petastorm"
+    assert 0 <= fast["score"] <= 1 and set(fast["scores"]) == set(full["scores"])
+
+
 def test_the_search_dataset_is_the_given_one_or_the_newest_prepared(tmp_path):
     import os
 

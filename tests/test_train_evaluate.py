@@ -62,6 +62,34 @@ def test_train_then_evaluate(prepared, tmp_path, caplog):
         assert (tmp_path / "eval" / plot).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_hlf_models_read_the_hlf_only_feed_and_score_as_from_the_full_events(prepared, tmp_path, dask_client, caplog):
+    """With the feeds written, an HLF model trains and is evaluated on the
+    HLF-only feed, and scores its test events exactly as when they are read
+    from the full prepared events; a feed from an earlier preparation is not used."""
+    from tasks.datasets.feeds import write_feeds
+
+    out, summary, _ = prepared
+    feeds = tmp_path / "feeds"
+    write_feeds(out, feeds, dask_client, compression="none")
+    settings = TrainSettings(model="hlf", feed="tfrecord", epochs=2, batch_size=8)
+    result = train(out, tmp_path / "hlf", settings, tfrecord=feeds)
+    assert result["feed_format"] == "hlf" and result["feed"]["train"] == str(feeds / "hlf" / "train")
+    metrics = evaluate(tmp_path / "hlf", tmp_path / "eval")
+    assert metrics["feed"] == "hlf" and metrics["events"] == summary["test"]["events"]
+    evaluate(tmp_path / "hlf", tmp_path / "eval-full", fmt="petastorm", test_path=out / "test")
+    hlf_only, full = (np.load(tmp_path / e / "scores.npz") for e in ("eval", "eval-full"))
+    np.testing.assert_array_equal(hlf_only["labels"], full["labels"])
+    np.testing.assert_allclose(hlf_only["probabilities"], full["probabilities"], atol=1e-6)
+
+    hlf_summary = feeds / "hlf" / "_summary.json"
+    stale = json.loads(hlf_summary.read_text())
+    stale["scaler"]["sha256"] = "0" * 64  # as if the data had been prepared again since
+    hlf_summary.write_text(json.dumps(stale))
+    caplog.set_level(logging.WARNING, logger="tasks")
+    again = train(out, tmp_path / "hlf-again", TrainSettings(model="hlf", feed="tfrecord", epochs=1), tfrecord=feeds)
+    assert again["feed_format"] == "tfrecord" and "earlier preparation" in caplog.text
+
+
 def _train_command(prepared_dir, output):
     return [
         sys.executable,

@@ -34,7 +34,9 @@ class Ingested(RunRef):
 
 
 class Prepared(RunRef):
-    feeds: list[str]  # the feeds written for the run: petastorm (the prepared Parquet itself), tfrecord once written
+    feeds: list[
+        str
+    ]  # the feeds written for the run: petastorm (the prepared Parquet itself), tfrecord and hlf once written
     train_events: int
     test_events: int
     scaler_sha256: str

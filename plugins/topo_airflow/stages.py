@@ -182,15 +182,15 @@ def prepare(ref: RunRef, events: list[Path] | None = None) -> Prepared:
 
 
 def write_feeds(prepared: Prepared) -> Prepared:
-    """The prepared rows as TFRecord shards next to them, on Dask."""
+    """The prepared rows as TFRecord shards and the HLF-only feed next to them, on Dask."""
     from tasks.core.runtime import dask_client
-    from tasks.datasets.feeds import write_tfrecords
+    from tasks.datasets.feeds import write_feeds
 
     config = settings()
     where = layout(prepared)
     with dask_client(config) as client:
-        write_tfrecords(where.prepared, where.tfrecord, client, compression=config.tfrecord_compression)
-    return prepared | {"feeds": ["petastorm", "tfrecord"]}
+        write_feeds(where.prepared, where.tfrecord, client, compression=config.tfrecord_compression)
+    return prepared | {"feeds": ["petastorm", "tfrecord", "hlf"]}
 
 
 def choose_models() -> list[str]:

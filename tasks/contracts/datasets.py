@@ -82,12 +82,15 @@ def partitions(kind: str, dataset: Path, parameters: dict) -> list[Partition]:
             for p in sorted((dataset / split).glob("*.parquet"))
         ]
     if kind == "feeds":
+        from tasks.datasets.feeds import HLF_FEED
+
         prepared = Path(_summary(dataset, "a TFRecord feed")["prepared"])
         out = []
         for split in ("train", "test"):
             for shard in sorted((dataset / split).glob("*.tfrecord*")):
-                parquet = prepared / split / (shard.name.split(".")[0] + ".parquet")
-                out.append(Partition(f"{split}/{shard.name}", (str(shard), str(parquet)), split, dict(parameters)))
+                name = shard.name.split(".")[0] + ".parquet"
+                files = (str(shard), str(prepared / split / name), str(dataset / HLF_FEED / split / name))
+                out.append(Partition(f"{split}/{shard.name}", files, split, dict(parameters)))
         return out
     if kind == "predictions":
         files = [dataset] if dataset.is_file() else sorted(dataset.glob("*.parquet"))
@@ -177,9 +180,10 @@ def tables(
                         "prepared_rows": events,
                         "petastorm_rows": facts.get("petastorm_rows", 0),
                         "tfrecord_rows": facts.get("tfrecord_rows", 0),
+                        "hlf_rows": facts.get("hlf_rows", 0),
                     }
                 )
-        frame = pd.DataFrame(rows, columns=["shard", "prepared_rows", "petastorm_rows", "tfrecord_rows"])
+        frame = pd.DataFrame(rows, columns=["shard", "prepared_rows", "petastorm_rows", "tfrecord_rows", "hlf_rows"])
         return (
             {"shards": frame},
             {"rows": {s: int(frame[frame.shard.str.startswith(s)].tfrecord_rows.sum()) for s in ("train", "test")}},

@@ -222,11 +222,14 @@ def prepared_view(path: str | Path) -> PartitionView:
     return PartitionView(schema_table(table.schema), pd.DataFrame(rows), facts)
 
 
-# --- feeds: a TFRecord shard against its Parquet shard ------------------------------
-def feeds_view(tfrecord: str | Path, parquet: str | Path, sample_rows: int, seed: int) -> PartitionView:
-    """Counts every record of the TFRecord shard and compares a seeded sample
-    of them (always the first and the last) with the Parquet rows at the same
-    positions."""
+# --- feeds: a TFRecord shard and an HLF-only shard against their Parquet shard ---------
+def feeds_view(
+    tfrecord: str | Path, parquet: str | Path, hlf: str | Path, sample_rows: int, seed: int
+) -> PartitionView:
+    """Counts every record of the TFRecord shard and every row of the HLF-only
+    shard, and compares a seeded sample of them (always the first and the
+    last) with the Parquet rows at the same positions. A missing HLF-only
+    shard counts 0 rows."""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -252,9 +255,18 @@ def feeds_view(tfrecord: str | Path, parquet: str | Path, sample_rows: int, seed
         if positions
         else None
     )
+    compared = ("event_id", "HLF_input", "encoded_label")
+    hlf_rows, in_hlf = 0, {}
+    if Path(hlf).exists():
+        hlf_file = pq.ParquetFile(hlf)
+        hlf_rows = hlf_file.metadata.num_rows
+        there = [p for p in positions if p < hlf_rows]
+        found = hlf_file.read(columns=list(compared)).take(there).to_pylist() if there else []
+        in_hlf = dict(zip(there, found, strict=True))
     rows = {
         "position": positions,
         "event_id": [],
+        "same_in_hlf_feed": [],
         "same_event_id": [],
         "same_HLF_input": [],
         "same_GRU_input": [],
@@ -274,9 +286,12 @@ def feeds_view(tfrecord: str | Path, parquet: str | Path, sample_rows: int, seed
             else:
                 same = np.array_equal(got, want)
             rows[f"same_{name}"].append(bool(same))
+        rows["same_in_hlf_feed"].append(in_hlf.get(p) == {c: table.column(c)[j].as_py() for c in compared})
     schema_frame = pd.DataFrame({"column": list(kinds), "type": list(kinds.values())})
     return PartitionView(
-        schema_frame, pd.DataFrame(rows), {"rows": n_records, "tfrecord_rows": n_records, "petastorm_rows": n_parquet}
+        schema_frame,
+        pd.DataFrame(rows),
+        {"rows": n_records, "tfrecord_rows": n_records, "petastorm_rows": n_parquet, "hlf_rows": hlf_rows},
     )
 
 

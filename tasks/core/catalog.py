@@ -104,8 +104,11 @@ def evaluation_of(model_dir: str | Path) -> Path:
 
 
 def tfrecord_of(prepared: str | Path) -> Path:
-    """Where ``topo feeds`` writes by default: ``<prepared>-tfrecord`` next to it."""
+    """The feeds of a prepared dataset, where ``topo feeds`` writes by default:
+    a run's ``tfrecord`` beside its ``prepared``, else ``<prepared>-tfrecord``."""
     prepared = Path(prepared)
+    if prepared.name == "prepared":
+        return prepared.parent / "tfrecord"
     return prepared.parent / f"{prepared.name}-tfrecord"
 
 

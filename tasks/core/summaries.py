@@ -69,8 +69,17 @@ class FeedSplit(TypedDict):
     shards: dict[str, int]
 
 
+class HlfFeedRef(TypedDict):
+    """Where the HLF-only feed is inside the feeds directory, and its size per split
+    (its own ``_summary.json`` lists the shards)."""
+
+    path: str
+    train: dict[str, int]
+    test: dict[str, int]
+
+
 class FeedsSummary(TypedDict):
-    """tasks.datasets.feeds.write_tfrecords; also its ``_summary.json``."""
+    """tasks.datasets.feeds.write_feeds; also its ``_summary.json``."""
 
     output: str
     prepared: str
@@ -78,6 +87,7 @@ class FeedsSummary(TypedDict):
     compression: str
     train: FeedSplit
     test: FeedSplit
+    hlf: HlfFeedRef
     seconds: float
 
 
@@ -90,6 +100,7 @@ class TrainingRecord(TypedDict):
     devices: dict[str, Any]
     prepared: str | None
     feed: dict[str, str]
+    feed_format: str  # what was read: settings.feed, or "hlf" (the HLF-only feed) for HLF models
     scaler_sha256: str | None
     train_events: int
     test_events: int

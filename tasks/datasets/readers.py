@@ -4,7 +4,9 @@
 ``((GRU_input, HLF_input), encoded_label)`` for the inclusive classifier,
 ``(HLF_input, encoded_label)`` or ``(GRU_input, encoded_label)``; the format is
 one setting (``petastorm`` reads the prepared Parquet shards, ``tfrecord`` the
-TFRecord shards). Training shuffles the order of shards (TFRecord) or row
+TFRecord shards). ``hlf`` reads the HLF-only feed (tasks/datasets/feeds.py),
+for models of HLF inputs only: a split is read into memory at once (17 floats
+an event) and every epoch is a permutation of it drawn from ``(seed, epoch)``. Training shuffles the order of shards (TFRecord) or row
 groups (Petastorm) anew every epoch on top of the full shuffle the data got
 when prepared; evaluation reads in a fixed order.
 
@@ -29,6 +31,7 @@ from tasks.datasets.feeds import FeedError  # noqa: F401  (raised here, defined 
 from tasks.datasets.prepare import GRU_SIZE
 
 FORMATS = ("petastorm", "tfrecord")
+HLF_FORMAT = "hlf"  # the HLF-only feed: chosen for HLF models where it exists, not a user's format
 INPUTS = {
     "inclusive": ("GRU_input", "HLF_input"),
     "hlf": ("HLF_input",),
@@ -46,8 +49,10 @@ def input_names(inputs: str) -> tuple[str, ...]:
 
 
 def check_feed_options(fmt: str, inputs: str, batch_size: int) -> None:
-    if fmt not in FORMATS:
+    if fmt not in (*FORMATS, HLF_FORMAT):
         raise SettingsError(f"unknown feed format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == HLF_FORMAT and input_names(inputs) != ("HLF_input",):
+        raise SettingsError(f"the HLF-only feed holds no particle data: it cannot feed {inputs} inputs")
     input_names(inputs)
     if batch_size < 1:
         raise SettingsError(f"batch_size must be at least 1, got {batch_size}")
@@ -56,7 +61,7 @@ def check_feed_options(fmt: str, inputs: str, batch_size: int) -> None:
 def feed_files(path: str | Path, fmt: str) -> list[str]:
     """The shards of one split: ``path`` is a directory of .parquet or .tfrecord files."""
     path = Path(path)
-    suffixes = (".parquet",) if fmt == "petastorm" else (".tfrecord", ".tfrecord.gz")
+    suffixes = (".tfrecord", ".tfrecord.gz") if fmt == "tfrecord" else (".parquet",)
     if path.is_dir():
         files = sorted(str(p) for p in path.iterdir() if p.name.endswith(suffixes))
         if not files and fmt == "tfrecord":
@@ -82,7 +87,7 @@ def feed_event_ids(path: str | Path, fmt: str) -> list[str]:
     ids = []
     for f in feed_files(path, fmt):
         name = Path(f).name
-        if fmt == "petastorm":
+        if fmt != "tfrecord":
             parquet = pq.ParquetFile(f)
             if "event_id" in parquet.schema_arrow.names:
                 ids += parquet.read(columns=["event_id"]).column("event_id").to_pylist()
@@ -127,7 +132,7 @@ def open_feed(
     if bucket_batches < 0:
         raise SettingsError(f"bucket_batches must be at least 0, got {bucket_batches}")
     files = feed_files(path, fmt)
-    make_epoch = _tfrecord_epoch if fmt == "tfrecord" else _petastorm_epoch_dataset
+    make_epoch = {"tfrecord": _tfrecord_epoch, "petastorm": _petastorm_epoch_dataset, HLF_FORMAT: _hlf_epoch}[fmt]
     window = bucket_batches if training and "GRU_input" in input_names(inputs) else 0
     one_epoch = make_epoch(files, inputs, batch_size * (window or 1), training, seed, workers)
     if window:
@@ -255,6 +260,41 @@ def _tfrecord_epoch(files, inputs, batch_size, training, seed, workers):
         else:
             records = tf.data.TFRecordDataset(names, compression_type=compression)  # file after file: a fixed order
         return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    return one_epoch
+
+
+# --- the HLF-only feed ------------------------------------------------------------
+def _hlf_epoch(files, inputs, batch_size, training, seed, workers):
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    columns = ["HLF_input", "encoded_label"]
+    parts = []
+    for f in files:
+        table = pq.read_table(f, columns=columns) if set(columns) <= set(pq.read_schema(f).names) else None
+        if table is None:
+            raise FeedError(f"{f} lacks column(s) {', '.join(columns)}: not an HLF-only feed shard")
+        parts.append(table)
+
+    def stacked(column, width):
+        flat = [np.asarray(t.column(column).combine_chunks().flatten(), np.float32) for t in parts]
+        return tf.constant(np.concatenate(flat).reshape(-1, width))
+
+    hlf, label = stacked("HLF_input", schema.HLF_FEATURES), stacked("encoded_label", N_CLASSES)
+    n = int(hlf.shape[0])
+
+    def one_epoch(epoch):
+        if not training:
+            return tf.data.Dataset.from_tensor_slices((hlf, label)).batch(batch_size)
+        key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
+        return (
+            tf.data.Dataset.from_tensor_slices(order)
+            .batch(batch_size)
+            .map(lambda rows: (tf.gather(hlf, rows), tf.gather(label, rows)), num_parallel_calls=tf.data.AUTOTUNE,
+                 deterministic=True)
+        )  # fmt: skip
 
     return one_epoch
 

@@ -46,7 +46,7 @@ def evaluate(
 
     model_dir, output = Path(model_dir), Path(output)
     training = read_json(model_dir / "training.json")
-    fmt = fmt or training["settings"]["feed"]
+    fmt = fmt or training.get("feed_format") or training["settings"]["feed"]
     test_path = Path(test_path) if test_path else Path(training["feed"]["test"])
     labels, probabilities = predict_split(model_dir, test_path, fmt)
     ids = feed_event_ids(test_path, fmt)

@@ -1,7 +1,8 @@
 """Training that resumes: one classifier on a prepared dataset, CPU or GPU.
 
 ``train(...)`` builds the model (tasks/learning/models.py), feeds it from either format
-(tasks/datasets/readers.py), and writes ``<output>/``: ``model.keras``, ``scaler.json``
+(tasks/datasets/readers.py; HLF models read the HLF-only feed where the feeds stage
+wrote one, so they never read particle data), and writes ``<output>/``: ``model.keras``, ``scaler.json``
 (what inference needs with the model), ``history.json`` (per-epoch metrics)
 and ``training.json`` (settings, devices, timing). The output appears
 atomically when training has finished.
@@ -110,7 +111,38 @@ class TrainSettings:
         )
 
 
-def feed_paths(prepared: Path | None, tfrecord: Path | None, feed: str) -> dict[str, Path]:
+def hlf_feed_of(prepared: Path | None, tfrecord: Path | None) -> Path | None:
+    """The HLF-only feed written with these feeds (``tfrecord``, or by default
+    those of ``prepared``) from this very preparation; None if there is none."""
+    from tasks.core.catalog import tfrecord_of
+    from tasks.datasets.feeds import HLF_FEED
+
+    feeds = tfrecord or (tfrecord_of(prepared) if prepared else None)
+    if feeds is None or not (feeds / HLF_FEED / "_summary.json").exists():
+        return None
+    summary = read_json(feeds / HLF_FEED / "_summary.json")
+    source = prepared or Path(summary["prepared"])
+    if Path(summary["prepared"]).resolve() != source.resolve() or not (source / "_summary.json").exists():
+        return None
+    if read_json(source / "_summary.json")["scaler"]["sha256"] != summary["scaler"]["sha256"]:
+        # prepared again since the feeds were written: the feed holds other events
+        log.warning("%s was written from an earlier preparation of %s: not used", feeds / HLF_FEED, source)
+        return None
+    return feeds / HLF_FEED
+
+
+def feed_paths(prepared: Path | None, tfrecord: Path | None, feed: str, inputs: str = "") -> tuple[dict, str]:
+    """The train and test splits to read, and their format: HLF models read
+    the HLF-only feed where the feeds stage wrote one, whatever ``feed`` says."""
+    from tasks.datasets.readers import HLF_FORMAT
+
+    hlf = hlf_feed_of(prepared, tfrecord) if inputs == "hlf" else None
+    if hlf is not None:
+        return {"train": hlf / "train", "test": hlf / "test"}, HLF_FORMAT
+    return _format_paths(prepared, tfrecord, feed), feed
+
+
+def _format_paths(prepared: Path | None, tfrecord: Path | None, feed: str) -> dict[str, Path]:
     if feed == "petastorm":
         if prepared is None:
             raise SettingsError("feed 'petastorm' needs the prepared (Parquet) directory")
@@ -154,7 +186,7 @@ def count_events(path: str, feed: str) -> int:
     import gzip
     import struct
 
-    if feed == "petastorm":
+    if feed != "tfrecord":  # Parquet: petastorm or the HLF-only feed
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
@@ -239,8 +271,9 @@ def train(
     from tasks.learning.models import build_model
 
     prepared, output = (Path(prepared) if prepared else None), Path(output)
-    paths = feed_paths(prepared, Path(tfrecord) if tfrecord else None, settings.feed)
-    data = dataset_info(paths, settings.feed)
+    inputs = model_record(settings.model).inputs
+    paths, fmt = feed_paths(prepared, Path(tfrecord) if tfrecord else None, settings.feed, inputs)
+    data = dataset_info(paths, fmt)
     backup = output.with_name(output.name + ".backup")
     progress = output.with_name(output.name + ".progress.json")
     done_before = len(read_json(progress)) if progress.exists() and backup.exists() else 0
@@ -258,11 +291,10 @@ def train(
         ", ".join(hardware["gpus"]) or "CPU",
         hardware["strategy"],
         hardware["replicas"],
-        settings.feed,
+        "HLF-only" if fmt != settings.feed else fmt,
         settings.batch_size,
         settings.epochs,
     )
-    inputs = model_record(settings.model).inputs
     n_train = data["train"]
     started = time.perf_counter()
     policy = keras.mixed_precision.global_policy()
@@ -295,7 +327,7 @@ def train(
     with (
         open_feed(
             paths["train"],
-            settings.feed,
+            fmt,
             inputs,
             settings.batch_size,
             training=True,
@@ -304,7 +336,7 @@ def train(
             first_epoch=done_before,
             bucket_batches=settings.bucket_batches,
         ) as train_data,
-        open_feed(paths["test"], settings.feed, inputs, settings.batch_size) as test_data,
+        open_feed(paths["test"], fmt, inputs, settings.batch_size) as test_data,
     ):
         # A known length spares Keras a search for the end of the test data (and a warning every epoch).
         test_data = test_data.apply(
@@ -332,6 +364,7 @@ def train(
             "devices": hardware,
             "prepared": str(prepared) if prepared else None,
             "feed": {k: str(v) for k, v in paths.items()},
+            "feed_format": fmt,
             "scaler_sha256": data["scaler_sha256"],
             "train_events": n_train,
             "test_events": data["test"],

@@ -110,8 +110,9 @@ def run_trial(
         log.info("trial %d already done: %s", trial["index"], record)
         return read_json(record)
     started = time.time()
-    train(prepared, output / "model", settings)
-    scores = summarise(physics_metrics(*predict_split(output / "model", prepared / "test", "petastorm")))
+    trained = train(prepared, output / "model", settings)  # an HLF model reads the HLF-only feed, if written
+    test = Path(trained["feed"]["test"])
+    scores = summarise(physics_metrics(*predict_split(output / "model", test, trained["feed_format"])))
     result = key | {
         "index": trial["index"],
         "score": scores[metric],
