@@ -90,7 +90,7 @@ def test_hlf_models_read_the_hlf_only_feed_and_score_as_from_the_full_events(pre
     assert again["feed_format"] == "tfrecord" and "earlier preparation" in caplog.text
 
 
-def _train_command(prepared_dir, output):
+def _train_command(prepared_dir, output, model="gru"):
     return [
         sys.executable,
         "-m",
@@ -101,7 +101,7 @@ def _train_command(prepared_dir, output):
         "--feed",
         "petastorm",
         "--model",
-        "gru",
+        model,
         "--epochs",
         "6",
         "--batch-size",
@@ -113,12 +113,13 @@ def _train_command(prepared_dir, output):
     ]
 
 
-def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_path):
+@pytest.mark.parametrize("model", ["gru", "inclusive"])  # the inclusive model has dropout: its masks must repeat
+def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_path, model):
     out, _, _ = prepared
-    model_dir = tmp_path / "gru"
-    progress = tmp_path / "gru.progress.json"
+    model_dir = tmp_path / model
+    progress = tmp_path / f"{model}.progress.json"
     process = subprocess.Popen(
-        _train_command(out, model_dir),
+        _train_command(out, model_dir, model),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -136,22 +137,22 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_
     assert process.returncode == -signal.SIGKILL
     done_when_killed = len(json.loads(progress.read_text()))
     assert 2 <= done_when_killed < 6 and not model_dir.exists()  # nothing half-written
-    assert (tmp_path / "gru.backup").exists()
+    assert (tmp_path / f"{model}.backup").exists()
 
     resumed = subprocess.run(
-        _train_command(out, model_dir), capture_output=True, text=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+        _train_command(out, model_dir, model), capture_output=True, text=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads(resumed.stdout)
     assert result["resumed_after_epochs"] >= done_when_killed - 1  # the last backup is at most one epoch behind
     assert result["epochs_run"] == 6
-    assert "resuming gru from its backup" in resumed.stderr
+    assert f"resuming {model} from its backup" in resumed.stderr
     assert "epoch 1/6" not in resumed.stderr  # did not start over
 
     straight = train(
         out,
         tmp_path / "straight",
-        TrainSettings(model="gru", feed="petastorm", epochs=6, batch_size=4, learning_rates=parse_schedule("3e-3")),
+        TrainSettings(model=model, feed="petastorm", epochs=6, batch_size=4, learning_rates=parse_schedule("3e-3")),
     )
     # Same data order per epoch, weights and optimizer restored: the same model.
     assert result["final"]["val_loss"] == pytest.approx(straight["final"]["val_loss"], rel=1e-4, abs=1e-5)
