@@ -17,6 +17,7 @@ from tasks.core import schema
 from tasks.core.catalog import evaluation_of, tfrecord_of
 from tasks.core.errors import SettingsError, TopoError
 from tasks.core.settings import Settings
+from tasks.datasets.readers import BUCKET_BATCHES
 from tasks.learning.records import MODEL_NAMES
 
 DATA_CONFIG_HELP = (
@@ -196,10 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--bucket-batches",
         type=int,
-        default=0,
+        default=BUCKET_BATCHES,
         metavar="K",
         help="sort the training stream in windows of K batches by sequence length and cut each batch to its "
-        "longest sequence (default: 0, every batch padded to 801 rows)",
+        f"longest sequence (default: {BUCKET_BATCHES}; 0: every batch padded to 801 rows)",
     )
     tr.add_argument(
         "--tuned",

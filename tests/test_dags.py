@@ -104,12 +104,14 @@ def test_topology_classifier_graph(dagbag):
         "epochs",
         "batch_size",
         "learning_rate",
+        "bucket_batches",
         "train_seed",
         "use_tuned",
         "promotion_metric",
         "promotion_margin",
     }
     assert dag.params["models"] == ["hlf", "gru", "inclusive"]
+    assert dag.params["bucket_batches"] > 0  # trimmed sequence batches by default
 
 
 def test_ingest_daily_is_keyed_on_the_day_and_announces_its_partition(dagbag):

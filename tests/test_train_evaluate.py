@@ -140,7 +140,10 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_
     assert (tmp_path / f"{model}.backup").exists()
 
     resumed = subprocess.run(
-        _train_command(out, model_dir, model), capture_output=True, text=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+        _train_command(out, model_dir, model),
+        capture_output=True,
+        text=True,
+        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads(resumed.stdout)
@@ -178,7 +181,8 @@ def test_training_on_bucketed_batches_learns_and_repeats_for_a_seed(prepared, tm
     """Batches cut to their longest sequence train the same model shape; the
     same seed gives the same run, and the batches are not the padded ones."""
     settings = TrainSettings(model="gru", feed="petastorm", epochs=2, batch_size=4, bucket_batches=3)
-    plain = TrainSettings(model="gru", feed="petastorm", epochs=2, batch_size=4)
+    plain = TrainSettings(model="gru", feed="petastorm", epochs=2, batch_size=4, bucket_batches=0)
+    assert TrainSettings().bucket_batches > 0  # trimmed batches are the default
 
     def losses(name, options):
         train(prepared[0], tmp_path / name, options)
@@ -189,6 +193,33 @@ def test_training_on_bucketed_batches_learns_and_repeats_for_a_seed(prepared, tm
     assert np.all(np.isfinite(first))
     assert first == again
     assert first != padded  # other batches (sorted windows)
+
+
+@pytest.mark.parametrize("fmt", ["petastorm", "tfrecord"])
+def test_bucketed_evaluation_scores_every_event_in_stored_order_as_padded(prepared, tmp_path, dask_client, fmt):
+    """Scoring in sorted, trimmed windows puts the scores back in the stored
+    order: the same labels and, within 1e-6, the same probabilities as 801-row
+    batches read in order; the batches really were trimmed and reordered."""
+    from tasks.datasets.feeds import write_feeds
+    from tasks.datasets.readers import open_feed
+    from tasks.learning.scoring import predict_split
+
+    out, summary, _ = prepared
+    feeds = tmp_path / "feeds"
+    if fmt == "tfrecord":
+        write_feeds(out, feeds, dask_client, compression="none")
+    test = (out if fmt == "petastorm" else feeds) / "test"
+    train(out, tmp_path / "inclusive", TrainSettings(model="inclusive", feed="petastorm", epochs=1, batch_size=4))
+    labels, padded = predict_split(tmp_path / "inclusive", test, fmt, batch_size=2, bucket_batches=0)
+    bucketed_labels, bucketed = predict_split(tmp_path / "inclusive", test, fmt, batch_size=2, bucket_batches=3)
+    assert len(labels) == summary["test"]["events"]
+    np.testing.assert_array_equal(bucketed_labels, labels)
+    np.testing.assert_allclose(bucketed, padded, atol=1e-6, rtol=0)
+    with open_feed(test, fmt, "inclusive", 2, bucket_batches=3, positions=True) as data:
+        batches = [(x[0].shape[1], position.numpy()) for x, _, position in data]
+    assert min(rows for rows, _ in batches) < 801
+    assert sorted(np.concatenate([p for _, p in batches]).tolist()) == list(range(len(labels)))
+    assert np.concatenate([p for _, p in batches]).tolist() != list(range(len(labels)))  # sorted, not stored
 
 
 @pytest.mark.parametrize(

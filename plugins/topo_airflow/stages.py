@@ -219,6 +219,7 @@ def train(feeds: Prepared, model: str) -> Trained:
         batch_size=p["batch_size"],
         learning_rates=parse_schedule(p["learning_rate"]),
         seed=p["train_seed"],
+        bucket_batches=p.get("bucket_batches", TrainSettings.bucket_batches),
     )
     tuned = None
     if p.get("use_tuned", True):

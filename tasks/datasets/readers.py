@@ -112,6 +112,7 @@ def open_feed(
     first_epoch: int = 0,
     workers: int = 2,
     bucket_batches: int = 0,
+    positions: bool = False,
 ) -> Iterator[tf.data.Dataset]:  # noqa: F821
     """A batched dataset over the shards in ``path``.
 
@@ -122,21 +123,28 @@ def open_feed(
     continues with the order an uninterrupted one would have had. ``workers``
     TFRecord shards are read at once in training.
 
-    ``bucket_batches`` > 0 (training, models with particle inputs): the
-    stream is read in windows of that many batches, each window sorted by
-    the events' real sequence length and cut into batches trimmed to their
-    longest sequence (``sorting_window``); an epoch keeps its number of
-    batches and its order stays a function of ``(seed, e)``.
+    ``bucket_batches`` > 0 (models with particle inputs): the stream is read
+    in windows of that many batches, each window sorted by the events' real
+    sequence length and cut into batches trimmed to their longest sequence
+    (``sorting_window``); an epoch keeps its number of batches. In training
+    the batches of a window come in an order drawn from ``(seed, e,
+    window)``; otherwise in length order, window after window.
+
+    ``positions``: every element is ``(x, y, position)``, the position of
+    each event in the stored order (what evaluation needs to put bucketed
+    scores back in the order of ``feed_event_ids``).
     """
     check_feed_options(fmt, inputs, batch_size)
     if bucket_batches < 0:
         raise SettingsError(f"bucket_batches must be at least 0, got {bucket_batches}")
+    if positions and training:
+        raise SettingsError("positions are for evaluation (training=False): a training epoch is reshuffled")
     files = feed_files(path, fmt)
     make_epoch = {"tfrecord": _tfrecord_epoch, "petastorm": _petastorm_epoch_dataset, HLF_FORMAT: _hlf_epoch}[fmt]
-    window = bucket_batches if training and "GRU_input" in input_names(inputs) else 0
+    window = bucket_batches if "GRU_input" in input_names(inputs) else 0
     one_epoch = make_epoch(files, inputs, batch_size * (window or 1), training, seed, workers)
-    if window:
-        one_epoch = _bucketed(one_epoch, inputs, batch_size, seed)
+    if window or positions:
+        one_epoch = _bucketed(one_epoch, inputs, batch_size, max(window, 1), seed, training, positions, bool(window))
     import tensorflow as tf
 
     last = first_epoch + num_epochs if num_epochs is not None else 2**62
@@ -161,6 +169,8 @@ def _arrange(inputs: str, gru, hlf, label):
 
 
 # --- sorting windows -------------------------------------------------------------
+BUCKET_BATCHES = 16
+"""The default sorting window, in batches (training and evaluation; docs/benchmarks.md, "Trimmed batches")."""
 BUCKET_ROWS = 32
 """Trimmed batches are cut to a multiple of this many rows (or the full length):
 a bounded number of batch shapes, each a compile on JAX or XLA."""
@@ -175,48 +185,71 @@ def real_lengths(gru):
     return tf.reduce_max(tf.where(real, position[None, :], 0), axis=1)
 
 
-def sorting_window(gru, others: tuple, batch_size: int, key):
+def sorting_window(gru, others: tuple, batch_size: int, key=None, trim: bool = True):
     """One window of events → its batches: sorted by real length (ties in
     stream order), cut into batches of ``batch_size``, each trimmed to its
     longest sequence rounded up to ``BUCKET_ROWS``; the batches in an order
-    drawn from ``key`` (shape [2], int64). A dataset of (gru, *others)."""
+    drawn from ``key`` (shape [2], int64), or in length order without one.
+    ``trim=False``: the window as it is, cut into batches in stream order.
+    A dataset of (gru, *others)."""
     import tensorflow as tf
 
-    lengths = real_lengths(gru)
-    order = tf.argsort(lengths, stable=True)
-    n = tf.shape(order)[0]
-    k = (n + batch_size - 1) // batch_size
+    n = tf.shape(gru)[0]
     full = tf.shape(gru)[1]
+    if trim:
+        lengths = real_lengths(gru)
+        order = tf.argsort(lengths, stable=True)
+    else:
+        lengths, order = None, tf.range(n)
+    k = (n + batch_size - 1) // batch_size
 
     def batch(j):
         take = order[j * batch_size : tf.minimum((j + 1) * batch_size, n)]
-        longest = tf.reduce_max(tf.gather(lengths, take))
-        rows = tf.minimum(((longest + BUCKET_ROWS - 1) // BUCKET_ROWS) * BUCKET_ROWS, full)
+        rows = full
+        if trim:
+            longest = tf.reduce_max(tf.gather(lengths, take))
+            rows = tf.minimum(((longest + BUCKET_ROWS - 1) // BUCKET_ROWS) * BUCKET_ROWS, full)
         return (tf.gather(gru, take)[:, :rows], *(tf.gather(o, take) for o in others))
 
-    batches = tf.random.experimental.stateless_shuffle(tf.range(k), seed=key)
+    batches = tf.range(k) if key is None else tf.random.experimental.stateless_shuffle(tf.range(k), seed=key)
     return tf.data.Dataset.from_tensor_slices(batches).map(batch)
 
 
-def _bucketed(one_epoch, inputs: str, batch_size: int, seed: int):
-    """``one_epoch`` (windows of events, arranged for ``inputs``) → sorted, trimmed batches."""
+def _bucketed(one_epoch, inputs: str, batch_size: int, window: int, seed: int, training: bool, positions: bool,
+              trim: bool):  # fmt: skip
+    """``one_epoch`` (windows of ``window`` batches, arranged for ``inputs``) →
+    sorted, trimmed batches (``trim``), with each event's stored position
+    appended (``positions``)."""
     import tensorflow as tf
 
     def split(features, label):
+        if inputs == "hlf":
+            return features, (label,)  # no sequence: windows only number the events
         gru, hlf = (features[0], features[1:]) if inputs == "inclusive" else (features, ())
         return gru, (*hlf, label)
 
     def join(gru, *rest):
-        *hlf, label = rest
-        return _arrange(inputs, gru, hlf[0] if hlf else None, label)
+        if positions:
+            *rest, position = rest
+        if inputs == "hlf":
+            arranged = (gru, rest[0])
+        else:
+            *hlf, label = rest
+            arranged = _arrange(inputs, gru, hlf[0] if hlf else None, label)
+        return (*arranged, position) if positions else arranged
 
     def epoch_of(epoch):
-        def window(index, element):
+        def one_window(index, element):
             gru, others = split(*element)
-            key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64) * 1_000_003 + index])
-            return sorting_window(gru, others, batch_size, key)
+            if positions:
+                n = tf.shape(gru, out_type=tf.int64)[0]
+                others = (*others, index * window * batch_size + tf.range(n, dtype=tf.int64))
+            key = None
+            if training:
+                key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64) * 1_000_003 + index])
+            return sorting_window(gru, others, batch_size, key, trim=trim)
 
-        return one_epoch(epoch).enumerate().flat_map(window).map(join)
+        return one_epoch(epoch).enumerate().flat_map(one_window).map(join)
 
     return epoch_of
 

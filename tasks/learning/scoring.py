@@ -2,7 +2,8 @@
 the predictions table written from them.
 
 ``predict_split`` reads a test split through the feed (tasks.datasets.readers)
-and, when the split was prepared with another scaler than the model's,
+in bucketed batches (sequences cut to the longest of their batch, the scores
+put back in stored order) and, when the split was prepared with another scaler than the model's,
 rescales the inputs so that the model sees them as it expects (``_rescale``).
 ``predictions_table`` is the Arrow form of scores per event that evaluation
 and prediction write (the predictions contract).
@@ -20,7 +21,12 @@ from tasks.datasets.scaling import Scaler, ScalerError
 
 
 def predict_split(
-    model_dir: Path, path: Path, fmt: str, batch_size: int = 1024, data_scaler: Scaler | None = None
+    model_dir: Path,
+    path: Path,
+    fmt: str,
+    batch_size: int = 1024,
+    data_scaler: Scaler | None = None,
+    bucket_batches: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probabilities) for a test split, in stored order.
 
@@ -33,7 +39,7 @@ def predict_split(
     import keras
 
     import tasks.learning.models  # noqa: F401  registers the custom layers
-    from tasks.datasets.readers import open_feed
+    from tasks.datasets.readers import BUCKET_BATCHES, open_feed
 
     training = read_json(model_dir / "training.json")
     model = keras.models.load_model(model_dir / "model.keras")
@@ -44,14 +50,19 @@ def predict_split(
             "it cannot be compared on data prepared here"
         )
     convert = data_scaler is not None and data_scaler.sha256 != own.sha256
-    labels, probabilities = [], []
-    with open_feed(path, fmt, training["inputs"], batch_size) as dataset:
-        for x, y in dataset:
+    window = BUCKET_BATCHES if bucket_batches is None else bucket_batches
+    labels, probabilities, positions = [], [], []
+    with open_feed(path, fmt, training["inputs"], batch_size, bucket_batches=window, positions=True) as dataset:
+        for x, y, position in dataset:
             if convert:
                 x = _rescale(training["inputs"], x, data_scaler, own)
             probabilities.append(np.asarray(model(x, training=False)))
             labels.append(np.asarray(y).argmax(axis=1))
-    return np.concatenate(labels), np.concatenate(probabilities)
+            positions.append(np.asarray(position))
+    if not positions:
+        return np.zeros(0, np.int64), np.zeros((0, len(schema.CLASS_NAMES)), np.float32)
+    stored = np.argsort(np.concatenate(positions), kind="stable")  # bucketed order → stored order
+    return np.concatenate(labels)[stored], np.concatenate(probabilities)[stored]
 
 
 def _rescale(inputs: str, x, source: Scaler, target: Scaler):

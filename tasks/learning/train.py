@@ -31,7 +31,7 @@ from pathlib import Path
 from tasks.core.errors import SettingsError
 from tasks.core.storage import atomic_directory, read_json, write_json
 from tasks.core.summaries import TrainingRecord
-from tasks.datasets.readers import FORMATS
+from tasks.datasets.readers import BUCKET_BATCHES, FORMATS
 from tasks.learning.architectures import Architecture
 from tasks.learning.records import model_record
 
@@ -66,9 +66,10 @@ class TrainSettings:
     early_stopping_patience: int = 0  # epochs without val_loss improvement; 0: off
     seed: int = 42
     mixed_precision: bool = False
-    # Training batches from sorting windows of this many batches, cut to their
-    # longest sequence (tasks.datasets.readers.open_feed); 0: padded to 801.
-    bucket_batches: int = 0
+    # Batches from sorting windows of this many batches, cut to their longest
+    # sequence (tasks.datasets.readers.open_feed), in training and validation;
+    # 0: padded to 801.
+    bucket_batches: int = BUCKET_BATCHES
     # The architecture and optimizer (tasks.learning.architectures.Architecture); the defaults
     # are the paper's, a hyperparameter search changes them.
     hidden: tuple[int, ...] | None = None
@@ -365,7 +366,7 @@ def train(
             first_epoch=done_before,
             bucket_batches=settings.bucket_batches,
         ) as train_data,
-        open_feed(paths["test"], fmt, inputs, settings.batch_size) as test_data,
+        open_feed(paths["test"], fmt, inputs, settings.batch_size, bucket_batches=settings.bucket_batches) as test_data,
     ):
         # A known length spares Keras a search for the end of the test data (and a warning every epoch).
         test_data = test_data.apply(
