@@ -1,4 +1,4 @@
-.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator bench-physics
+.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator bench-physics bench-training-input
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -31,6 +31,9 @@ bench-feeds: setup
 
 bench-train: setup
 	.venv/bin/python benchmarks/train_benchmark.py
+
+bench-training-input: setup
+	.venv/bin/python benchmarks/training_input_benchmark.py
 
 bench-contracts: setup
 	.venv/bin/python benchmarks/contracts_benchmark.py
