@@ -16,8 +16,8 @@ reads the training split through:
 in training mode (shuffled), and reports events/s and MB/s of tensors
 delivered (61,004 bytes an event for inclusive inputs). Also write speed per
 format and bytes on disk per event, and how much faster the HLF-only feed
-reads HLF inputs than the best of the full-event readers. Writes benchmarks/results/feeds.json and
-prints Markdown for docs/benchmarks.md.
+reads HLF inputs than the best of the full-event readers. Writes
+benchmarks/results/feeds.json and prints Markdown for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def main() -> None:
             )
             for k, row in readers.items()
             if "HLF-only feed" in row
-        },  # fmt: skip
+        },
     }
     out = REPO / "benchmarks" / "results" / "feeds.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -70,12 +70,13 @@ def main() -> None:
     args = parser.parse_args()
     work = args.workdir / f"feeds-{args.events}"
     if not (work / "tfrecord-none" / "hlf" / "_summary.json").exists():
-        subprocess.run([sys.executable, str(REPO / "benchmarks" / "feed_benchmark.py"), "--events", str(args.events)],
-                       check=True)  # fmt: skip
+        feed_benchmark = [sys.executable, str(REPO / "benchmarks" / "feed_benchmark.py"), "--events", str(args.events)]
+        subprocess.run(feed_benchmark, check=True)
 
     import tensorflow as tf
 
     from tasks.datasets.readers import BUCKET_BATCHES, open_feed, steps_per_epoch
+    from tasks.learning.records import model_record
 
     n_train = json.loads((work / "prepared" / "_summary.json").read_text())["train"]["events"]
     steps = steps_per_epoch(n_train, BATCH)
@@ -86,7 +87,7 @@ def main() -> None:
     }
 
     def rate(model, fmt, bucket=BUCKET_BATCHES, jit=False, cached=False):
-        inputs = "hlf" if model == "hlf" else ("gru" if model == "gru" else "inclusive")
+        inputs = model_record(model).inputs
         options = {"training": True, "seed": 1, "bucket_batches": bucket}
         if cached:  # the feed's own batches of one epoch, then replayed from memory
             with open_feed(paths[fmt], fmt, inputs, BATCH, num_epochs=1, **options) as one_epoch:
@@ -102,8 +103,8 @@ def main() -> None:
         row = {}
         for bucket in (0, BUCKET_BATCHES):
             for jit in (False, True):
-                row[f"{'padded' if bucket == 0 else 'trimmed'}{', XLA' if jit else ''}"] = rate(model, "tfrecord",
-                                                                                                 bucket, jit)  # fmt: skip
+                name = f"{'padded' if bucket == 0 else 'trimmed'}{', XLA' if jit else ''}"
+                row[name] = rate(model, "tfrecord", bucket, jit)
         trimmed[model] = row
         print(model, {k: round(v) for k, v in row.items()}, flush=True)
 
@@ -116,8 +117,8 @@ def main() -> None:
 
     reader = {}
     for workers in (1, 2):
-        with open_feed(paths["tfrecord"], "tfrecord", "inclusive", 1024, training=True, seed=1, num_epochs=3,
-                       workers=workers) as data:  # fmt: skip
+        options = {"training": True, "seed": 1, "num_epochs": 3, "workers": workers}
+        with open_feed(paths["tfrecord"], "tfrecord", "inclusive", 1024, **options) as data:
             for _ in data.take(1):
                 pass
             n, started = 0, time.perf_counter()

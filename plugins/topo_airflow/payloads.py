@@ -34,9 +34,8 @@ class Ingested(RunRef):
 
 
 class Prepared(RunRef):
-    feeds: list[
-        str
-    ]  # the feeds written for the run: petastorm (the prepared Parquet itself), tfrecord and hlf once written
+    # The feeds written for the run: petastorm (the prepared Parquet itself), tfrecord and hlf once written.
+    feeds: list[str]
     train_events: int
     test_events: int
     scaler_sha256: str

@@ -255,8 +255,12 @@ def _write_hlf_shard(parquet: str, out: str) -> dict:
     tmp = Path(out).with_name(Path(out).name + ".partial")
     pq.write_table(table, tmp, row_group_size=max(table.num_rows, 1))
     tmp.rename(out)
-    return {"path": out, "events": table.num_rows, "bytes": Path(out).stat().st_size,
-            "seconds": time.perf_counter() - started}  # fmt: skip
+    return {
+        "path": out,
+        "events": table.num_rows,
+        "bytes": Path(out).stat().st_size,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _split_summary(results: list[dict], split: str, expected: int, what: str) -> dict:
@@ -303,8 +307,8 @@ def write_feeds(prepared: str | Path, output: str | Path, client, compression: s
             out[split] = _split_summary(results, split, summary[split]["events"], "TFRecord")
             hlf_summary[split] = _split_summary(hlf_results, split, summary[split]["events"], "HLF-only")
         write_json(tmp / HLF_FEED / "_summary.json", hlf_summary)
-        out[HLF_FEED] = {"path": HLF_FEED, **{s: {"events": hlf_summary[s]["events"], "bytes": hlf_summary[s]["bytes"]}
-                                            for s in SPLITS}}  # fmt: skip
+        sizes = {s: {k: hlf_summary[s][k] for k in ("events", "bytes")} for s in SPLITS}
+        out[HLF_FEED] = {"path": HLF_FEED, **sizes}
         out["seconds"] = round(time.perf_counter() - started, 2)
         write_json(tmp / "_summary.json", out)
     log.info(

@@ -6,9 +6,10 @@
 one setting (``petastorm`` reads the prepared Parquet shards, ``tfrecord`` the
 TFRecord shards). ``hlf`` reads the HLF-only feed (tasks/datasets/feeds.py),
 for models of HLF inputs only: a split is read into memory at once (17 floats
-an event) and every epoch is a permutation of it drawn from ``(seed, epoch)``. Training shuffles the order of shards (TFRecord) or row
-groups (Petastorm) anew every epoch on top of the full shuffle the data got
-when prepared; evaluation reads in a fixed order.
+an event) and every epoch is a permutation of it drawn from ``(seed, epoch)``.
+Training shuffles the order of shards (TFRecord) or row groups (Petastorm)
+anew every epoch on top of the full shuffle the data got when prepared;
+evaluation reads in a fixed order.
 
 The published SparkDLTrigger files use the same column names and parse here
 too: their TFRecords store all 801 × 19 values and their Parquet stores
@@ -215,8 +216,9 @@ def sorting_window(gru, others: tuple, batch_size: int, key=None, trim: bool = T
     return tf.data.Dataset.from_tensor_slices(batches).map(batch)
 
 
-def _bucketed(one_epoch, inputs: str, batch_size: int, window: int, seed: int, training: bool, positions: bool,
-              trim: bool):  # fmt: skip
+def _bucketed(
+    one_epoch, inputs: str, batch_size: int, window: int, seed: int, training: bool, positions: bool, trim: bool
+):
     """``one_epoch`` (windows of ``window`` batches, arranged for ``inputs``) →
     sorted, trimmed batches (``trim``), with each event's stored position
     appended (``positions``)."""
@@ -325,9 +327,12 @@ def _hlf_epoch(files, inputs, batch_size, training, seed, workers):
         return (
             tf.data.Dataset.from_tensor_slices(order)
             .batch(batch_size)
-            .map(lambda rows: (tf.gather(hlf, rows), tf.gather(label, rows)), num_parallel_calls=tf.data.AUTOTUNE,
-                 deterministic=True)
-        )  # fmt: skip
+            .map(
+                lambda rows: (tf.gather(hlf, rows), tf.gather(label, rows)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+        )
 
     return one_epoch
 

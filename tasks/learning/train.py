@@ -274,8 +274,8 @@ def _dropout_streams(model, seed: int):
             yield layer
             yield from layers(layer)
 
-    generators = [g for layer in layers(model) if isinstance(g := getattr(layer, "seed_generator", None),
-                                                               keras.random.SeedGenerator)]  # fmt: skip
+    found = (getattr(layer, "seed_generator", None) for layer in layers(model))
+    generators = [g for g in found if isinstance(g, keras.random.SeedGenerator)]
 
     class DropoutStreams(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
