@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -176,7 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--prepared", type=Path, help="prepared dataset (default: <data root>/prepared/manual)")
     tr.add_argument("--tfrecord", type=Path, help="TFRecord feed, for --feed tfrecord (default: <prepared>-tfrecord)")
     tr.add_argument("--model", default="inclusive", choices=MODEL_NAMES, help="the classifier (default: inclusive)")
-    tr.add_argument("--feed", default="tfrecord", help="petastorm or tfrecord (default: tfrecord)")
+    tr.add_argument(
+        "--feed",
+        default="tfrecord",
+        help="tfrecord, petastorm, or numpy (NumPy batches from the prepared Parquet; the feed on KERAS_BACKEND=jax) "
+        "(default: tfrecord)",
+    )
     tr.add_argument("--output", type=Path, help="model directory (default: <data root>/models/manual/<model>)")
     tr.add_argument("--epochs", type=int, default=6, help="epochs (default: 6, as SparkDLTrigger)")
     tr.add_argument("--batch-size", type=int, default=128, help="events per batch (default: 128, as SparkDLTrigger)")
@@ -202,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="sort the training stream in windows of K batches by sequence length and cut each batch to its "
         f"longest sequence (default: {BUCKET_BATCHES}; 0: every batch padded to 801 rows)",
     )
+    tr.add_argument(
+        "--cluster",
+        metavar="HOST:PORT,...",
+        help="train data-parallel across these worker processes, one `topo train` each, on KERAS_BACKEND=jax; "
+        "worker 0 coordinates and writes --output (sets TF_CONFIG; default: TF_CONFIG if set, else one process)",
+    )
+    tr.add_argument("--worker-index", type=int, default=0, help="this process's place in --cluster (default: 0)")
     tr.add_argument(
         "--tuned",
         action="store_true",
@@ -483,9 +496,14 @@ def _train(args, settings: Settings) -> dict:
     prepared = args.prepared or manual.prepared
     tfrecord = args.tfrecord or tfrecord_of(prepared)
     output = args.output or manual.model(args.model)
+    if args.cluster:
+        from tasks.learning.hardware import Workers
+
+        os.environ["TF_CONFIG"] = Workers(tuple(args.cluster.split(",")), args.worker_index).tf_config()
     result = train(prepared, output, options, tfrecord=tfrecord)
     return {"output": str(output)} | {
-        k: result[k] for k in ("model", "feed_format", "epochs_run", "resumed_after_epochs", "final", "devices")
+        k: result[k]
+        for k in ("model", "feed_format", "reader", "workers", "epochs_run", "resumed_after_epochs", "final", "devices")
     }
 
 

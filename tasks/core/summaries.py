@@ -100,7 +100,9 @@ class TrainingRecord(TypedDict):
     devices: dict[str, Any]
     prepared: str | None
     feed: dict[str, str]
-    feed_format: str  # what was read: settings.feed, or "hlf" (the HLF-only feed) for HLF models
+    feed_format: str  # the files read: settings.feed ("petastorm" for the NumPy feed), or "hlf" (the HLF-only feed)
+    reader: str  # "tf.data", or "numpy" (tasks/datasets/numpy_feed.py)
+    workers: list[str] | None  # the addresses of a multi-worker run's workers (worker 0 the chief)
     scaler_sha256: str | None
     train_events: int
     test_events: int

@@ -14,9 +14,18 @@ of starting over; a finished run removes them. The data order of every epoch
 is derived from the random seed and the epoch number, so a resumed run sees the same
 data in the same order as one that was never interrupted.
 
-Devices: every visible GPU is used (MirroredStrategy across the GPUs of one
-machine when there are several); with none, the CPU. ``mixed_precision``
-computes in float16 on GPUs, keeping the output layer float32.
+Feeds: tf.data over the TFRecord or Petastorm files (tasks/datasets/readers.py),
+or NumPy batches read with pyarrow (``feed="numpy"``, tasks/datasets/numpy_feed.py):
+the only feed where Keras runs on JAX, which needs no TensorFlow.
+
+Devices (tasks/learning/hardware.py): every visible GPU is used
+(MirroredStrategy on TensorFlow, DataParallel on JAX, when there are several);
+with none, the CPU. Several worker processes (``TF_CONFIG``) train one model
+data-parallel on JAX: each reads the same batches and feeds its share, the
+chief writes ``<output>``, worker i its own ``<output>.worker<i>``; every
+worker keeps its own backup, and a run whose worker died is started again
+(all workers) to resume. ``mixed_precision`` computes in float16 on GPUs,
+keeping the output layer float32.
 """
 
 from __future__ import annotations
@@ -25,13 +34,15 @@ import logging
 import math
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tasks.core.errors import SettingsError
 from tasks.core.storage import atomic_directory, read_json, write_json
 from tasks.core.summaries import TrainingRecord
-from tasks.datasets.readers import BUCKET_BATCHES, FORMATS
+from tasks.datasets.numpy_feed import NUMPY_FORMAT
+from tasks.datasets.readers import BUCKET_BATCHES, FORMATS, HLF_FORMAT, steps_per_epoch
 from tasks.learning.architectures import Architecture
 from tasks.learning.records import model_record
 
@@ -40,6 +51,7 @@ log = logging.getLogger(__name__)
 PAPER_SCHEDULE = ((0, 5e-4), (2, 2e-4), (4, 1e-4))
 """SparkDLTrigger's inclusive-classifier learning rates: (first epoch, rate)."""
 OPTIMIZERS = ("adam", "nadam", "rmsprop", "sgd", "adagrad")
+TRAINING_FEEDS = (*FORMATS, NUMPY_FORMAT)
 
 
 def parse_schedule(text: str) -> tuple[tuple[int, float], ...]:
@@ -82,8 +94,8 @@ class TrainSettings:
             raise SettingsError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         _ = self.architecture  # validates hidden, activation, recurrent_units
         model_record(self.model)  # validates the model name
-        if self.feed not in FORMATS:
-            raise SettingsError(f"unknown feed format {self.feed!r}; choose one of {', '.join(FORMATS)}")
+        if self.feed not in TRAINING_FEEDS:
+            raise SettingsError(f"unknown feed format {self.feed!r}; choose one of {', '.join(TRAINING_FEEDS)}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -144,9 +156,9 @@ def feed_paths(prepared: Path | None, tfrecord: Path | None, feed: str, inputs: 
 
 
 def _format_paths(prepared: Path | None, tfrecord: Path | None, feed: str) -> dict[str, Path]:
-    if feed == "petastorm":
+    if feed in ("petastorm", NUMPY_FORMAT):
         if prepared is None:
-            raise SettingsError("feed 'petastorm' needs the prepared (Parquet) directory")
+            raise SettingsError(f"feed {feed!r} needs the prepared (Parquet) directory")
         return {"train": prepared / "train", "test": prepared / "test"}
     if tfrecord is None:
         raise SettingsError("feed 'tfrecord' needs the TFRecord directory (tfrecord=...)")
@@ -198,25 +210,6 @@ def count_events(path: str, feed: str) -> int:
             f.seek(length + 4, 1)
             n += 1
     return n
-
-
-def devices() -> dict:
-    """The accelerators TensorFlow sees, and the strategy used with them."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
-    if len(gpus) > 1:
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        strategy = tf.distribute.get_strategy()
-    return {
-        "gpus": [g.name for g in gpus],
-        "strategy": type(strategy).__name__,
-        "replicas": strategy.num_replicas_in_sync,
-        "_strategy": strategy,
-    }
 
 
 def _epoch_log(progress: Path, total_epochs: int, n_train: int):
@@ -286,6 +279,51 @@ def _dropout_streams(model, seed: int):
     return DropoutStreams()
 
 
+@contextmanager
+def _training_data(paths, fmt, numpy_reader, inputs, settings, done_before, hardware, workers, n_test):
+    """What ``Model.fit`` reads: the training and validation batches (tf.data
+    datasets, or NumPy batches: generators on JAX, wrapped in tf.data on
+    TensorFlow) and how many of them an epoch takes."""
+    from tasks.datasets.readers import open_feed
+
+    train_options = dict(training=True, seed=settings.seed, first_epoch=done_before)
+    if numpy_reader:
+        from tasks.datasets.numpy_feed import NumpyFeed
+
+        share = dict(
+            # On JAX each process hands its share of a batch to the devices (MirroredStrategy splits batches itself).
+            replicas=hardware["replicas"] if hardware["backend"] == "jax" else 1,
+            shard=(workers.index, workers.count) if workers else (0, 1),
+            bucket_batches=settings.bucket_batches,
+        )
+        feeds = [
+            NumpyFeed(paths["train"], inputs, settings.batch_size, num_epochs=None, **train_options, **share),
+            NumpyFeed(paths["test"], inputs, settings.batch_size, num_epochs=None, **share),
+        ]
+        train_data, test_data = (f.tf_dataset() if hardware["backend"] == "tensorflow" else iter(f) for f in feeds)
+        yield {"x": train_data, "validation_data": test_data, "validation_steps": len(feeds[1])}
+        return
+    with (
+        open_feed(
+            paths["train"],
+            fmt,
+            inputs,
+            settings.batch_size,
+            num_epochs=settings.epochs - done_before,
+            bucket_batches=settings.bucket_batches,
+            **train_options,
+        ) as train_data,
+        open_feed(paths["test"], fmt, inputs, settings.batch_size, bucket_batches=settings.bucket_batches) as test_data,
+    ):
+        import tensorflow as tf
+
+        # A known length spares Keras a search for the end of the test data (and a warning every epoch).
+        test_data = test_data.apply(
+            tf.data.experimental.assert_cardinality(steps_per_epoch(n_test, settings.batch_size))
+        )
+        yield {"x": train_data, "validation_data": test_data}
+
+
 def train(
     prepared: str | Path | None,
     output: str | Path,
@@ -294,33 +332,46 @@ def train(
 ) -> TrainingRecord:
     """Train ``settings.model`` on a prepared dataset; see the module docstring."""
     import keras
-    import tensorflow as tf
 
-    from tasks.datasets.readers import open_feed, steps_per_epoch
+    from tasks.learning.hardware import agree_on_resume, backend, devices, workers_from_environment
     from tasks.learning.models import build_model
 
     prepared, output = (Path(prepared) if prepared else None), Path(output)
+    workers = workers_from_environment()
+    own = workers.own if workers else (lambda path: path)
     inputs = model_record(settings.model).inputs
-    paths, fmt = feed_paths(prepared, Path(tfrecord) if tfrecord else None, settings.feed, inputs)
+    feed = settings.feed
+    if backend() != "tensorflow" and feed != NUMPY_FORMAT:
+        log.info("Keras runs on %s, without tf.data: the NumPy feed reads the prepared Parquet", backend())
+        feed = NUMPY_FORMAT
+    numpy_reader = feed == NUMPY_FORMAT  # reads the files of the Petastorm feed or the HLF-only feed
+    paths, fmt = feed_paths(
+        prepared, Path(tfrecord) if tfrecord else None, "petastorm" if numpy_reader else feed, inputs
+    )
     data = dataset_info(paths, fmt)
-    backup = output.with_name(output.name + ".backup")
-    progress = output.with_name(output.name + ".progress.json")
+    backup = own(output.with_name(output.name + ".backup"))
+    progress = own(output.with_name(output.name + ".progress.json"))
     done_before = len(read_json(progress)) if progress.exists() and backup.exists() else 0
     if done_before:
         log.info("resuming %s from its backup: %d of %d epochs were done", settings.model, done_before, settings.epochs)
     elif progress.exists():
         progress.unlink()  # metrics without a backup to resume from belong to nothing
 
+    hardware = devices(workers)  # first: JAX joins its workers before it computes anything
+    if workers:
+        agree_on_resume(workers, done_before)
     keras.utils.set_random_seed(settings.seed)
-    hardware = devices()
-    strategy = hardware.pop("_strategy")
+    scope = hardware.pop("_scope")
     log.info(
-        "training %s on %s (%s, %d replica(s)); feed %s, batch %d, %d epochs",
+        "training %s on %s (Keras on %s, %s, %d replica(s) in %d process(es)%s); feed %s, batch %d, %d epochs",
         settings.model,
         ", ".join(hardware["gpus"]) or "CPU",
+        hardware["backend"],
         hardware["strategy"],
         hardware["replicas"],
-        "HLF-only" if fmt != settings.feed else fmt,
+        hardware["processes"],
+        f", worker {workers.index} of {workers.count}" if workers else "",
+        ("HLF-only" if fmt == HLF_FORMAT else fmt) + (" files, NumPy batches" if numpy_reader else ""),
         settings.batch_size,
         settings.epochs,
     )
@@ -329,8 +380,9 @@ def train(
     policy = keras.mixed_precision.global_policy()
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16" if hardware["gpus"] else "mixed_bfloat16")
+    weighted = numpy_reader and hardware["backend"] == "jax" and hardware["replicas"] > 1
     try:  # the policy is global: only this model is built under it
-        with strategy.scope():
+        with scope():
             model = build_model(settings.model, settings.architecture)
             optimizer = {
                 "adam": keras.optimizers.Adam,
@@ -340,7 +392,10 @@ def train(
                 "adagrad": keras.optimizers.Adagrad,
             }[settings.optimizer]
             model.compile(
-                optimizer=optimizer(settings.rate_at(0)), loss="categorical_crossentropy", metrics=["accuracy"]
+                optimizer=optimizer(settings.rate_at(0)),
+                loss="categorical_crossentropy",
+                # Several devices on JAX: the NumPy feed pads and weights its batches, padding weighing 0.
+                **({"weighted_metrics": ["accuracy"]} if weighted else {"metrics": ["accuracy"]}),
             )
     finally:
         keras.mixed_precision.set_global_policy(policy)
@@ -354,27 +409,10 @@ def train(
         callbacks.append(
             keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience, restore_best_weights=True)
         )
-    with (
-        open_feed(
-            paths["train"],
-            fmt,
-            inputs,
-            settings.batch_size,
-            training=True,
-            seed=settings.seed,
-            num_epochs=settings.epochs - done_before,
-            first_epoch=done_before,
-            bucket_batches=settings.bucket_batches,
-        ) as train_data,
-        open_feed(paths["test"], fmt, inputs, settings.batch_size, bucket_batches=settings.bucket_batches) as test_data,
-    ):
-        # A known length spares Keras a search for the end of the test data (and a warning every epoch).
-        test_data = test_data.apply(
-            tf.data.experimental.assert_cardinality(steps_per_epoch(data["test"], settings.batch_size))
-        )
+    fed = _training_data(paths, fmt, numpy_reader, inputs, settings, done_before, hardware, workers, data["test"])
+    with fed as data_of_fit, scope():
         model.fit(
-            train_data,
-            validation_data=test_data,
+            **data_of_fit,
             epochs=settings.epochs,
             callbacks=callbacks,
             verbose=0,
@@ -382,7 +420,7 @@ def train(
             steps_per_epoch=steps_per_epoch(n_train, settings.batch_size),
         )
     history = read_json(progress)
-    with atomic_directory(output) as tmp:
+    with atomic_directory(own(output)) as tmp:
         model.save(tmp / "model.keras")
         if data["scaler"] is not None:
             shutil.copy(data["scaler"], tmp / "scaler.json")
@@ -392,9 +430,11 @@ def train(
             "inputs": inputs,
             "settings": asdict(settings),
             "devices": hardware,
+            "workers": list(workers.addresses) if workers else None,
             "prepared": str(prepared) if prepared else None,
             "feed": {k: str(v) for k, v in paths.items()},
             "feed_format": fmt,
+            "reader": NUMPY_FORMAT if numpy_reader else "tf.data",
             "scaler_sha256": data["scaler_sha256"],
             "train_events": n_train,
             "test_events": data["test"],
@@ -414,6 +454,6 @@ def train(
         len(history),
         done_before,
         result["final"].get("val_accuracy", math.nan),
-        output,
+        own(output),
     )
     return result

@@ -1,0 +1,156 @@
+"""Keras on JAX: `topo train` fed by the NumPy feed, alone and as two data-parallel worker processes.
+
+Every run is a real `topo train` process with KERAS_BACKEND=jax (the test
+process itself runs Keras on TensorFlow, which cannot switch backends)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")  # the test extra
+
+EPOCHS = 3
+
+
+def _command(prepared_dir, output, *extra, model="inclusive"):
+    return [
+        sys.executable,
+        "-m",
+        "tasks.cli",
+        "train",
+        "--prepared",
+        str(prepared_dir),
+        "--feed",
+        "numpy",
+        "--model",
+        model,
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "1e-2",
+        "--seed",
+        "4",
+        "--output",
+        str(output),
+        *extra,
+    ]
+
+
+ENV = os.environ | {"KERAS_BACKEND": "jax", "TOPO_WORKER_HEARTBEAT_S": "10", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _workers(prepared_dir, output, cluster):
+    return [
+        subprocess.Popen(
+            _command(prepared_dir, output, "--cluster", cluster, "--worker-index", str(i), model="gru"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for i in range(2)
+    ]
+
+
+def _finish(processes, timeout=400):
+    outputs = [p.communicate(timeout=timeout) for p in processes]
+    for p, (_, err) in zip(processes, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    return [json.loads(out) for out, _ in outputs], [err for _, err in outputs]
+
+
+def _weights(model_dir):
+    import keras
+
+    return keras.saving.load_model(model_dir / "model.keras", compile=False).get_weights()
+
+
+@pytest.fixture(scope="module")
+def single(prepared, tmp_path_factory):
+    out, _, _ = prepared
+    output = tmp_path_factory.mktemp("jax") / "inclusive"
+    run = subprocess.run(_command(out, output), capture_output=True, text=True, env=ENV, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return output, json.loads(run.stdout), run.stderr
+
+
+def test_topo_train_runs_on_jax_from_the_numpy_feed_and_tensorflow_scores_the_model(single, tmp_path):
+    from tasks.learning.evaluate import evaluate
+
+    output, result, log = single
+    training = json.loads((output / "training.json").read_text())
+    assert training["devices"]["backend"] == "jax" and training["reader"] == "numpy"
+    assert training["feed_format"] == "petastorm", "the prepared Parquet, which evaluation reads with tf.data"
+    history = json.loads((output / "history.json").read_text())
+    assert history[str(EPOCHS - 1)]["loss"] < history["0"]["loss"], "it learns"
+    assert "Keras on jax" in log and "NumPy batches" in log
+    metrics = evaluate(output, tmp_path / "evaluation")  # Keras on TensorFlow, the tf.data reader
+    assert metrics["train_events"] == training["train_events"]
+    assert all(0.0 <= c["auc"] <= 1.0 for c in metrics["classes"].values())
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_model_as_one_process_does_and_resume_after_a_kill(prepared, tmp_path):
+    # The GRU: no dropout, whose masks depend on how a batch is split among devices.
+    out, _, _ = prepared
+    alone = subprocess.run(_command(out, tmp_path / "alone", model="gru"), capture_output=True, text=True, env=ENV)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    cluster = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    results, logs = _finish(_workers(out, tmp_path / "straight", cluster))
+    assert [r["workers"] for r in results] == [cluster.split(",")] * 2
+    assert results[0]["devices"]["processes"] == 2 and results[0]["devices"]["strategy"] == "DataParallel"
+    assert "worker 1 of 2" in logs[1]
+    chief, other = _weights(tmp_path / "straight"), _weights(tmp_path / "straight.worker1")
+    for a, b in zip(chief, other, strict=True):
+        np.testing.assert_array_equal(a, b)  # one model, replicated
+    # Data parallel over two processes is the training of one process: the same model.
+    for a, b in zip(chief, _weights(tmp_path / "alone"), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    history = json.loads((tmp_path / "straight" / "history.json").read_text())
+    assert history[str(EPOCHS - 1)]["loss"] < history["0"]["loss"]
+
+    # Kill worker 1 after its first epoch: worker 0 fails (it does not wait forever), and the
+    # job started again resumes both from their backups.
+    cluster = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    processes = _workers(out, tmp_path / "killed", cluster)
+    progress = tmp_path / "killed.progress.json.worker1"
+    deadline = time.time() + 300
+    while time.time() < deadline and processes[1].poll() is None:
+        if progress.exists() and len(json.loads(progress.read_text() or "{}")) >= 1:
+            break
+        time.sleep(0.05)
+    assert processes[1].poll() is None, (
+        "worker 1 ended before it could be killed: " + processes[1].stderr.read()[-2000:]
+    )
+    processes[1].send_signal(signal.SIGKILL)
+    processes[1].wait()
+    _, err = processes[0].communicate(timeout=120)
+    assert processes[0].returncode != 0, "worker 0 carried on without worker 1"
+    assert "heartbeat timeout" in err
+    assert not (tmp_path / "killed").exists(), "nothing half-written"
+    results, logs = _finish(_workers(out, tmp_path / "killed", cluster))
+    assert all(r["resumed_after_epochs"] >= 1 and r["epochs_run"] == EPOCHS for r in results)
+    assert all("resuming gru from its backup" in log for log in logs)
+    for a, b in zip(_weights(tmp_path / "killed"), chief, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # the model the uninterrupted run made
