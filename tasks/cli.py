@@ -216,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--worker-index", type=int, default=0, help="this process's place in --cluster (default: 0)")
     tr.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train data-parallel in N worker processes on this machine, one GPU each where there are enough, "
+        "on Keras' JAX backend (default: 1)",
+    )
+    tr.add_argument(
         "--tuned",
         action="store_true",
         help="use the best hyperparameters of the last search, <data root>/hyperparameters/<model>.json",
@@ -500,7 +508,14 @@ def _train(args, settings: Settings) -> dict:
         from tasks.learning.hardware import Workers
 
         os.environ["TF_CONFIG"] = Workers(tuple(args.cluster.split(",")), args.worker_index).tf_config()
-    result = train(prepared, output, options, tfrecord=tfrecord)
+    if args.processes > 1:
+        if args.cluster:
+            raise SettingsError("--processes starts its own workers: give it or --cluster, not both")
+        from tasks.learning.launch import train_processes
+
+        result = train_processes(prepared, output, options, tfrecord=tfrecord, processes=args.processes)
+    else:
+        result = train(prepared, output, options, tfrecord=tfrecord)
     return {"output": str(output)} | {
         k: result[k]
         for k in ("model", "feed_format", "reader", "workers", "epochs_run", "resumed_after_epochs", "final", "devices")

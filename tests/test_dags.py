@@ -105,6 +105,7 @@ def test_topology_classifier_graph(dagbag):
         "batch_size",
         "learning_rate",
         "bucket_batches",
+        "training_processes",
         "train_seed",
         "use_tuned",
         "promotion_metric",
@@ -112,6 +113,7 @@ def test_topology_classifier_graph(dagbag):
     }
     assert dag.params["models"] == ["hlf", "gru", "inclusive"]
     assert dag.params["bucket_batches"] > 0  # trimmed sequence batches by default
+    assert dag.params["training_processes"] == 1  # one process unless asked
 
 
 def test_ingest_daily_is_keyed_on_the_day_and_announces_its_partition(dagbag):

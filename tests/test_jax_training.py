@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tasks.core.errors import TopoError
+from tasks.learning.launch import free_ports, train_processes
+from tasks.learning.train import TrainSettings, parse_schedule
 
 pytest.importorskip("jax")  # the test extra
 
@@ -48,16 +52,6 @@ def _command(prepared_dir, output, *extra, model="inclusive"):
 
 
 ENV = os.environ | {"KERAS_BACKEND": "jax", "TOPO_WORKER_HEARTBEAT_S": "10", "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _workers(prepared_dir, output, cluster):
@@ -116,11 +110,15 @@ def test_two_workers_train_one_model_as_one_process_does_and_resume_after_a_kill
     out, _, _ = prepared
     alone = subprocess.run(_command(out, tmp_path / "alone", model="gru"), capture_output=True, text=True, env=ENV)
     assert alone.returncode == 0, alone.stderr[-3000:]
-    cluster = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
-    results, logs = _finish(_workers(out, tmp_path / "straight", cluster))
-    assert [r["workers"] for r in results] == [cluster.split(",")] * 2
-    assert results[0]["devices"]["processes"] == 2 and results[0]["devices"]["strategy"] == "DataParallel"
-    assert "worker 1 of 2" in logs[1]
+    # The launcher (topo train --processes, the DAG Param training_processes) starts the two workers.
+    launched = subprocess.run(
+        _command(out, tmp_path / "straight", "--processes", "2", model="gru"), capture_output=True, text=True, env=ENV
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    result = json.loads(launched.stdout)
+    assert len(result["workers"]) == 2 and result["output"] == str(tmp_path / "straight")
+    assert result["devices"]["processes"] == 2 and result["devices"]["strategy"] == "DataParallel"
+    assert "[worker 0]" in launched.stderr and "worker 0 of 2" in launched.stderr
     chief, other = _weights(tmp_path / "straight"), _weights(tmp_path / "straight.worker1")
     for a, b in zip(chief, other, strict=True):
         np.testing.assert_array_equal(a, b)  # one model, replicated
@@ -132,7 +130,7 @@ def test_two_workers_train_one_model_as_one_process_does_and_resume_after_a_kill
 
     # Kill worker 1 after its first epoch: worker 0 fails (it does not wait forever), and the
     # job started again resumes both from their backups.
-    cluster = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    cluster = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
     processes = _workers(out, tmp_path / "killed", cluster)
     progress = tmp_path / "killed.progress.json.worker1"
     deadline = time.time() + 300
@@ -154,3 +152,35 @@ def test_two_workers_train_one_model_as_one_process_does_and_resume_after_a_kill
     assert all("resuming gru from its backup" in log for log in logs)
     for a, b in zip(_weights(tmp_path / "killed"), chief, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # the model the uninterrupted run made
+
+
+def test_the_gpu_check_trains_where_tensorflow_cannot_be_imported(tmp_path):
+    # A GPU host has JAX, NumPy and pyarrow but no TensorFlow: a `tensorflow` that fails to import stands in.
+    guard = tmp_path / "no-tensorflow" / "tensorflow"
+    guard.mkdir(parents=True)
+    (guard / "__init__.py").write_text('raise ImportError("no TensorFlow on this host")\n')
+    output = tmp_path / "gpu_check.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py", "--events", "96", "--batch-size", "16", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        env=ENV | {"PYTHONPATH": str(guard.parent)},
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=400,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result == json.loads(run.stdout)
+    assert result["machine"]["platform"] == "cpu" and result["events"] == 96 and result["made_up"]
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2]
+    assert all(e["events_per_s"] > 0 and np.isfinite(e["loss"]) for e in result["epochs"])
+    assert 0.4 < result["rows_kept"] < 0.8, "trimmed batches keep about 60 % of the 801 rows"
+    assert result["steady_events_per_s"] == result["epochs"][1]["events_per_s"]
+
+
+def test_the_launcher_stops_and_names_a_failed_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOPO_WORKER_HEARTBEAT_S", "10")
+    settings = TrainSettings(model="gru", feed="numpy", epochs=1, learning_rates=parse_schedule("1e-2"))
+    with pytest.raises(TopoError, match=r"(?s)training worker \d of 2 failed .*resume from their backups.*no-such-dir"):
+        train_processes(tmp_path / "no-such-dir", tmp_path / "model", settings, processes=2)
+    assert not (tmp_path / "model").exists()

@@ -99,6 +99,15 @@ def training_params(epochs: int = 30, models: list[str] | None = None, feed: boo
             description="Sequence batches from windows of this many batches sorted by particle count, each cut "
             "after its longest sequence (the same model, faster). 0: every batch padded to 801 particles.",
         ),
+        "training_processes": Param(
+            1,
+            type="integer",
+            section=TRAINING,
+            minimum=1,
+            maximum=64,
+            description="Train each model data-parallel in this many processes on the training worker, one GPU "
+            "each where it has enough (Keras on JAX, NumPy feed). 1: one process, every GPU it sees.",
+        ),
         "train_seed": Param(
             42,
             type="integer",

@@ -226,7 +226,13 @@ def train(feeds: Prepared, model: str) -> Trained:
         options, tuned = tuned_settings(options, config.data_root)
     where = layout(feeds)
     tfrecord = where.tfrecord if "tfrecord" in feeds["feeds"] else None
-    result = run_train(where.prepared, where.model(model), options, tfrecord=tfrecord)
+    processes = p.get("training_processes", 1)
+    if processes > 1:
+        from tasks.learning.launch import train_processes
+
+        result = train_processes(where.prepared, where.model(model), options, tfrecord=tfrecord, processes=processes)
+    else:
+        result = run_train(where.prepared, where.model(model), options, tfrecord=tfrecord)
     return {
         **run_of(feeds),
         "model": model,

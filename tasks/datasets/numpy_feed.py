@@ -31,9 +31,11 @@ the GIL), so the next batches are ready while a step runs.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,7 @@ class NumpyFeed:
         bucket_batches: int = 0,
         replicas: int = 1,
         shard: tuple[int, int] = (0, 1),
+        readers: int | None = None,
     ):
         check_feed_options("petastorm", inputs, batch_size)  # Parquet, any model inputs
         if bucket_batches < 0:
@@ -96,6 +99,7 @@ class NumpyFeed:
                 f"shard {index} of {processes} on {replicas} device(s) in all is not a data-parallel layout"
             )
         self.replicas, self.shard = replicas, shard
+        self.readers = readers or min(8, os.cpu_count() or 1)
         import pyarrow.parquet as pq
 
         self.inputs, self.batch_size, self.training, self.seed = inputs, batch_size, training, seed
@@ -170,6 +174,8 @@ class NumpyFeed:
             if flat.size != len(table) * width:
                 raise FeedError(f"{f}, row group {i}: column {c} does not hold {width} values per event")
             arrays[c] = flat.reshape((len(table), *SHAPES[c]))
+        if "GRU_input" in arrays and self.window:
+            arrays["_length"] = real_lengths(arrays["GRU_input"])
         return arrays
 
     @staticmethod
@@ -178,17 +184,21 @@ class NumpyFeed:
         return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
 
     def _windows(self, groups, size: int) -> Iterator[dict[str, np.ndarray]]:
-        """Row groups in this order → windows of exactly ``size`` events (the last one shorter)."""
+        """Row groups in this order → windows of exactly ``size`` events (the last one shorter).
+        ``readers`` row groups are read at once, in threads, ahead of need."""
         pending, held = [], 0
-        for group in groups:
-            part = self._read(group)
-            pending.append(part)
-            held += len(part["encoded_label"])
-            while held >= size:
-                joined = self._concatenate(pending)
-                yield {c: a[:size] for c, a in joined.items()}
-                rest = {c: a[size:] for c, a in joined.items()}
-                pending, held = [rest], held - size
+        with ThreadPoolExecutor(self.readers, thread_name_prefix="numpy-feed-read") as pool:
+            ahead = [pool.submit(self._read, g) for g in groups[: 2 * self.readers]]
+            for later in [*groups[2 * self.readers :], *[None] * len(ahead)]:
+                part = ahead.pop(0).result()
+                if later is not None:
+                    ahead.append(pool.submit(self._read, later))
+                pending.append(part)
+                held += len(part["encoded_label"])
+                while held >= size:
+                    joined = self._concatenate(pending)
+                    yield {c: a[:size] for c, a in joined.items()}
+                    pending, held = [{c: a[size:] for c, a in joined.items()}], held - size
         if held:
             yield self._concatenate(pending)
 
@@ -216,7 +226,7 @@ class NumpyFeed:
             yield self._arrange({c: a[start : start + self.batch_size] for c, a in window.items()})
 
     def _sorting_window(self, window: dict, key) -> Iterator[tuple]:
-        lengths = real_lengths(window["GRU_input"])
+        lengths = window.pop("_length")
         order = np.argsort(lengths, kind="stable")
         starts = list(range(0, len(order), self.batch_size))
         if key is not None:
