@@ -1,4 +1,4 @@
-.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator bench-physics bench-training-input gpu-check
+.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator bench-physics bench-training-input gpu-check bench-backends
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -37,6 +37,9 @@ bench-training-input: setup
 
 gpu-check: setup  # here on CPU; on a GPU host see benchmarks/gpu_check.py
 	KERAS_BACKEND=jax .venv/bin/python benchmarks/gpu_check.py --events 4000 --batch-size 128 --output benchmarks/results/gpu_check_cpu.json
+
+bench-backends: setup
+	.venv/bin/python benchmarks/backends_benchmark.py
 
 bench-contracts: setup
 	.venv/bin/python benchmarks/contracts_benchmark.py

@@ -152,22 +152,18 @@ def main(argv=None) -> dict:
             num_epochs=None,
             bucket_batches=args.bucket_batches,
         )
-        model.fit(iter(training), epochs=args.epochs, steps_per_epoch=len(training), callbacks=[Clock()], verbose=0)
-
-    import jax
+        # On TensorFlow (for comparison: benchmarks/backends_benchmark.py) through tf.data, which takes any length.
+        batches = training.tf_dataset() if keras.backend.backend() == "tensorflow" else iter(training)
+        model.fit(
+            batches, epochs=args.epochs, steps_per_epoch=len(training), callbacks=[Clock()], verbose=0, shuffle=False
+        )
 
     steady = epochs[1:] or epochs
     best = max(e["events_per_s"] for e in steady)
     result = {
-        "what": "the inclusive model, Model.fit on Keras' JAX backend, fed by the NumPy feed with trimmed batches",
-        "machine": {
-            "devices": [str(d) for d in jax.devices()],
-            "platform": jax.devices()[0].platform,
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "keras": keras.__version__,
-            "numpy": np.__version__,
-        },
+        "what": f"the inclusive model, Model.fit on Keras' {keras.backend.backend()} backend, fed by the NumPy feed "
+        "with trimmed batches",
+        "machine": _machine(keras.backend.backend()) | {"python": platform.python_version(), "numpy": np.__version__},
         "events": feed.events,
         "made_up": args.prepared is None,
         "batch_size": args.batch_size,
@@ -185,6 +181,32 @@ def main(argv=None) -> dict:
         args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
+
+
+def _machine(backend: str) -> dict:
+    import keras
+
+    if backend == "jax":
+        import jax
+
+        devices, version = jax.devices(), jax.__version__
+        return {
+            "backend": backend,
+            "devices": [str(d) for d in devices],
+            "platform": devices[0].platform,
+            "jax": version,
+            "keras": keras.__version__,
+        }
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "backend": backend,
+        "devices": [g.name for g in gpus] or ["CPU"],
+        "platform": "gpu" if gpus else "cpu",
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
 
 
 if __name__ == "__main__":
