@@ -201,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=42, help="seed of weights, dropout and data order (default: 42)")
     tr.add_argument("--mixed-precision", action="store_true", help="float16 compute on GPUs (bfloat16 on CPU)")
     tr.add_argument(
+        "--xla",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="XLA compilation of the training step: auto is Keras' choice (on with GPUs, off on a CPU with "
+        "TensorFlow); on: 1.8-2.1x faster on CPU once each batch length is compiled (default: auto)",
+    )
+    tr.add_argument(
         "--bucket-batches",
         type=int,
         default=BUCKET_BATCHES,
@@ -492,6 +499,7 @@ def _train(args, settings: Settings) -> dict:
         early_stopping_patience=args.early_stopping,
         seed=args.seed,
         mixed_precision=args.mixed_precision,
+        xla=args.xla,
         bucket_batches=args.bucket_batches,
     )
     if args.tuned:

@@ -177,6 +177,24 @@ def test_mixed_precision_builds_in_low_precision_and_leaves_the_global_policy_al
     assert np.isfinite(result["final"]["loss"])
 
 
+@pytest.mark.parametrize("xla, expected", [("on", True), ("off", False)])
+def test_xla_is_asked_of_keras_and_compiles_trimmed_batches(prepared, tmp_path, monkeypatch, xla, expected):
+    import keras
+
+    asked = []
+    compile_ = keras.Model.compile
+
+    def spy(self, *args, **kwargs):
+        asked.append(kwargs.get("jit_compile"))
+        return compile_(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "compile", spy)
+    settings = TrainSettings(model="gru", feed="petastorm", epochs=1, batch_size=4, bucket_batches=4, xla=xla)
+    result = train(prepared[0], tmp_path / xla, settings)
+    assert asked == [expected]
+    assert np.isfinite(result["final"]["loss"]) and result["settings"]["xla"] == xla
+
+
 def test_training_on_bucketed_batches_learns_and_repeats_for_a_seed(prepared, tmp_path):
     """Batches cut to their longest sequence train the same model shape; the
     same seed gives the same run, and the batches are not the padded ones."""
@@ -228,6 +246,7 @@ def test_bucketed_evaluation_scores_every_event_in_stored_order_as_padded(prepar
         ({"model": "cnn"}, "unknown model"),
         ({"bucket_batches": -1}, "bucket_batches must be at least 0"),
         ({"feed": "hdf5"}, "unknown feed format"),
+        ({"xla": "yes"}, "xla must be one of auto, on, off"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"learning_rates": ((1, 1e-3),)}, "must start at epoch 0"),
     ],

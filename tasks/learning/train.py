@@ -52,6 +52,7 @@ PAPER_SCHEDULE = ((0, 5e-4), (2, 2e-4), (4, 1e-4))
 """SparkDLTrigger's inclusive-classifier learning rates: (first epoch, rate)."""
 OPTIMIZERS = ("adam", "nadam", "rmsprop", "sgd", "adagrad")
 TRAINING_FEEDS = (*FORMATS, NUMPY_FORMAT)
+XLA_CHOICES = ("auto", "on", "off")
 
 
 def parse_schedule(text: str) -> tuple[tuple[int, float], ...]:
@@ -78,6 +79,10 @@ class TrainSettings:
     early_stopping_patience: int = 0  # epochs without val_loss improvement; 0: off
     seed: int = 42
     mixed_precision: bool = False
+    # XLA (Keras' jit_compile): "auto" is Keras' choice (on GPUs, off on a CPU with
+    # TensorFlow, always on JAX); "on" wins 1.8-2.1x on CPU once each batch shape is
+    # compiled (docs/benchmarks.md, "Training input"), so long CPU trainings gain.
+    xla: str = "auto"
     # Batches from sorting windows of this many batches, cut to their longest
     # sequence (tasks.datasets.readers.open_feed), in training and validation;
     # 0: padded to 801.
@@ -96,6 +101,8 @@ class TrainSettings:
         model_record(self.model)  # validates the model name
         if self.feed not in TRAINING_FEEDS:
             raise SettingsError(f"unknown feed format {self.feed!r}; choose one of {', '.join(TRAINING_FEEDS)}")
+        if self.xla not in XLA_CHOICES:
+            raise SettingsError(f"xla must be one of {', '.join(XLA_CHOICES)}, got {self.xla!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -394,6 +401,7 @@ def train(
             model.compile(
                 optimizer=optimizer(settings.rate_at(0)),
                 loss="categorical_crossentropy",
+                jit_compile={"auto": "auto", "on": True, "off": False}[settings.xla],
                 # Several devices on JAX: the NumPy feed pads and weights its batches, padding weighing 0.
                 **({"weighted_metrics": ["accuracy"]} if weighted else {"metrics": ["accuracy"]}),
             )
