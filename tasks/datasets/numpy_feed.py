@@ -178,9 +178,10 @@ class NumpyFeed:
             arrays["_length"] = real_lengths(arrays["GRU_input"])
         return arrays
 
-    @staticmethod
-    def _concatenate(parts) -> dict[str, np.ndarray]:
+    def _concatenate(self, parts) -> dict[str, np.ndarray]:
         parts = list(parts)
+        if not parts:  # a split without events
+            return {c: np.zeros((0, *SHAPES[c]), np.float32) for c in self.columns}
         return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
 
     def _windows(self, groups, size: int) -> Iterator[dict[str, np.ndarray]]:

@@ -308,7 +308,12 @@ def _training_data(paths, fmt, numpy_reader, inputs, settings, done_before, hard
             NumpyFeed(paths["test"], inputs, settings.batch_size, num_epochs=None, **share),
         ]
         train_data, test_data = (f.tf_dataset() if hardware["backend"] == "tensorflow" else iter(f) for f in feeds)
-        yield {"x": train_data, "validation_data": test_data, "validation_steps": len(feeds[1])}
+        try:
+            yield {"x": train_data, "validation_data": test_data, "validation_steps": len(feeds[1])}
+        finally:
+            for batches in (train_data, test_data):
+                if hasattr(batches, "close"):
+                    batches.close()  # stops its reading thread, which would read on ahead
         return
     with (
         open_feed(
