@@ -53,6 +53,7 @@ def made_up_events(directory: Path, n: int, seed: int = 0, row_group: int = 256)
     import pyarrow.parquet as pq
 
     from tasks.core import schema
+    from tasks.datasets.prepare import float_lists
 
     rows, width = schema.LLF_ROWS, schema.LLF_FEATURES
     rng = np.random.default_rng(seed)
@@ -67,9 +68,9 @@ def made_up_events(directory: Path, n: int, seed: int = 0, row_group: int = 256)
             labels = rng.integers(0, 3, k)
             columns = {
                 "n_particles": pa.array(lengths, pa.int32()),
-                "HLF_input": _lists(rng.normal(size=(k, schema.HLF_FEATURES)).astype(np.float32)),
-                "GRU_input": _lists(gru.reshape(k, rows * width)),
-                "encoded_label": _lists(np.eye(3, dtype=np.float32)[labels]),
+                "HLF_input": float_lists(rng.normal(size=k * schema.HLF_FEATURES), schema.HLF_FEATURES, k),
+                "GRU_input": float_lists(gru.ravel(), rows * width, k),
+                "encoded_label": float_lists(np.eye(3, dtype=np.float32)[labels].ravel(), 3, k),
             }
             writer.write_table(pa.table(columns, schema=_schema()))
     return out
@@ -82,15 +83,6 @@ def _schema():
     return pa.schema(
         [("n_particles", pa.int32()), ("HLF_input", floats), ("GRU_input", floats), ("encoded_label", floats)]
     )
-
-
-def _lists(matrix):
-    import numpy as np
-    import pyarrow as pa
-
-    n, width = matrix.shape
-    offsets = pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel()))
 
 
 def main(argv=None) -> dict:

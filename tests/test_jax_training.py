@@ -19,6 +19,7 @@ import pytest
 from tasks.core.errors import TopoError
 from tasks.learning.launch import free_ports, train_processes
 from tasks.learning.train import TrainSettings, parse_schedule
+from tests.support.training import train_command
 
 pytest.importorskip("jax")  # the test extra
 
@@ -26,29 +27,8 @@ EPOCHS = 3
 
 
 def _command(prepared_dir, output, *extra, model="inclusive"):
-    return [
-        sys.executable,
-        "-m",
-        "tasks.cli",
-        "train",
-        "--prepared",
-        str(prepared_dir),
-        "--feed",
-        "numpy",
-        "--model",
-        model,
-        "--epochs",
-        str(EPOCHS),
-        "--batch-size",
-        "8",
-        "--learning-rate",
-        "1e-2",
-        "--seed",
-        "4",
-        "--output",
-        str(output),
-        *extra,
-    ]
+    options = dict(model=model, feed="numpy", epochs=EPOCHS, batch_size=8, rate="1e-2")
+    return train_command(prepared_dir, output, "--seed", "4", *extra, **options)
 
 
 ENV = os.environ | {"KERAS_BACKEND": "jax", "TOPO_WORKER_HEARTBEAT_S": "10", "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -17,6 +16,7 @@ from tasks.core.errors import SettingsError
 from tasks.learning.evaluate import evaluate
 from tasks.learning.metrics import physics_metrics
 from tasks.learning.train import TrainSettings, parse_schedule, train
+from tests.support.training import train_command
 
 
 def test_physics_metrics_on_known_scores():
@@ -90,36 +90,13 @@ def test_hlf_models_read_the_hlf_only_feed_and_score_as_from_the_full_events(pre
     assert again["feed_format"] == "tfrecord" and "earlier preparation" in caplog.text
 
 
-def _train_command(prepared_dir, output, model="gru"):
-    return [
-        sys.executable,
-        "-m",
-        "tasks.cli",
-        "train",
-        "--prepared",
-        str(prepared_dir),
-        "--feed",
-        "petastorm",
-        "--model",
-        model,
-        "--epochs",
-        "6",
-        "--batch-size",
-        "4",
-        "--learning-rate",
-        "3e-3",
-        "--output",
-        str(output),
-    ]
-
-
 @pytest.mark.parametrize("model", ["gru", "inclusive"])  # the inclusive model has dropout: its masks must repeat
 def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_path, model):
     out, _, _ = prepared
     model_dir = tmp_path / model
     progress = tmp_path / f"{model}.progress.json"
     process = subprocess.Popen(
-        _train_command(out, model_dir, model),
+        train_command(out, model_dir, model=model),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -140,7 +117,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_
     assert (tmp_path / f"{model}.backup").exists()
 
     resumed = subprocess.run(
-        _train_command(out, model_dir, model),
+        train_command(out, model_dir, model=model),
         capture_output=True,
         text=True,
         env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},

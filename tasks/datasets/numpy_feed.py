@@ -90,9 +90,7 @@ class NumpyFeed:
         shard: tuple[int, int] = (0, 1),
         readers: int | None = None,
     ):
-        check_feed_options("petastorm", inputs, batch_size)  # Parquet, any model inputs
-        if bucket_batches < 0:
-            raise FeedError(f"bucket_batches must be at least 0, got {bucket_batches}")
+        check_feed_options("petastorm", inputs, batch_size, bucket_batches)  # Parquet, any model inputs
         index, processes = shard
         if not (0 <= index < processes and replicas >= processes and replicas % processes == 0):
             raise FeedError(

@@ -242,9 +242,9 @@ def _gather(split: str, bucket: int, pieces: list[str], out: str, scaler: Scaler
         "event_id": table.column("event_id"),
         "label": pa.array(labels, pa.int8()),
         "n_particles": pa.array(n_particles, pa.int16()),
-        "HLF_input": _list(hlf.ravel(), schema.HLF_FEATURES, n),
-        "GRU_input": _list(gru.ravel(), GRU_SIZE, n),
-        "encoded_label": _list(
+        "HLF_input": float_lists(hlf.ravel(), schema.HLF_FEATURES, n),
+        "GRU_input": float_lists(gru.ravel(), GRU_SIZE, n),
+        "encoded_label": float_lists(
             np.eye(len(schema.CLASS_NAMES), dtype=np.float32)[labels].ravel(), len(schema.CLASS_NAMES), n
         ),
     }
@@ -280,7 +280,7 @@ def model_inputs(table, scaler: Scaler) -> tuple[np.ndarray, np.ndarray, np.ndar
     return scaler.scale_hlf(hlf), gru, np.diff(offsets)
 
 
-def _list(values: np.ndarray, width: int, n: int):
+def float_lists(values: np.ndarray, width: int, n: int):
     """A list<float32> column of ``n`` rows of ``width`` values (petastorm reads
     plain lists, not fixed-size ones)."""
     import pyarrow as pa

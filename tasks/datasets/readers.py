@@ -49,7 +49,7 @@ def input_names(inputs: str) -> tuple[str, ...]:
         raise SettingsError(f"unknown model inputs {inputs!r}; choose one of {', '.join(INPUTS)}") from None
 
 
-def check_feed_options(fmt: str, inputs: str, batch_size: int) -> None:
+def check_feed_options(fmt: str, inputs: str, batch_size: int, bucket_batches: int = 0) -> None:
     if fmt not in (*FORMATS, HLF_FORMAT):
         raise SettingsError(f"unknown feed format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == HLF_FORMAT and input_names(inputs) != ("HLF_input",):
@@ -57,6 +57,8 @@ def check_feed_options(fmt: str, inputs: str, batch_size: int) -> None:
     input_names(inputs)
     if batch_size < 1:
         raise SettingsError(f"batch_size must be at least 1, got {batch_size}")
+    if bucket_batches < 0:
+        raise SettingsError(f"bucket_batches must be at least 0, got {bucket_batches}")
 
 
 def feed_files(path: str | Path, fmt: str) -> list[str]:
@@ -135,9 +137,7 @@ def open_feed(
     each event in the stored order (what evaluation needs to put bucketed
     scores back in the order of ``feed_event_ids``).
     """
-    check_feed_options(fmt, inputs, batch_size)
-    if bucket_batches < 0:
-        raise SettingsError(f"bucket_batches must be at least 0, got {bucket_batches}")
+    check_feed_options(fmt, inputs, batch_size, bucket_batches)
     if positions and training:
         raise SettingsError("positions are for evaluation (training=False): a training epoch is reshuffled")
     files = feed_files(path, fmt)

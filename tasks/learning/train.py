@@ -287,7 +287,7 @@ def _dropout_streams(model, seed: int):
 
 
 @contextmanager
-def _training_data(paths, fmt, numpy_reader, inputs, settings, done_before, hardware, workers, n_test):
+def _training_data(paths, fmt, numpy_reader, inputs, settings, done_before, hardware, workers, n_test, replicas):
     """What ``Model.fit`` reads: the training and validation batches (tf.data
     datasets, or NumPy batches: generators on JAX, wrapped in tf.data on
     TensorFlow) and how many of them an epoch takes."""
@@ -298,8 +298,7 @@ def _training_data(paths, fmt, numpy_reader, inputs, settings, done_before, hard
         from tasks.datasets.numpy_feed import NumpyFeed
 
         share = dict(
-            # On JAX each process hands its share of a batch to the devices (MirroredStrategy splits batches itself).
-            replicas=hardware["replicas"] if hardware["backend"] == "jax" else 1,
+            replicas=replicas,
             shard=(workers.index, workers.count) if workers else (0, 1),
             bucket_batches=settings.bucket_batches,
         )
@@ -352,9 +351,9 @@ def train(
     workers = workers_from_environment()
     own = workers.own if workers else (lambda path: path)
     inputs = model_record(settings.model).inputs
-    feed = settings.feed
-    if backend() != "tensorflow" and feed != NUMPY_FORMAT:
-        log.info("Keras runs on %s, without tf.data: the NumPy feed reads the prepared Parquet", backend())
+    feed, keras_backend = settings.feed, backend()
+    if keras_backend != "tensorflow" and feed != NUMPY_FORMAT:
+        log.info("Keras runs on %s, without tf.data: the NumPy feed reads the prepared Parquet", keras_backend)
         feed = NUMPY_FORMAT
     numpy_reader = feed == NUMPY_FORMAT  # reads the files of the Petastorm feed or the HLF-only feed
     paths, fmt = feed_paths(
@@ -392,7 +391,9 @@ def train(
     policy = keras.mixed_precision.global_policy()
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16" if hardware["gpus"] else "mixed_bfloat16")
-    weighted = numpy_reader and hardware["backend"] == "jax" and hardware["replicas"] > 1
+    # On JAX each process hands the devices its share of every NumPy batch, padded
+    # and weighted to divide among them (MirroredStrategy splits batches itself).
+    feed_replicas = hardware["replicas"] if numpy_reader and hardware["backend"] == "jax" else 1
     try:  # the policy is global: only this model is built under it
         with scope():
             model = build_model(settings.model, settings.architecture)
@@ -407,8 +408,8 @@ def train(
                 optimizer=optimizer(settings.rate_at(0)),
                 loss="categorical_crossentropy",
                 jit_compile={"auto": "auto", "on": True, "off": False}[settings.xla],
-                # Several devices on JAX: the NumPy feed pads and weights its batches, padding weighing 0.
-                **({"weighted_metrics": ["accuracy"]} if weighted else {"metrics": ["accuracy"]}),
+                # Padding weighs 0: accuracy must count the weights.
+                **({"weighted_metrics": ["accuracy"]} if feed_replicas > 1 else {"metrics": ["accuracy"]}),
             )
     finally:
         keras.mixed_precision.set_global_policy(policy)
@@ -422,7 +423,9 @@ def train(
         callbacks.append(
             keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience, restore_best_weights=True)
         )
-    fed = _training_data(paths, fmt, numpy_reader, inputs, settings, done_before, hardware, workers, data["test"])
+    fed = _training_data(
+        paths, fmt, numpy_reader, inputs, settings, done_before, hardware, workers, data["test"], feed_replicas
+    )
     with fed as data_of_fit, scope():
         model.fit(
             **data_of_fit,
