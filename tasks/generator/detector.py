@@ -43,9 +43,13 @@ VERTEX_RESOLUTION_MM = (0.02, 0.02, 0.05)  # x, y, z of a track's vertex (CMS tr
 # --- calorimeters (card: ECal/HCal resolution formulas, EtaPhiBins; thresholds) ---
 ECAL_ETA, HCAL_ETA = 3.0, 5.0
 ECAL_CELL, HCAL_CELL = 0.02, 0.087  # η × φ cell size (CMS: ECAL crystals 0.0174, HCAL towers 0.087)
-ECAL_RESOLUTION = (0.007, 0.07, 0.35)  # σE/E = c ⊕ s/√E ⊕ n/E (CMS ECAL barrel test beam, rounded)
-HCAL_RESOLUTION = (0.05, 1.0, 0.0)  # σE/E = 5 % ⊕ 100 %/√E (card, rounded)
-ECAL_THRESHOLD, HCAL_THRESHOLD = 0.5, 1.0  # GeV: EFlowPhoton and EFlowNeutralHadron need more
+# Resolutions, σE in GeV (card's ResolutionFormula): ECAL σ = f(η)·√((0.008 E)² + 0.11² E + 0.40²),
+# f = 1 + 0.64 η² in the barrel (|η| ≤ 1.5), 2.16 + 5.6 (|η| − 2)² in the endcaps (≤ 2.5), and
+# √((0.107 E)² + 2.08² E) beyond; HCAL σ = √((0.05 E)² + 1.5² E) (|η| ≤ 3), √((0.13 E)² + 2.7² E) beyond.
+ECAL_CORE, ECAL_FORWARD = (0.008, 0.11, 0.40), (0.107, 2.08, 0.0)  # (c, s, n): √((c E)² + s² E + n²)
+HCAL_CORE, HCAL_FORWARD = (0.05, 1.5, 0.0), (0.13, 2.7, 0.0)
+ECAL_THRESHOLD, HCAL_THRESHOLD = 0.5, 1.0  # GeV (card: EnergyMin)
+SIGNIFICANCE_MIN = 2.0  # a deposit is kept only above 2σ of its own energy (card: EnergySignificanceMin)
 # --- leptons (card: ElectronEfficiency, MuonEfficiency) -----------------------
 ELECTRON_EFFICIENCY = ((1.5, ((10.0, 0.95),)), (2.5, ((10.0, 0.85),)))
 MUON_EFFICIENCY = ((2.4, ((10.0, 0.95),)),)
@@ -143,15 +147,16 @@ class Detector:
         hadronic = visible & (charge == 0) & (apid != 22) & (np.abs(eta) < HCAL_ETA)
         hadronic |= missed_charged & (apid != 11) & (np.abs(eta) < HCAL_ETA)
         for mask, cell, reach, resolution, threshold, store in (
-            (em, ECAL_CELL, ECAL_ETA, ECAL_RESOLUTION, ECAL_THRESHOLD, ev.photons),
-            (hadronic, HCAL_CELL, HCAL_ETA, HCAL_RESOLUTION, HCAL_THRESHOLD, ev.neutrals),
+            (em, ECAL_CELL, ECAL_ETA, ecal_sigma, ECAL_THRESHOLD, ev.photons),
+            (hadronic, HCAL_CELL, HCAL_ETA, hcal_sigma, HCAL_THRESHOLD, ev.neutrals),
         ):
             deposits = _cells(particles.e[mask], eta[mask], phi[mask], cell, reach)
             if len(deposits):
-                energy, c_eta, c_phi = deposits.T
-                energy = energy * np.maximum(1 + rng.normal(0, 1, len(energy)) * _calo_sigma(energy, resolution), 0)
+                true_energy, c_eta, c_phi = deposits.T
+                energy = _log_normal(true_energy, resolution(true_energy, c_eta), rng)
                 et = energy / np.cosh(c_eta)
-                kept = energy > threshold
+                # As the card: the threshold and the significance of the measured energy.
+                kept = (energy > threshold) & (energy > SIGNIFICANCE_MIN * resolution(energy, c_eta))
                 store.append(np.column_stack([et[kept], c_eta[kept], c_phi[kept]]))
 
         # Jets on the particle-flow objects without pileup tracks, less ρ·A;
@@ -175,10 +180,28 @@ class Detector:
         return ev
 
 
-def _calo_sigma(energy, resolution):
-    c, s, n = resolution
-    e = np.maximum(energy, 1e-3)
-    return np.sqrt(c**2 + s**2 / e + (n / e) ** 2)
+def _sigma(energy, terms):
+    c, s, n = terms
+    return np.sqrt((c * energy) ** 2 + s**2 * energy + n**2)
+
+
+def ecal_sigma(energy, eta):
+    """The ECAL's σE (GeV) for deposits of ``energy`` at ``eta`` (card's formula)."""
+    a = np.abs(eta)
+    shape = np.where(a <= 1.5, 1 + 0.64 * a**2, 2.16 + 5.6 * (a - 2) ** 2)
+    return np.where(a <= 2.5, shape * _sigma(energy, ECAL_CORE), _sigma(energy, ECAL_FORWARD))
+
+
+def hcal_sigma(energy, eta):
+    """The HCAL's σE (GeV) for deposits of ``energy`` at ``eta`` (card's formula)."""
+    return np.where(np.abs(eta) <= 3.0, _sigma(energy, HCAL_CORE), _sigma(energy, HCAL_FORWARD))
+
+
+def _log_normal(mean, sigma, rng):
+    """Smeared energies with that mean and σ, never negative (the card's
+    calorimeters smear log-normally)."""
+    b = np.sqrt(np.log1p((sigma / np.maximum(mean, 1e-9)) ** 2))
+    return np.exp(np.log(np.maximum(mean, 1e-9)) - 0.5 * b**2 + b * rng.normal(0, 1, len(mean)))
 
 
 def _cells(energy, eta, phi, size, eta_max) -> np.ndarray:
