@@ -30,6 +30,7 @@ RUN uv sync --frozen --no-dev --extra celery --no-cache
 COPY dags ./dags
 COPY plugins ./plugins
 COPY data_contracts ./data_contracts
+COPY data_configs ./data_configs
 COPY scripts ./scripts
 USER topo
 

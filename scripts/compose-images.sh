@@ -7,6 +7,7 @@
 #   bash scripts/compose-images.sh --host-ca  # first copy this machine's CA bundle into docker/ca/
 #                                             # (a proxy that re-signs TLS)
 #   bash scripts/compose-images.sh --report FILE   # build times and sizes as JSON
+#   bash scripts/compose-images.sh --env-file FILE # another env file than .env
 # Needs a running Docker engine, mmdebstrap and root (or user namespaces) for
 # the base. Images that exist are kept (the base, PostgreSQL and Redis) or
 # rebuilt from the layer cache (the project's); --rebuild makes all afresh.
@@ -21,14 +22,15 @@ base_image="topo-local/python:3.11-$suite"
 postgres_image="topo-local/postgres:15"
 redis_image="topo-local/redis:7"
 tag="${TOPO_IMAGE_TAG:-latest}"
-gpu=0 host_ca=0 rebuild=0 report=""
+gpu=0 host_ca=0 rebuild=0 report="" env_file=.env
 while [ $# -gt 0 ]; do
   case "$1" in
     --gpu) gpu=1 ;;
     --host-ca) host_ca=1 ;;
     --rebuild) rebuild=1 ;;
     --report) report="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --env-file) env_file="$2"; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "compose-images.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -80,9 +82,9 @@ if [ "$gpu" = 1 ]; then
 fi
 
 # The variables, beside the generated secrets (made first if missing).
-[ -e .env ] || bash scripts/generate-env.sh .env
+[ -e "$env_file" ] || bash scripts/generate-env.sh "$env_file"
 set_env() {  # set_env KEY VALUE: replace or append the line KEY=...
-  if grep -q "^$1=" .env; then sed -i "s|^$1=.*|$1=$2|" .env; else echo "$1=$2" >>.env; fi
+  if grep -q "^$1=" "$env_file"; then sed -i "s|^$1=.*|$1=$2|" "$env_file"; else echo "$1=$2" >>"$env_file"; fi
 }
 set_env TOPO_BASE_IMAGE "$base_image"
 set_env TOPO_POSTGRES_IMAGE "$postgres_image"
@@ -105,4 +107,4 @@ if report:
     with open(report, "w") as f:
         json.dump({"build_seconds": {k: int(v) for k, v in times.items()}, "size_bytes": sizes}, f, indent=2)
 PY
-echo "images ready; .env points docker-compose.yml at them" >&2
+echo "images ready; $env_file points docker-compose.yml at them" >&2

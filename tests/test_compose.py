@@ -1,7 +1,8 @@
-"""docker-compose.yml and its secrets, checked without a Docker engine (none
-runs here): the services and their roles, health-gated start order, the GPU
+"""docker-compose.yml and its secrets, checked without a Docker engine
+(tests/test_compose_up.py brings the stack up on one): the services and their roles, health-gated start order, the GPU
 reservation, secrets only from the generated .env, only the UIs published and
-only on localhost, one image from the Dockerfile, consistent volumes."""
+only on localhost, one image from the Dockerfile, consistent volumes, image
+names as variables with the official images as defaults."""
 
 from __future__ import annotations
 
@@ -182,3 +183,26 @@ def test_generated_env_is_private_random_and_never_overwritten(tmp_path):
     assert not set(values.values()) & set(
         line.split("=", 1)[1] for line in other.read_text().splitlines() if "=" in line
     )
+
+
+def test_images_are_variables_defaulting_to_the_official_ones(compose):
+    services = compose["services"]
+    assert services["postgres"]["image"] == "${TOPO_POSTGRES_IMAGE:-postgres:16}"
+    assert services["redis"]["image"] == "${TOPO_REDIS_IMAGE:-redis:7}"
+    for name in OURS:
+        assert services[name]["build"]["args"]["BASE_IMAGE"] == "${TOPO_BASE_IMAGE:-python:3.11-slim}", name
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile and "FROM ${BASE_IMAGE} AS base" in dockerfile
+    # The legacy builder builds every stage up to --target: cpu must not need gpu's.
+    stages = re.findall(r"^FROM \S+ AS (\w+)", dockerfile, re.M)
+    assert stages.index("cpu") < stages.index("gpu")
+    # Everything the tasks read at run time is in the image.
+    copied = set(re.findall(r"^COPY (\S+) \./", dockerfile, re.M))
+    assert {"tasks", "dags", "plugins", "data_contracts", "data_configs", "scripts"} <= copied
+
+
+def test_the_cpu_override_keeps_the_training_worker_without_devices():
+    base = (REPO / "docker-compose.yml").read_text()
+    override = (REPO / "docker-compose.cpu.yml").read_text()
+    assert "driver: nvidia" in base and "nvidia" not in override
+    assert "deploy: !reset {}" in override and "target: cpu" in override

@@ -8,8 +8,9 @@ Every parameter is a module constant, with where its value comes from
 detector papers). Simplifications against Delphes, on purpose: no magnetic
 field propagation (particles fly straight from their production vertex), a
 charged hadron's calorimeter deposit is replaced by its track (perfect
-particle-flow linking), and electrons and muons are reconstructed from their
-own track, so that a lepton's track in EFlowTrack has exactly its pT, η, φ
+particle-flow linking; a neutral deposit's 2σ significance is judged on its
+own energy, and it sits at its cell's centre), and electrons and muons are
+reconstructed from their own track, so that a lepton's track in EFlowTrack has exactly its pT, η, φ
 (the kernel's own-track rule, docs/spec.md). Pileup is mitigated for jets
 only, as Delphes' pileup card does (charged pileup tracks away from the
 primary vertex leave the jets' input, and ρ·A is subtracted from each jet):
