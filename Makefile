@@ -1,4 +1,4 @@
-.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator bench-physics bench-training-input gpu-check bench-backends
+.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator bench-physics bench-pileup bench-images bench-training-input gpu-check bench-backends
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -55,3 +55,10 @@ bench-generator: setup
 
 bench-physics: setup
 	.venv/bin/python benchmarks/physics_benchmark.py
+
+bench-pileup: setup
+	.venv/bin/python benchmarks/pileup_density.py
+
+# Every image from scratch (needs a running engine: scripts/docker-engine.sh start).
+bench-images:
+	bash scripts/compose-images.sh --host-ca --gpu --rebuild --env-file .env --report benchmarks/results/compose_images.json

@@ -10,7 +10,7 @@ from datetime import datetime
 import pyarrow.parquet as pq
 import pytest
 
-from tests.support.airflow_service import AirflowService
+from tests.support.airflow_service import AirflowService, wait_until
 from tests.support.files import file_hashes
 
 DAYS = ("2026-01-01", "2026-01-02", "2026-01-03")
@@ -68,6 +68,13 @@ def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_tha
         generate(data / "raw" / day, SampleRequest(events=90, files_per_sample=1, mix=(1, 1, 1), seed=100 + i))
     (data / "raw" / EMPTY_DAY / "qcd").mkdir(parents=True)  # the directory exists, no file came
     airflow.unpause("ingest_daily")
+    # Unpausing starts the latest interval's scheduled run at once. On SQLite a
+    # backfill created while that run writes can be refused half-done ("database
+    # is locked"), and cancelling the orphan while the scheduler creates its task
+    # instances crashed the scheduler (a foreign key, seen once in CI): let the
+    # scheduled run finish first.
+    wait_until(lambda: airflow.runs("ingest_daily"), 120, "no scheduled run after unpausing")
+    airflow.wait_for_runs("ingest_daily", 1, run_type="scheduled")
     airflow.backfill("ingest_daily", DAYS[0], EMPTY_DAY)
     runs = airflow.wait_for_runs("ingest_daily", 4, run_type="backfill")
     assert [r["state"] for r in runs] == ["success"] * 4, airflow.tail()

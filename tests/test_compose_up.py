@@ -7,17 +7,15 @@ mid-training and the task's retry resuming; `compose down` leaves nothing."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
-import urllib.error
-import urllib.request
 from urllib.parse import quote
 
 import psutil
 import pytest
 
+from tests.support import mlflow_client
 from tests.support.airflow_service import wait_until
 from tests.support.compose_stack import ComposeStack
 
@@ -40,18 +38,11 @@ def stack(tmp_path_factory):
         down, left = stack.stop()
     assert down.returncode == 0, down.stderr
     assert not left, f"compose down left {left}"
+    assert not stack.engine_processes_left(), "the engine this test started is still running"
 
 
 def mlflow_get(stack, path: str, auth: bool = True) -> tuple[int, dict]:
-    headers = {}
-    if auth:
-        token = base64.b64encode(f"admin:{stack.secrets()['MLFLOW_ADMIN_PASSWORD']}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(stack.mlflow_url + path, headers=headers), timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, {}
+    return mlflow_client.mlflow_get(stack.mlflow_url, stack.secrets()["MLFLOW_ADMIN_PASSWORD"], path, auth)
 
 
 def failed_task_logs(stack, run_id: str) -> str:

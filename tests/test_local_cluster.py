@@ -6,17 +6,15 @@ retry; a Dask worker killed during ingestion; who may talk to what."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
 
+from tests.support import mlflow_client
 from tests.support.airflow_service import wait_until
 from tests.support.files import file_hashes
 from tests.support.local_cluster import ROLES
@@ -29,17 +27,7 @@ DAG = "topology_classifier"
 
 
 def mlflow_get(cluster, path: str, auth: bool = True) -> tuple[int, dict]:
-    headers = {}
-    if auth:
-        token = base64.b64encode(f"admin:{cluster.secrets()['MLFLOW_ADMIN_PASSWORD']}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(cluster.mlflow_url + path, headers=headers), timeout=30
-        ) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, {}
+    return mlflow_client.mlflow_get(cluster.mlflow_url, cluster.secrets()["MLFLOW_ADMIN_PASSWORD"], path, auth)
 
 
 def test_every_role_runs_on_localhost_only_and_asks_for_credentials(local_cluster):

@@ -80,7 +80,9 @@ def train_evaluate_promote(prepared, models):
     @task
     def report_run(decisions: list[dict]) -> dict:
         """One page for the run: the AUC table, the promotion decisions, links to each report."""
-        return stages.report(decisions)
+        # By index, not by iterating: the lazy sequence's iterator ends by asking
+        # for one item past the end, which the task log shows as an error.
+        return stages.report([decisions[i] for i in range(len(decisions))])
 
     trained = train_model.partial(feeds=prepared).expand(model=models)
     evaluated = validate_predictions.expand(payload=evaluate_model.expand(trained=trained))

@@ -11,6 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import psutil
+
 from tests.support.airflow_service import REPO, AirflowClient, free_port
 
 PROJECT = "topo-compose-test"
@@ -47,6 +49,8 @@ class ComposeStack:
     def start(self) -> None:
         self.engine("install")
         self.engine("start")
+        pid_file = self.state / "dockerd.pid"
+        self.dockerd_pid = int(pid_file.read_text()) if pid_file.exists() else None  # None: an engine not ours
         run("bash", "scripts/generate-env.sh", str(self.env_file))
         with self.env_file.open("a") as f:
             f.write(f"AIRFLOW_UI_PORT={self.ui_port}\nMLFLOW_UI_PORT={self.mlflow_port}\n")
@@ -55,6 +59,14 @@ class ComposeStack:
             "--report", str(self.build_report), timeout=2400)  # fmt: skip
         self.compose("up", "-d", "--wait", "--wait-timeout", "600", timeout=900)
         self.api.login("admin", self.secrets()["AIRFLOW_ADMIN_PASSWORD"])
+
+    def engine_processes_left(self) -> list[str]:
+        """The dockerd this stack started and any container runtime process, if
+        still running after stop() (none when the engine was not ours)."""
+        if getattr(self, "dockerd_pid", None) is None:
+            return []
+        names = {"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "docker-proxy"}
+        return [f"{p.pid} {p.name()}" for p in psutil.process_iter(["name"]) if p.info["name"] in names]
 
     def stop(self) -> tuple[subprocess.CompletedProcess, list[str]]:
         """compose down (volumes too), then the engine if this test started it;
