@@ -99,6 +99,3 @@ class ComposeStack:
     def leftover_containers(self) -> list[str]:
         out = run("docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}", check=False)
         return out.stdout.split()
-
-    def logs_tail(self, *services: str, n: int = 60) -> str:
-        return self.compose("logs", "--no-color", "--tail", str(n), *services, check=False).stdout
