@@ -40,8 +40,13 @@ SparkDLTrigger), stage by stage:
    the `champion` alias moves only if the new version is better by
    `promotion_metric` and `promotion_margin`. `topo rollback --model <model>` undoes it.
 9. **report_run**: `<data root>/runs/<run id>/report.html` and
-   `summary.json`: the AUC table of every model, its promotion decision, and
-   links to each model's report; the AUC table is also in the task log.
+   `summary.json`: one self-contained page with every model side by side
+   (ROC curves overlaid per class, background rejection at the 99 % working
+   point, the AUC table beside the paper's), the cutflow and the class balance,
+   each contract's verdict and rules, the promotion decisions with both scores
+   and the champion history, the training curves. Logged to MLflow with each
+   registered version (tag `run_report`) and shown in the UI under the run's
+   **Report** tab; the AUC table is also in the task log.
 
 **Params** are checked against their JSON schema when the run is created (the
 trigger form, the REST API, `airflow dags test --conf`): a wrong value is

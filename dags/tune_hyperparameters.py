@@ -20,7 +20,9 @@ dataset and scores it on its test split by `metric`.
 4. **select_best**: the best trial (NaN scores never win, ties go to the
    earlier trial), written to `<data root>/hyperparameters/<model>.json`,
    which `topology_classifier` and `retrain_classifier` read when `use_tuned`
-   (and `topo train --tuned`). The table of all trials is in the task log.
+   (and `topo train --tuned`). The table of all trials is in the task log;
+   the search's page (every trial, its scores, the training curves) is
+   `<data root>/tuning/<run id>/report.html`, under the run's **Report** tab.
 
 Tune on a dataset other than the one the final model is judged on.
 """

@@ -5,6 +5,7 @@ partitions, and the hyperparameter fan-out under its concurrency limit."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 from datetime import datetime
 
 import pyarrow.parquet as pq
@@ -137,3 +138,21 @@ def test_hyperparameter_trials_fan_out_within_the_concurrency_limit(airflow, pre
     mlflow.set_tracking_uri(f"sqlite:///{airflow.data_root / 'mlflow' / 'mlflow.db'}")
     tracked = mlflow.search_runs(experiment_names=["topology-classifier-tuning"], output_format="list")
     assert sorted(r.data.params["hidden"] for r in tracked) == ["[4]", "[4]", "[8]", "[8]"]
+
+    # The search's report page, in the run reports' style, offline, and in the Airflow UI.
+    from tests.support.reports import open_report
+
+    [report] = list((airflow.data_root / "tuning").glob("*/report.html"))
+    shown = open_report(report)
+    assert list(shown["sections"]) == ["best", "trials", "scores", "training"] and not shown["remote_requests"]
+    assert shown["images"]["score of each trial"] > 0 and shown["images"]["training curves of every trial"] > 0
+    assert f"{tuned['score']:.4f}" in shown["text"] and "4 trials of the hlf classifier" in shown["text"]
+    path = f"/topo/reports/tune_hyperparameters/{urllib.parse.quote(run['dag_run_id'], safe='')}"
+    status, page = airflow.fetch("GET", path)
+    assert status == 200 and page == report.read_text(), page[:500]
+    assert airflow.fetch("GET", path, auth=False)[0] in (401, 403)  # Airflow's access rules hold
+    status, body = airflow.fetch("GET", "/topo/reports/tune_hyperparameters/no-such-run")
+    assert status == 404 and "has no report yet" in body
+    status, body = airflow.request("GET", "/api/v2/plugins")
+    [view] = [v for p in body["plugins"] if p["name"] == "topo_reports" for v in p["external_views"]]
+    assert view["destination"] == "dag_run" and view["href"] == "topo/reports/{DAG_ID}/{RUN_ID}"

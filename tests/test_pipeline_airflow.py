@@ -79,6 +79,33 @@ def test_dag_runs_every_stage_from_generation_to_evaluation(tmp_path):
     page = (events.parent / "report.html").read_text()
     assert all(f"evaluation/{model}/report.html" in page for model in ("hlf", "gru", "inclusive"))
     assert "AUC qcd" in log and f"report: {events.parent / 'report.html'}" in log
+    # The page a physicist shares, as a browser shows it offline: every section, every plot.
+    from tasks.reporting.run_report import SECTIONS
+    from tests.support.reports import open_report
+
+    shown = open_report(
+        events.parent / "report.html", Path(os.environ.get("TOPO_TEST_OUTPUT", ".test-output")) / "run-report.png"
+    )
+    assert list(shown["sections"]) == list(SECTIONS) and not shown["remote_requests"]
+    plots = ["ROC curves per class", "background rejection against signal efficiency", "training curves of every model"]
+    plots += [f"training curves of {model}" for model in ("gru", "hlf", "inclusive")]
+    assert all(shown["images"].get(alt, 0) > 0 for alt in plots), shown["images"]
+    text = shown["text"]
+    assert "paper W+jets" in text and "0.981" in text  # the AUC table beside the paper's
+    assert "no isolated lepton" in text and "train (after)" in text  # cutflow and class balance
+    assert [c["contract"] for c in summary["contracts"]] == ["ingested_events", "prepared", "feeds"] + [
+        "predictions"
+    ] * 3
+    assert all(c["success"] for c in summary["contracts"]) and "lepton_isolation" in text  # each rule, inline
+    assert "Champion history of hlf" in text and "no champion yet" in text
+    # Logged with each registered version, and the version points to it.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking)
+    for model in ("hlf", "gru", "inclusive"):
+        version = client.get_model_version(f"topo-{model}", "1")
+        assert version.tags["run_report"].endswith("run_report/report.html")
+        assert [a.path for a in client.list_artifacts(version.run_id, "run_report")] == ["run_report/report.html"]
 
 
 @pytest.mark.slow

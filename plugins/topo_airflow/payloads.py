@@ -119,4 +119,5 @@ class SearchResult(TypedDict):
     score: float
     hyperparameters: dict
     trials: int
+    report: str
     written: NotRequired[str]

@@ -102,7 +102,10 @@ def check_contract(contract: str, dataset: str | Path, dask: bool = True) -> Gat
     from tasks.core.runtime import dask_client
 
     config = settings()
-    options = ValidationSettings.under(config.data_root, run_name=f"{run_key()}-{Path(dataset).name}")
+    dataset = Path(dataset)
+    # A file is named with its folder: each model's predictions.parquet keeps its own results.
+    label = f"{dataset.parent.name}-{dataset.stem}" if dataset.suffix else dataset.name
+    options = ValidationSettings.under(config.data_root, run_name=f"{run_key()}-{label}")
     try:
         if dask:
             with dask_client(config) as client:
@@ -308,12 +311,17 @@ def promote(registered: Registered) -> Decision:
 
 
 def report(decisions: list[Decision]) -> RunReport:
-    """The run's one-page report: the AUC table and the promotion decisions."""
+    """The run's one-page report (models side by side, data, contracts, promotions),
+    logged to MLflow with each version the run registered."""
+    from tasks.learning.registry import attach_report
     from tasks.reporting.run_report import auc_table, summarise_run
 
     decisions = list(decisions)
-    where = layout(decisions[0])
-    summary = summarise_run(where, decisions)
+    where, config = layout(decisions[0]), settings()
+    title = {"retraining": "Retraining run"}.get(decisions[0]["kind"], "Topology classifier run")
+    summary = summarise_run(where, decisions, config.tracking_uri, config.data_root / "validation", title)
+    for d in decisions:
+        attach_report(d["name"], d["challenger"], where.report, config.tracking_uri)
     log.info("run %s:\n%s\nreport: %s", where.run, auc_table(summary), summary["report"])
     return {
         **run_of(decisions[0]),
@@ -418,6 +426,7 @@ def run_trial(prepared: str, trial: dict) -> TrialResult:
 
 def select_best(trials: list[TrialResult]) -> SearchResult:
     from tasks.learning.tuning import best_trial, save_best
+    from tasks.reporting.tuning_report import write_search_report
 
     p = params()
     trials = sorted(trials, key=lambda t: t["index"])
@@ -439,4 +448,7 @@ def select_best(trials: list[TrialResult]) -> SearchResult:
     }
     if p["write_best"]:
         out["written"] = str(save_best(settings().data_root, best, run_key(), len(trials)))
+    search = settings().catalog.run(run_key(), "tuning")
+    out["report"] = str(write_search_report(search, p["metric"], best["index"], out.get("written")))
+    log.info("report of the search: %s", out["report"])
     return out

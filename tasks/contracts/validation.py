@@ -232,7 +232,7 @@ def validate(contract: str, dataset: str | Path, settings: ValidationSettings, c
         id(r): r for c in checked for r in c["results"].values()
     }  # each GX run once, however many partitions it covered
     write_json(
-        settings.root / spec.name / "runs" / f"{_safe(run_name)}.json",
+        results_path(settings.root, spec.name, run_name),
         {
             **report,
             "results": {
@@ -311,6 +311,11 @@ def format_report(report: dict) -> str:
 # --- keeping the run ----------------------------------------------------------------------
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def results_path(root: Path, contract: str, run_name: str) -> Path:
+    """Where the GX results of one validation run are kept (the run reports read them)."""
+    return Path(root) / contract / "runs" / f"{_safe(run_name)}.json"
 
 
 def history_path(settings: ValidationSettings, contract: str) -> Path:

@@ -6,6 +6,8 @@
   training.json, history) and the evaluation (metrics, plots, report). The
   model becomes a new version of the registered model of its kind
   (``topo-inclusive``, ``topo-hlf``, ...).
+- ``attach_report``: the run report, logged with a version's MLflow run and
+  tagged on the version (``run_report``).
 - ``promote``: the only way to become ``champion`` (an MLflow alias). The
   challenger and the current champion are scored on the same test events, each
   with its own scaler, and the challenger wins only if it is better by the
@@ -138,6 +140,20 @@ def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: st
         test["mean_auc"],
     )
     return {"name": name, "version": int(version.version), "run_id": run.info.run_id, "test": test}
+
+
+def attach_report(name: str, version: int, report: str | Path, tracking_uri: str) -> str:
+    """Log a run report with the MLflow run of a registered version; its URI is
+    tagged on the version (``run_report``), so the registry leads to it."""
+    tracking(tracking_uri)
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    found = client.get_model_version(name, str(version))
+    client.log_artifact(found.run_id, str(report), artifact_path="run_report")
+    uri = f"{client.get_run(found.run_id).info.artifact_uri}/run_report/{Path(report).name}"
+    client.set_model_version_tag(name, str(version), "run_report", uri)
+    return uri
 
 
 def download(

@@ -56,15 +56,20 @@ class AirflowClient:
         return ""
 
     def request(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> tuple[int, dict]:
+        status, text = self.fetch(method, path, body, auth)
+        return status, json.loads(text or "{}")
+
+    def fetch(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> tuple[int, str]:
+        """The status and the body as text (pages, not only JSON)."""
         headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {self.token}"} if auth else {})
         req = urllib.request.Request(
             self.url + path, method=method, headers=headers, data=None if body is None else json.dumps(body).encode()
         )
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read() or b"{}")
+                return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
+            return e.code, e.read().decode()
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         wait_until(lambda: self.request("GET", f"/api/v2/dags/{dag_id}")[0] == 200, timeout, f"{dag_id} not parsed", 2)
