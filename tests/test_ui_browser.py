@@ -72,11 +72,16 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
     dialog = open_trigger_form(page, url)
     shot(page, "02-trigger-form")
     dialog.locator('[id="switch:element_smoke"]').click()
-    dialog.locator("#element_models").fill("hlf")  # one model per line
-    # The form's choices in form order: the generator (kept at toy), then feed_format.
+    # The models: a multi-select of the known ones. Clear the paper's three, pick one from the list.
+    models = dialog.locator("#element_models")
+    models.locator('[aria-label="Clear selected options"]').click()
+    models.click()
+    page.get_by_role("option", name="hlf", exact=True).click()
+    assert "hlf" in models.inner_text() and "gru" not in models.inner_text()
+    # The form's choices in form order: the generator (kept at toy), the models, then feed_format.
     dialog.get_by_role("combobox").nth(0).click()
     page.get_by_role("option", name="toy", exact=True).click()
-    dialog.get_by_role("combobox").nth(1).click()
+    dialog.get_by_role("combobox").nth(2).click()
     page.get_by_role("option", name="petastorm").click()
     dialog.locator("#element_models").scroll_into_view_if_needed()
     shot(page, "03-parameters-set")

@@ -40,9 +40,11 @@ def models_param(default: list[str]) -> Param:
         default,
         type="array",
         items={"type": "string", "enum": list(ALL_MODELS)},
+        examples=list(ALL_MODELS),  # the trigger form renders an array with examples as a multi-select
         minItems=1,
         uniqueItems=True,
-        description="Classifiers to train (the paper's: hlf, gru, inclusive).",
+        description="Classifiers to train. The paper (Nguyen et al. 2018) trained hlf, gru and inclusive; "
+        "inclusive_lstm and inclusive_transformer are this project's variants.",
     )
 
 
