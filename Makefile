@@ -1,4 +1,4 @@
-.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator bench-physics bench-pileup bench-images bench-training-input gpu-check bench-backends
+.PHONY: setup test test-fast lint format run ui cluster-start cluster-stop cluster-status bench-ingest bench-feeds bench-train bench-contracts bench-tuning bench-sources bench-generator bench-physics bench-pileup bench-images bench-training-input gpu-check bench-backends bench-inference
 setup:
 	bash scripts/bootstrap.sh
 test:
@@ -40,6 +40,9 @@ gpu-check: setup  # here on CPU; on a GPU host see benchmarks/gpu_check.py
 
 bench-backends: setup
 	.venv/bin/python benchmarks/backends_benchmark.py
+
+bench-inference: setup  # Keras against ONNX Runtime, the exported models
+	.venv/bin/python benchmarks/inference_benchmark.py
 
 bench-contracts: setup
 	.venv/bin/python benchmarks/contracts_benchmark.py

@@ -41,7 +41,7 @@ def models(prepared, tmp_path_factory):
     return root
 
 
-def test_register_promote_only_better_and_roll_back(models, prepared, tmp_path):
+def test_register_promote_only_better_and_roll_back(models, prepared, tmp_path, monkeypatch):
     out, _, _ = prepared
     tracking = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     constant = register(models / "constant", models / "constant-evaluation", tracking)
@@ -74,7 +74,24 @@ def test_register_promote_only_better_and_roll_back(models, prepared, tmp_path):
     assert rollback("topo-hlf", tracking) == {"name": "topo-hlf", "champion": 1, "replaced": 2}
     assert int(MlflowClient().get_model_version_by_alias("topo-hlf", CHAMPION).version) == 1
     champion_dir = download("topo-hlf", tracking, alias=CHAMPION, dst=tmp_path / "dl")
-    assert {"model.keras", "scaler.json", "training.json"} <= {p.name for p in champion_dir.iterdir()}
+    assert {"model.keras", "scaler.json", "training.json", "MLmodel"} <= {p.name for p in champion_dir.iterdir()}
+    # The MLflow model carries its signature: named float32 tensors in, three probabilities out.
+    import mlflow
+
+    signature = mlflow.models.get_model_info("models:/topo-hlf/1").signature
+    assert signature.inputs.input_names() == ["HLF_input"]
+    assert signature.inputs.inputs[0].shape == (-1, 14) and signature.outputs.inputs[0].shape == (-1, 3)
+    # A registered version leaves the project as SavedModel and ONNX: topo export --model --version.
+    from tasks.cli import main
+
+    monkeypatch.setenv("TOPO_MLFLOW_TRACKING_URI", tracking)
+    monkeypatch.setenv("TOPO_DATA_ROOT", str(tmp_path / "data"))
+    assert main(["export", "--model", "hlf", "--version", "2"]) == 0
+    exported = tmp_path / "data" / "exports" / "hlf-v2"
+    assert {"model.onnx", "saved_model", "scaler.json", "features.json"} <= {p.name for p in exported.iterdir()}
+    assert (exported / "scaler.json").read_bytes() == (models / "good" / "scaler.json").read_bytes()
+    assert main(["export", "--model", "hlf", "--version", "9"]) == 2  # a clear error, nothing written
+    assert not (tmp_path / "data" / "exports" / "hlf-v9").exists()
     with pytest.raises(SettingsError, match="unknown promotion metric"):
         promote("topo-hlf", 2, metric="speed", **data)
     with pytest.raises(RegistryError, match="no version 7"):

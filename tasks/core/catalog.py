@@ -103,6 +103,12 @@ def evaluation_of(model_dir: str | Path) -> Path:
     return model_dir.parent / f"{model_dir.name}-evaluation"
 
 
+def export_of(model_dir: str | Path) -> Path:
+    """Where ``topo export`` writes a model directory by default: ``<model dir>-export``."""
+    model_dir = Path(model_dir)
+    return model_dir.parent / f"{model_dir.name}-export"
+
+
 def tfrecord_of(prepared: str | Path) -> Path:
     """The feeds of a prepared dataset, where ``topo feeds`` writes by default:
     a run's ``tfrecord`` beside its ``prepared``, else ``<prepared>-tfrecord``."""
@@ -197,6 +203,10 @@ class Catalog:
     def tuned(self, model: str) -> Path:
         """The best hyperparameters of the last search for ``model``."""
         return self.data_root / "hyperparameters" / f"{model}.json"
+
+    def export(self, model: str, which: str) -> Path:
+        """Where ``topo export`` writes a registered version (``which``: v<N> or the alias)."""
+        return self.data_root / "exports" / f"{model}-{which}"
 
     @property
     def mlflow(self) -> Path:

@@ -1,4 +1,8 @@
-"""Scoring new events with a trained or registered model.
+"""Scoring new events with a trained, registered or exported model.
+
+The model: a directory of ``topo train`` (Keras) or of ``topo export``
+(ONNX Runtime, which scores without importing TensorFlow: what a machine
+with only onnxruntime, numpy, pyarrow and uproot can run).
 
 Input: ROOT files of any event source (Delphes, CMS PFNano, CMS NanoAOD;
 detected from the files, one source per call) as a file, a directory or a
@@ -22,6 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,6 +113,26 @@ def check_particle_content(model: str, inputs: str, origin: dict, where: str | P
         )
 
 
+def scorer(model_dir: Path, inputs: str) -> tuple[str, Callable[[dict[str, np.ndarray]], np.ndarray]]:
+    """(runtime, score) for a model directory: ONNX Runtime for a directory of
+    topo export (model.onnx; TensorFlow is never imported), Keras for one of
+    topo train (model.keras). ``score`` maps named, scaled inputs to class
+    probabilities."""
+    from tasks.learning.export import keras_probabilities, onnx_probabilities, onnx_session
+
+    if (model_dir / "model.onnx").exists():
+        session = onnx_session(model_dir / "model.onnx")
+        return "onnxruntime", lambda events: onnx_probabilities(session, events)
+    if not (model_dir / "model.keras").exists():
+        raise SettingsError(f"{model_dir} holds neither model.keras (topo train) nor model.onnx (topo export)")
+    import keras
+
+    import tasks.learning.models  # noqa: F401  registers the custom layers
+
+    model = keras.models.load_model(model_dir / "model.keras")
+    return "keras", lambda events: keras_probabilities(model, inputs, events)
+
+
 def predict(
     source: str | Path,
     output: str | Path,
@@ -122,13 +147,10 @@ def predict(
     with ``contracts``, the scores must pass the predictions contract before
     ``output`` is written. ROOT files are read as ``event_source`` (default:
     detected) and ``data_config`` (default: the source's own) say."""
-    import keras
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import tasks.learning.models  # noqa: F401  registers the custom layers
     from tasks.datasets.prepare import model_inputs
-    from tasks.datasets.readers import model_input
     from tasks.datasets.scaling import Scaler
 
     model_dir, output = Path(model_dir), Path(output)
@@ -137,7 +159,7 @@ def predict(
     training = read_json(model_dir / "training.json")
     check_particle_content(training["model"], training["inputs"], origin, source)
     scaler = Scaler.load(model_dir / "scaler.json")
-    model = keras.models.load_model(model_dir / "model.keras")
+    runtime, score = scorer(model_dir, training["inputs"])
     ids, probabilities = [], []
     with tempfile.TemporaryDirectory(prefix="topo-predict-") as tmp:
         parts = files if kind == "parquet" else _ingest_events(files, Path(tmp), chunk, origin["source"], data_config)
@@ -148,14 +170,14 @@ def predict(
                 table = pa.Table.from_batches([batch])
                 hlf, gru, _ = model_inputs(table, scaler)
                 gru = gru.reshape(-1, schema.LLF_ROWS, schema.LLF_FEATURES)
-                probabilities.append(np.asarray(model.predict_on_batch(model_input(training["inputs"], gru, hlf))))
+                probabilities.append(score({"GRU_input": gru, "HLF_input": hlf}))
                 ids += table.column("event_id").to_pylist()
     p = np.concatenate(probabilities) if probabilities else np.zeros((0, len(schema.CLASS_NAMES)), np.float32)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = temporary_sibling(output, "tmp")  # the file keeps its name there: reports and quarantine show it
     staging.mkdir()
     try:
-        about = {"model": training["model"], "model_dir": str(model_dir.resolve()), **origin}
+        about = {"model": training["model"], "model_dir": str(model_dir.resolve()), "runtime": runtime, **origin}
         table = predictions_table(ids, p)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"topo": json.dumps(about)})
         pq.write_table(table, staging / output.name)
@@ -167,11 +189,20 @@ def predict(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     counts = {name: int((p.argmax(axis=1) == c).sum()) for c, name in enumerate(schema.CLASS_NAMES)} if len(p) else {}
-    log.info("scored %d events from %d %s file(s) with %s -> %s", len(ids), len(files), kind, training["model"], output)
+    log.info(
+        "scored %d events from %d %s file(s) with %s (%s) -> %s",
+        len(ids),
+        len(files),
+        kind,
+        training["model"],
+        runtime,
+        output,
+    )
     return {
         "output": str(output),
         "events": len(ids),
         "model": training["model"],
+        "runtime": runtime,
         "source": origin["source"],
         "data_config": origin["data_config"],
         "predicted_per_class": counts,

@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tasks.core import schema
 from tasks.core.errors import SettingsError, TopoError
 from tasks.core.storage import read_json
 from tasks.learning.metrics import METRICS, _better, summarise
@@ -126,6 +127,7 @@ def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: st
             mlflow.log_metrics({k: v for k, v in history[epoch].items()}, step=int(epoch))
         mlflow.log_metrics({f"test_{k}": v for k, v in test.items()})
         mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        _log_signature(mlflow, training, run.info.run_id)
         mlflow.log_artifacts(str(evaluation_dir), artifact_path="evaluation")
         source = mlflow.get_artifact_uri("model")
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
@@ -140,6 +142,23 @@ def register(model_dir: str | Path, evaluation_dir: str | Path, tracking_uri: st
         test["mean_auc"],
     )
     return {"name": name, "version": int(version.version), "run_id": run.info.run_id, "test": test}
+
+
+def _log_signature(mlflow, training: dict, run_id: str) -> None:
+    """An MLmodel file beside the model's files: its signature (named inputs,
+    shapes, probabilities out) shows in the MLflow UI and in
+    ``mlflow.models.get_model_info``. No flavour: the directory is loaded
+    with Keras (``download``) or exported (``topo export``)."""
+    from mlflow.models import Model
+
+    from tasks.learning.export import mlflow_signature
+
+    with tempfile.TemporaryDirectory(prefix="topo-mlmodel-") as tmp:
+        about = {"model": training["model"], "inputs": training["inputs"], "classes": list(schema.CLASS_NAMES)}
+        Model(
+            artifact_path="model", run_id=run_id, signature=mlflow_signature(training["inputs"]), metadata=about
+        ).save(f"{tmp}/MLmodel")
+        mlflow.log_artifact(f"{tmp}/MLmodel", artifact_path="model")
 
 
 def attach_report(name: str, version: int, report: str | Path, tracking_uri: str) -> str:
