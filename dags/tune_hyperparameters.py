@@ -1,14 +1,25 @@
 """
 ### tune_hyperparameters
 
-Grid search, as SparkDLTrigger did with Spark: every combination of the `grid` is
-one trial, a mapped task that trains `model` on the train split of a prepared
-dataset and scores it on its test split by `metric`.
+Two strategies (`strategy`), the same trials: a mapped task per trial that
+trains `model` on the train split of a prepared dataset and scores it on its
+test split by `metric`.
+
+- **grid**, as SparkDLTrigger did with Spark: every combination of `grid`.
+- **optuna**: `n_trials` trials asked of the Optuna study `study` (default
+  `<model>-<metric>`), TPE sampling over `space` (a list of choices, or
+  `{low, high[, log]}` per hyperparameter), each trial pruned by the median
+  pruner on its per-epoch validation loss. The study is kept beside
+  Airflow's metadata database (SQLite: `optuna.db` next to `airflow.db`;
+  PostgreSQL: schema `optuna`; or `$TOPO_OPTUNA_STORAGE`), so a later search
+  of the same study resumes it: TPE learns from every earlier trial, and the
+  best set is the study's best.
 
 1. **find_dataset**: `prepared`, or the newest prepared dataset under
    `<data root>/runs/` and `<data root>/retraining/`.
-2. **plan_trials**: the grid's combinations, each checked before any trial
-   runs (a bad value fails here, naming the combination). Grid keys:
+2. **plan_trials**: the grid's combinations, or the trials asked of the
+   study, each checked before any trial runs (a bad value fails here, naming
+   the combination or the space's entry). Grid keys:
    `hidden` (dense hidden layer widths: the number of layers and units per
    layer), `recurrent_units`, `activation`, `optimizer`, `batch_size`,
    `learning_rate`.
@@ -18,7 +29,7 @@ dataset and scores it on its test split by `metric`.
    experiment `topology-classifier-tuning`; its model and `trial.json` are
    under `<data root>/tuning/<run id>/trial-NNN/`.
 4. **select_best**: the best trial (NaN scores never win, ties go to the
-   earlier trial), written to `<data root>/hyperparameters/<model>.json`,
+   earlier trial; optuna: each result told to the study, the study's best), written to `<data root>/hyperparameters/<model>.json`,
    which `topology_classifier` and `retrain_classifier` read when `use_tuned`
    (and `topo train --tuned`). The table of all trials is in the task log;
    the search's page (every trial, its scores, the training curves) is
@@ -32,7 +43,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from tasks.core.settings import parse_time_setting
-from tasks.learning.tuning import GRID_KEYS
+from tasks.learning.tuning import GRID_KEYS, MAX_TRIALS
 from topo_airflow import stages
 from topo_airflow.chain import TRAINING_QUEUE, dag_defaults
 from topo_airflow.params import ALL_MODELS, PROMOTION_METRICS, optional_text
@@ -48,6 +59,14 @@ SPARKDLTRIGGER_GRID = {
     "learning_rate": [1e-3],
 }
 """The search SparkDLTrigger ran on the HLF classifier."""
+OPTUNA_SPACE = {
+    "hidden": [[50, 20, 10], [100, 50], [50, 50, 50]],
+    "activation": ["relu", "tanh"],
+    "optimizer": ["adam", "rmsprop"],
+    "batch_size": [32, 64, 128],
+    "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+}
+"""SparkDLTrigger's choices, widened, with the learning rate on a log range."""
 TRAINING = "Training"  # a trigger-form section, collapsed until opened
 
 
@@ -58,6 +77,12 @@ TRAINING = "Training"  # a trigger-form section, collapsed until opened
     tags=["hep", "topology-classifier", "tuning"],
     params={
         "model": Param("hlf", type="string", enum=list(ALL_MODELS), description="The classifier to tune."),
+        "strategy": Param(
+            "grid",
+            type="string",
+            enum=["grid", "optuna"],
+            description="grid: every combination of grid. optuna: n_trials TPE trials over space, with pruning.",
+        ),
         "prepared": optional_text("A prepared dataset. Empty: the newest one under the data root."),
         "grid": Param(
             SPARKDLTRIGGER_GRID,
@@ -67,6 +92,17 @@ TRAINING = "Training"  # a trigger-form section, collapsed until opened
             additionalProperties={"type": "array", "minItems": 1},
             description="Lists of values per hyperparameter; every combination is a trial.",
         ),
+        "space": Param(
+            OPTUNA_SPACE,
+            type="object",
+            minProperties=1,
+            propertyNames={"enum": list(GRID_KEYS)},
+            description="optuna: per hyperparameter, a list of choices or {low, high, log}.",
+        ),
+        "n_trials": Param(
+            8, type="integer", minimum=1, maximum=MAX_TRIALS, description="optuna: trials asked of the study."
+        ),
+        "study": optional_text("optuna: the study to create or resume. Empty: <model>-<metric>."),
         "metric": Param(
             "mean_auc",
             type="string",

@@ -112,12 +112,17 @@ class TrialResult(TypedDict):
     started: float
     finished: float
     mlflow_run_id: str
+    seed: int
+    model_dir: str
+    search: str  # the tuning run's key
+    pruned_at: int | None  # the epoch after which Optuna's pruner stopped it; None: ran every epoch
 
 
 class SearchResult(TypedDict):
-    best: int
+    best: int  # the best trial's index (optuna: its number in the study, maybe of an earlier search)
     score: float
     hyperparameters: dict
     trials: int
+    strategy: str  # grid or optuna
     report: str
     written: NotRequired[str]

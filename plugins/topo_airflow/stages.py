@@ -404,12 +404,25 @@ def find_dataset() -> str:
     return str(find_prepared(settings().data_root, params()["prepared"]))
 
 
+def _study(p: dict) -> tuple[str, str]:
+    """The Optuna study of a search: its name (default <model>-<metric>) and storage."""
+    from tasks.learning.optuna_search import storage_url
+
+    return p["study"] or f"{p['model']}-{p['metric']}", storage_url(settings().data_root)
+
+
 def plan_trials(max_parallel: int) -> list[dict]:
     from tasks.learning.tuning import expand_grid
 
     p = params()
-    trials = expand_grid(p["grid"], p["model"])
-    log.info("%d trials of %s, at most %d at once", len(trials), p["model"], max_parallel)
+    if p["strategy"] == "optuna":
+        from tasks.learning.optuna_search import ask_trials
+
+        name, url = _study(p)
+        trials = ask_trials(name, url, p["space"], p["model"], p["metric"], p["n_trials"], p["train_seed"])
+    else:
+        trials = expand_grid(p["grid"], p["model"])
+    log.info("%d %s trials of %s, at most %d at once", len(trials), p["strategy"], p["model"], max_parallel)
     return trials
 
 
@@ -419,9 +432,15 @@ def run_trial(prepared: str, trial: dict) -> TrialResult:
 
     p, config = params(), settings()
     output = config.catalog.run(run_key(), "tuning").trial(trial["index"])
-    result = run_one(prepared, output, p["model"], trial, p["epochs"], p["train_seed"], p["metric"])
+    callbacks = ()
+    if "optuna" in trial:  # report each epoch's validation loss; stop when the pruner says so
+        from tasks.learning.optuna_search import pruning_callback
+
+        callbacks = (pruning_callback(trial["optuna"], p["metric"], p["train_seed"]),)
+    result = run_one(prepared, output, p["model"], trial, p["epochs"], p["train_seed"], p["metric"], callbacks)
+    result["search"] = run_key()
     result["mlflow_run_id"] = log_trial(config.tracking_uri, run_key(), result)
-    return {k: result[k] for k in TrialResult.__annotations__}  # type: ignore[return-value]
+    return {k: result.get(k) for k in TrialResult.__annotations__}  # type: ignore[return-value]
 
 
 def select_best(trials: list[TrialResult]) -> SearchResult:
@@ -430,25 +449,34 @@ def select_best(trials: list[TrialResult]) -> SearchResult:
 
     p = params()
     trials = sorted(trials, key=lambda t: t["index"])
-    best = best_trial(trials, p["metric"])
+    if p["strategy"] == "optuna":
+        from tasks.learning.optuna_search import tell_trials
+
+        name, url = _study(p)
+        best = tell_trials(name, url, p["metric"], p["train_seed"], trials)
+        log.info("study %r: %d trials; the best is trial %d", name, best["study_trials"], best["index"])
+    else:
+        best = best_trial(trials, p["metric"])
     for t in trials:
         log.info(
-            "%s trial %3d  %s %.4f  %s",
-            "*" if t is best else " ",
+            "%s trial %3d  %s %.4f  %s%s",
+            "*" if t["index"] == best["index"] else " ",
             t["index"],
             p["metric"],
             t["score"],
             t["hyperparameters"],
+            f"  (pruned after epoch {t['pruned_at']})" if t.get("pruned_at") else "",
         )
     out: SearchResult = {
         "best": best["index"],
         "score": best["score"],
         "hyperparameters": best["hyperparameters"],
         "trials": len(trials),
+        "strategy": p["strategy"],
     }
     if p["write_best"]:
         out["written"] = str(save_best(settings().data_root, best, run_key(), len(trials)))
     search = settings().catalog.run(run_key(), "tuning")
-    out["report"] = str(write_search_report(search, p["metric"], best["index"], out.get("written")))
+    out["report"] = str(write_search_report(search, p["metric"], best["index"], out.get("written"), best))
     log.info("report of the search: %s", out["report"])
     return out

@@ -340,8 +340,10 @@ def train(
     output: str | Path,
     settings: TrainSettings = TrainSettings(),
     tfrecord: str | Path | None = None,
+    callbacks: tuple = (),
 ) -> TrainingRecord:
-    """Train ``settings.model`` on a prepared dataset; see the module docstring."""
+    """Train ``settings.model`` on a prepared dataset; see the module docstring.
+    ``callbacks``: more Keras callbacks (a search's pruning), run after the project's own."""
     import keras
 
     from tasks.learning.hardware import agree_on_resume, backend, devices, workers_from_environment
@@ -413,16 +415,20 @@ def train(
             )
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup)),
-        keras.callbacks.LearningRateScheduler(lambda epoch, _: settings.rate_at(epoch)),
-        _epoch_log(progress, settings.epochs, n_train),
-        _dropout_streams(model, settings.seed),
-    ]
+    extra, callbacks = (
+        callbacks,
+        [
+            keras.callbacks.BackupAndRestore(str(backup)),
+            keras.callbacks.LearningRateScheduler(lambda epoch, _: settings.rate_at(epoch)),
+            _epoch_log(progress, settings.epochs, n_train),
+            _dropout_streams(model, settings.seed),
+        ],
+    )
     if settings.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience, restore_best_weights=True)
         )
+    callbacks += list(extra)
     fed = _training_data(
         paths, fmt, numpy_reader, inputs, settings, done_before, hardware, workers, data["test"], feed_replicas
     )

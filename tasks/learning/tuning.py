@@ -83,12 +83,21 @@ def expand_grid(grid: dict, model: str) -> list[dict]:
 
 
 def run_trial(
-    prepared: str | Path, output: str | Path, model: str, trial: dict, epochs: int, seed: int, metric: str = "mean_auc"
+    prepared: str | Path,
+    output: str | Path,
+    model: str,
+    trial: dict,
+    epochs: int,
+    seed: int,
+    metric: str = "mean_auc",
+    callbacks: tuple = (),
 ) -> dict:
     """Train one combination on ``prepared``/train and score it on ``prepared``/test.
 
     ``output/trial.json`` keeps the result (with start and end times); a trial
-    that already finished with the same settings is not run again."""
+    that already finished with the same settings is not run again. A callback
+    that stops training early (a search's pruner) says after which epoch in
+    ``pruned_at``; the result keeps it."""
     from tasks.learning.metrics import physics_metrics
     from tasks.learning.scoring import predict_split
     from tasks.learning.train import TrainSettings, train
@@ -110,7 +119,8 @@ def run_trial(
         log.info("trial %d already done: %s", trial["index"], record)
         return read_json(record)
     started = time.time()
-    trained = train(prepared, output / "model", settings)  # an HLF model reads the HLF-only feed, if written
+    # an HLF model reads the HLF-only feed, if written
+    trained = train(prepared, output / "model", settings, callbacks=callbacks)
     test = Path(trained["feed"]["test"])
     scores = summarise(physics_metrics(*predict_split(output / "model", test, trained["feed_format"])))
     result = key | {
@@ -120,6 +130,7 @@ def run_trial(
         "started": started,
         "finished": time.time(),
         "model_dir": str(output / "model"),
+        "pruned_at": next((c.pruned_at for c in callbacks if getattr(c, "pruned_at", None)), None),
     }
     write_json(record, result)
     log.info(
@@ -210,6 +221,8 @@ def log_trial(tracking_uri: str, search: str, trial: dict) -> str:
     }
     with mlflow.start_run(run_name=f"{search}-trial{trial['index']:03d}") as run:
         mlflow.set_tags({"search": search, "model": trial["model"], "trial": trial["index"]})
+        if trial.get("pruned_at"):
+            mlflow.set_tag("pruned_after_epoch", trial["pruned_at"])
         mlflow.log_params(
             params
             | {"model": trial["model"], "epochs": trial["epochs"], "seed": trial["seed"], "prepared": trial["prepared"]}

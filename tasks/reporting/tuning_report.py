@@ -17,8 +17,12 @@ from tasks.reporting import page as p
 SECTIONS = ("best", "trials", "scores", "training")
 
 
-def write_search_report(search: RunLayout, metric: str, best: int, written: str | None = None) -> Path:
-    """Write the search's report.html from the trials kept under ``search``."""
+def write_search_report(
+    search: RunLayout, metric: str, best: int, written: str | None = None, best_record: dict | None = None
+) -> Path:
+    """Write the search's report.html from the trials kept under ``search``.
+    ``best_record``: the best trial's record when it may be of an earlier
+    search (an Optuna study resumed), with its ``search``."""
     from tasks.reporting import plots
 
     trials = sorted(
@@ -41,9 +45,16 @@ def write_search_report(search: RunLayout, metric: str, best: int, written: str 
         ]
         for t in trials
     ]
-    chosen = next((t for t in trials if t["index"] == best), None)
+    chosen = next((t for t in trials if t["index"] == best), None) or best_record
+    earlier = (
+        f"<p>Trial {best} of an earlier search of the same study, <code>{p.esc(chosen.get('search', '?'))}</code>, "
+        "is still the study's best.</p>"
+        if chosen is not None and chosen is best_record and not any(t["index"] == best for t in trials)
+        else ""
+    )
     best_body = (
-        p.table(["hyperparameter", "value"], [[k, str(v)] for k, v in chosen["hyperparameters"].items()], 2)
+        earlier
+        + p.table(["hyperparameter", "value"], [[k, str(v)] for k, v in chosen["hyperparameters"].items()], 2)
         + f"<p>{p.esc(metric)} <b>{chosen['score']:.4f}</b> on the test split of "
         f"<code>{p.esc(chosen['prepared'])}</code>, {chosen['epochs']} epochs, seed {chosen['seed']}.</p>"
         + (
