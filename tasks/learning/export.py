@@ -35,7 +35,7 @@ import numpy as np
 from tasks.core import schema
 from tasks.core.errors import TopoError
 from tasks.core.storage import atomic_directory, read_json, write_json
-from tasks.datasets.readers import input_names
+from tasks.datasets.readers import input_names, model_input
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,7 @@ def synthetic_events(inputs: str, n: int = PARITY_EVENTS, particles: int = 64, s
 
 
 def keras_probabilities(model, inputs: str, events: dict[str, np.ndarray]) -> np.ndarray:
-    names = input_names(inputs)
-    given = [events[n] for n in names]
-    return np.asarray(model.predict_on_batch(given if len(given) > 1 else given[0]))
+    return np.asarray(model.predict_on_batch(model_input(inputs, events.get("GRU_input"), events.get("HLF_input"))))
 
 
 def onnx_session(path: str | Path):

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from tasks.core.errors import SettingsError
 from tasks.learning.metrics import METRICS, lower_is_better
-from tasks.learning.tuning import GRID_KEYS, MAX_TRIALS, TuningError, apply
+from tasks.learning.tuning import GRID_KEYS, MAX_TRIALS, TuningError, check_keys, check_trainable
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,7 @@ def _import_optuna():
 def check_space(space: dict, model: str) -> dict:
     """The space, checked: known keys, well-formed choices and ranges, and
     every choice (and each range's ends) able to train ``model``."""
-    from tasks.learning.train import TrainSettings
-
-    if not isinstance(space, dict) or not space:
-        raise TuningError(f"the search space must be a non-empty JSON object, got {space!r}")
-    unknown = set(space) - set(GRID_KEYS)
-    if unknown:
-        raise TuningError(f"unknown search space key(s) {', '.join(sorted(unknown))}; known: {', '.join(GRID_KEYS)}")
+    check_keys(space, "search space")
     for key, entry in space.items():
         if isinstance(entry, list):
             values = entry
@@ -80,10 +74,7 @@ def check_space(space: dict, model: str) -> dict:
         if not values:
             raise TuningError(f"search space {key!r} needs at least one choice")
         for value in values:
-            try:
-                apply(TrainSettings(model=model, feed="petastorm"), {key: value})
-            except (SettingsError, TypeError, ValueError) as exc:
-                raise TuningError(f"search space {key!r} value {value!r} cannot train {model}: {exc}") from None
+            check_trainable(model, {key: value}, f"search space {key!r} value {value!r}")
     return space
 
 
@@ -214,12 +205,13 @@ def tell_trials(name: str, url: str, metric: str, seed: int, results: list[dict]
     hyperparameters and the number of trials in the study."""
     optuna = _import_optuna()
     study = open_study(name, url, metric, seed)
+    known = {t.number: t for t in study.get_trials(deepcopy=False)}  # one read of the storage, not one per result
     for result in results:
         number = result["index"]
-        if study.trials[number].state != optuna.trial.TrialState.RUNNING:
+        if known[number].state != optuna.trial.TrialState.RUNNING:
             continue
         # What the best set needs to be written from a later search's tell, too.
-        running = optuna.trial.Trial(study, study.trials[number]._trial_id)
+        running = optuna.trial.Trial(study, known[number]._trial_id)
         for key in RECORD_KEYS:
             running.set_user_attr(key, result.get(key))
         if result.get("pruned_at"):

@@ -415,20 +415,16 @@ def train(
             )
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    extra, callbacks = (
-        callbacks,
-        [
-            keras.callbacks.BackupAndRestore(str(backup)),
-            keras.callbacks.LearningRateScheduler(lambda epoch, _: settings.rate_at(epoch)),
-            _epoch_log(progress, settings.epochs, n_train),
-            _dropout_streams(model, settings.seed),
-        ],
-    )
+    project_callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.LearningRateScheduler(lambda epoch, _: settings.rate_at(epoch)),
+        _epoch_log(progress, settings.epochs, n_train),
+        _dropout_streams(model, settings.seed),
+    ]
     if settings.early_stopping_patience:
-        callbacks.append(
+        project_callbacks.append(
             keras.callbacks.EarlyStopping(patience=settings.early_stopping_patience, restore_best_weights=True)
         )
-    callbacks += list(extra)
     fed = _training_data(
         paths, fmt, numpy_reader, inputs, settings, done_before, hardware, workers, data["test"], feed_replicas
     )
@@ -436,7 +432,7 @@ def train(
         model.fit(
             **data_of_fit,
             epochs=settings.epochs,
-            callbacks=callbacks,
+            callbacks=[*project_callbacks, *callbacks],
             verbose=0,
             shuffle=False,
             steps_per_epoch=steps_per_epoch(n_train, settings.batch_size),

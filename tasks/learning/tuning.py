@@ -57,16 +57,30 @@ def apply(settings, hyperparameters: dict):
     return replace(settings, **changes)
 
 
+def check_keys(search: dict, what: str, shape: str = "") -> None:
+    """A grid or a search space: a non-empty JSON object keyed by ``GRID_KEYS``."""
+    if not isinstance(search, dict) or not search:
+        raise TuningError(f"the {what} must be a non-empty JSON object{shape}, got {search!r}")
+    unknown = set(search) - set(GRID_KEYS)
+    if unknown:
+        raise TuningError(f"unknown {what} key(s) {', '.join(sorted(unknown))}; known: {', '.join(GRID_KEYS)}")
+
+
+def check_trainable(model: str, hyperparameters: dict, what: str) -> None:
+    """Build the training settings with ``hyperparameters``, so that a bad value
+    fails before any trial runs; the error names ``what`` was being checked."""
+    from tasks.learning.train import TrainSettings
+
+    try:
+        apply(TrainSettings(model=model, feed="petastorm"), hyperparameters)
+    except (SettingsError, TypeError, ValueError) as exc:
+        raise TuningError(f"{what} cannot train {model}: {exc}") from None
+
+
 def expand_grid(grid: dict, model: str) -> list[dict]:
     """Every combination of the grid's values, in a fixed order; each checked
     by building the training settings, so a bad value fails before any trial runs."""
-    from tasks.learning.train import TrainSettings
-
-    if not isinstance(grid, dict) or not grid:
-        raise TuningError(f"the grid must be a non-empty JSON object of lists, got {grid!r}")
-    unknown = set(grid) - set(GRID_KEYS)
-    if unknown:
-        raise TuningError(f"unknown grid key(s) {', '.join(sorted(unknown))}; known: {', '.join(GRID_KEYS)}")
+    check_keys(grid, "grid", " of lists")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise TuningError(f"grid key {key!r} needs a non-empty list of values, got {values!r}")
@@ -75,10 +89,7 @@ def expand_grid(grid: dict, model: str) -> list[dict]:
     if len(trials) > MAX_TRIALS:
         raise TuningError(f"the grid has {len(trials)} combinations, more than {MAX_TRIALS}; narrow it")
     for trial in trials:
-        try:
-            apply(TrainSettings(model=model, feed="petastorm"), trial)
-        except (SettingsError, TypeError, ValueError) as exc:
-            raise TuningError(f"grid combination {trial} cannot train {model}: {exc}") from None
+        check_trainable(model, trial, f"grid combination {trial}")
     return [{"index": i, "hyperparameters": t} for i, t in enumerate(trials)]
 
 

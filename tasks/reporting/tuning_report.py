@@ -45,11 +45,12 @@ def write_search_report(
         ]
         for t in trials
     ]
-    chosen = next((t for t in trials if t["index"] == best), None) or best_record
+    found = next((t for t in trials if t["index"] == best), None)
+    chosen = found or best_record
     earlier = (
         f"<p>Trial {best} of an earlier search of the same study, <code>{p.esc(chosen.get('search', '?'))}</code>, "
         "is still the study's best.</p>"
-        if chosen is not None and chosen is best_record and not any(t["index"] == best for t in trials)
+        if found is None and chosen is not None
         else ""
     )
     best_body = (
