@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psutil
 import pytest
@@ -24,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 MODEL = "gru"  # the slowest model to train: epochs long enough to be killed in
 EPOCHS = 4
 DAG = "topology_classifier"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def mlflow_get(cluster, path: str, auth: bool = True) -> tuple[int, dict]:
@@ -45,6 +50,24 @@ def test_every_role_runs_on_localhost_only_and_asks_for_credentials(local_cluste
     assert mlflow_get(local_cluster, "/api/2.0/mlflow/registered-models/search", auth=False)[0] == 401
     assert mlflow_get(local_cluster, "/api/2.0/mlflow/registered-models/search")[0] == 200
     assert (local_cluster.home / "secrets.env").stat().st_mode & 0o077 == 0
+
+
+def test_the_compose_healthcheck_finds_each_live_job_in_the_metadata_database(local_cluster):
+    """scripts/airflow-job-alive.py (docker-compose.yml's healthcheck of the
+    scheduler, dag processor and triggerer) against this cluster's PostgreSQL."""
+    url = f"postgresql+psycopg2://airflow:{local_cluster.secrets()['POSTGRES_PASSWORD']}@127.0.0.1:{local_cluster.ports['PG']}/airflow"
+
+    def alive(*args: str) -> subprocess.CompletedProcess:
+        script = REPO / "scripts" / "airflow-job-alive.py"
+        env = os.environ | {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}
+        return subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=60)
+
+    host = socket.getfqdn()  # Airflow's default hostname_callable
+    for job in ("SchedulerJob", "DagProcessorJob", "TriggererJob"):
+        assert alive(job, host).returncode == 0, (job, alive(job, host).stderr)
+    elsewhere = alive("SchedulerJob", "no-such-host")
+    assert elsewhere.returncode == 1 and "no running SchedulerJob on no-such-host" in elsewhere.stderr
+    assert alive("SchedulerJob", host, "0").returncode == 1  # no heartbeat is younger than 0 s
 
 
 def test_a_run_triggered_through_the_api_resumes_a_killed_training_and_registers_its_model(local_cluster):
