@@ -7,10 +7,10 @@ wrote one, so they never read particle data), and writes ``<output>/``: ``model.
 and ``training.json`` (settings, devices, timing). The output appears
 atomically when training has finished.
 
-Resuming: Keras' BackupAndRestore keeps the model, optimizer and epoch in
-``<output>.backup/`` after every epoch; per-epoch metrics go to ``<output>.progress.json`` as they happen. A
-killed and retried task finds both and continues from the last backup instead
-of starting over; a finished run removes them. The data order of every epoch
+Resuming: after every epoch the weights and optimizer state go to
+``<output>.backup/``, written whole or not at all (tasks/learning/backup.py); per-epoch metrics go to
+``<output>.progress.json`` as they happen, just before. A killed and retried task finds both and
+continues from the last backup instead of starting over; a finished run removes them. The data order of every epoch
 is derived from the random seed and the epoch number, so a resumed run sees the same
 data in the same order as one that was never interrupted.
 
@@ -44,6 +44,7 @@ from tasks.core.summaries import TrainingRecord
 from tasks.datasets.numpy_feed import NUMPY_FORMAT
 from tasks.datasets.readers import BUCKET_BATCHES, FORMATS, HLF_FORMAT, steps_per_epoch
 from tasks.learning.architectures import Architecture
+from tasks.learning.backup import backup_epochs, epoch_backup
 from tasks.learning.records import model_record
 
 log = logging.getLogger(__name__)
@@ -364,11 +365,16 @@ def train(
     data = dataset_info(paths, fmt)
     backup = own(output.with_name(output.name + ".backup"))
     progress = own(output.with_name(output.name + ".progress.json"))
-    done_before = len(read_json(progress)) if progress.exists() and backup.exists() else 0
-    if done_before:
+    metrics_so_far = read_json(progress) if progress.exists() else {}
+    done_before = backup_epochs(backup)
+    if done_before and len(metrics_so_far) >= done_before:
+        # The metrics are written before the backup: an epoch they have beyond it is trained again.
+        write_json(progress, {k: v for k, v in metrics_so_far.items() if int(k) < done_before})
         log.info("resuming %s from its backup: %d of %d epochs were done", settings.model, done_before, settings.epochs)
-    elif progress.exists():
-        progress.unlink()  # metrics without a backup to resume from belong to nothing
+    else:  # nothing to resume from: what is left belongs to nothing
+        done_before = 0
+        shutil.rmtree(backup, ignore_errors=True)
+        progress.unlink(missing_ok=True)
 
     hardware = devices(workers)  # first: JAX joins its workers before it computes anything
     if workers:
@@ -416,9 +422,9 @@ def train(
     finally:
         keras.mixed_precision.set_global_policy(policy)
     project_callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.LearningRateScheduler(lambda epoch, _: settings.rate_at(epoch)),
-        _epoch_log(progress, settings.epochs, n_train),
+        _epoch_log(progress, settings.epochs, n_train),  # before the backup: the metrics never lag behind it
+        epoch_backup(backup),
         _dropout_streams(model, settings.seed),
     ]
     if settings.early_stopping_patience:
