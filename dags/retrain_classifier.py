@@ -15,13 +15,17 @@ UTC **and** whenever `ingest_daily` publishes a validated partition (Asset
    **train_model** (pool `gpu`, tuned hyperparameters when `use_tuned`),
    **evaluate_model**, the predictions contract (**validate_predictions**)
    and **register_model** (a new version of `topo-<model>`).
-4. **promote_model**: champion and challenger are scored on the same
+4. **compare_model**: champion and challenger are scored on the same
    held-out test split of this window, each with its own scaler; the
-   challenger becomes champion only if it beats the champion by
-   `promotion_margin` in `promotion_metric` (for example `fpr99_ttbar`, the
-   background rate at 99 % signal efficiency, or `mean_auc`). The decision and
-   both scores are logged and stored on the model version
-   (`promotion_decision` tag) and in the champion history.
+   challenger wins only if it beats the champion by `promotion_margin` in
+   `promotion_metric` (for example `fpr99_ttbar`, the background rate at 99 %
+   signal efficiency, or `mean_auc`).
+   **approve_promotion** (`require_approval`, on here): a winning challenger
+   waits for a person in **Required Actions**, who sees both scores and
+   approves or rejects; no answer within `approval_timeout_minutes` rejects.
+   **promote_model**: the alias moves if the challenger won and was approved.
+   The decision, both scores and who approved or rejected are stored on the
+   model version (`promotion_decision` tag) and in the champion history.
 5. **report_run**: the AUC table and the decisions, in
    `<data root>/retraining/<run id>/report.html`.
 
@@ -57,7 +61,7 @@ from topo_airflow.params import optional_text, split_params, training_params, va
             pattern=r"^(\d{4}-\d{2}-\d{2})?$",
         ),
         **split_params("held out to judge champion and challenger"),
-        **training_params(feed=False),
+        **training_params(feed=False, require_approval=True),
     },
     **dag_defaults(__doc__),
 )

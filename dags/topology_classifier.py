@@ -35,10 +35,13 @@ SparkDLTrigger), stage by stage:
 7. **register_model** (one per model): an MLflow run with parameters,
    per-epoch metrics, test metrics, model and report; a new version of the
    registered model `topo-<model>`.
-8. **promote_model** (one per model): the explicit promotion step. The new
-   version and the current champion are scored on this run's test split;
-   the `champion` alias moves only if the new version is better by
-   `promotion_metric` and `promotion_margin`. `topo rollback --model <model>` undoes it.
+8. **compare_model**, **approve_promotion**, **promote_model** (one each per
+   model): the explicit promotion step. The new version and the current
+   champion are scored on this run's test split; the `champion` alias moves
+   only if the new version is better by `promotion_metric` and
+   `promotion_margin` and, with `require_approval` (off here), a person
+   approved it in Required Actions within `approval_timeout_minutes`.
+   `topo rollback --model <model>` undoes it.
 9. **report_run**: `<data root>/runs/<run id>/report.html` and
    `summary.json`: one self-contained page with every model side by side
    (ROC curves overlaid per class, background rejection at the 99 % working

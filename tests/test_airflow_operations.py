@@ -156,3 +156,72 @@ def test_hyperparameter_trials_fan_out_within_the_concurrency_limit(airflow, pre
     status, body = airflow.request("GET", "/api/v2/plugins")
     [view] = [v for p in body["plugins"] if p["name"] == "topo_reports" for v in p["external_views"]]
     assert view["destination"] == "dag_run" and view["href"] == "topo/reports/{DAG_ID}/{RUN_ID}"
+
+
+@pytest.mark.slow
+def test_a_promotion_waits_for_a_person_who_approves_or_rejects_and_silence_rejects(airflow):
+    """require_approval: each winning challenger (no champion yet: all three
+    win) waits in awaiting_input for an answer over the REST API. Approved, the
+    alias moves; rejected, it does not; unanswered, the timeout rejects. Each
+    decision and who made it is recorded on the version."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from tasks.learning.registry import CHAMPION, tracking
+
+    dag = "topology_classifier"
+    airflow.unpause(dag)
+    conf = {"smoke": True, "models": ["hlf", "gru", "inclusive"], "use_tuned": False}
+    run_id = airflow.trigger(dag, conf | {"require_approval": True, "approval_timeout_minutes": 1})
+    run = f"/api/v2/dags/{dag}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+    answers = {"topo-hlf": "Approve", "topo-gru": "Reject"}  # topo-inclusive: nobody answers
+    answered, waited = {}, set()
+
+    def answer_what_is_asked():
+        status, body = airflow.request("GET", f"{run}/hitlDetails")
+        assert status == 200, body
+        for detail in body["hitl_details"]:
+            name = detail["subject"].split()[1]  # "Promote topo-hlf v1 to champion?"
+            ti = detail["task_instance"]
+            assert ti["task_id"] == "approve_promotion", ti
+            if ti["state"] == "awaiting_input":
+                waited.add(name)
+            if name in answers and name not in answered:
+                assert detail["options"] == ["Approve", "Reject"] and "| challenger | v1 |" in detail["body"], detail
+                path = f"{run}/taskInstances/approve_promotion/{ti['map_index']}/hitlDetails"
+                status, reply = airflow.request("PATCH", path, {"chosen_options": [answers[name]]})
+                assert status == 200, reply
+                answered[name] = reply["responded_by"]["name"]
+        if airflow.runs(dag)[-1]["state"] == "failed":
+            raise AssertionError(airflow.tail())
+        return len(answered) == len(answers)
+
+    wait_until(answer_what_is_asked, 900, "the approvals were never asked", 2)
+    assert answered == {"topo-hlf": "admin", "topo-gru": "admin"}
+    [finished] = airflow.wait_for_runs(dag, 1, timeout=600)
+    assert finished["state"] == "success", airflow.tail()
+    assert waited >= set(answers)  # they really waited for the person
+    states = {(t["task_id"], t["map_index"]): t["state"] for t in airflow.task_instances(dag, run_id)}
+    assert {s for (task, _), s in states.items() if task in ("approve_promotion", "promote_model")} == {"success"}
+
+    tracking(f"sqlite:///{airflow.data_root / 'mlflow' / 'mlflow.db'}")
+    client = MlflowClient()
+    decision = {
+        m: json.loads(client.get_model_version(f"topo-{m}", "1").tags["promotion_decision"])
+        for m in ("hlf", "gru", "inclusive")
+    }
+    assert decision["hlf"]["promoted"] and decision["hlf"]["approval"] | {"at": None} == {
+        "approved": True, "by": "admin", "timed_out": False, "at": None, "asked": True,
+    }  # fmt: skip
+    assert int(client.get_model_version_by_alias("topo-hlf", CHAMPION).version) == 1
+    assert not decision["gru"]["promoted"] and decision["gru"]["approval"]["by"] == "admin"
+    assert decision["gru"]["reason"].endswith("rejected by admin")
+    silent = decision["inclusive"]
+    assert not silent["promoted"] and silent["approval"]["timed_out"] and silent["approval"]["by"] is None
+    for model in ("gru", "inclusive"):
+        with pytest.raises(MlflowException):
+            client.get_model_version_by_alias(f"topo-{model}", CHAMPION)  # the champion did not move
+    # And the run's report says who decided.
+    [report] = list((airflow.data_root / "runs").glob("*/report.html"))
+    text = report.read_text()
+    assert "approved by admin" in text and "rejected by admin" in text and "timed out: rejected" in text

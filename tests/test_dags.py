@@ -42,8 +42,8 @@ def _assert_chain(dag, chain):
 
 def _assert_retries(dag, default=2):
     for t in dag.tasks:
-        # a broken contract is not fixed by retrying; every other stage retries
-        assert t.retries == (0 if t.task_id.startswith("validate_") else default), t.task_id
+        # a broken contract is not fixed by retrying, nor a person asked again; every other stage retries
+        assert t.retries == (0 if t.task_id.startswith(("validate_", "approve_")) else default), t.task_id
 
 
 def test_every_dag_is_documented_and_tagged(dagbag):
@@ -82,6 +82,8 @@ def test_topology_classifier_graph(dagbag):
         "evaluate_model",
         "validate_predictions",
         "register_model",
+        "compare_model",
+        "approve_promotion",
         "promote_model",
         "report_run",
     ]
@@ -110,7 +112,10 @@ def test_topology_classifier_graph(dagbag):
         "use_tuned",
         "promotion_metric",
         "promotion_margin",
+        "require_approval",
+        "approval_timeout_minutes",
     }
+    assert dag.params["require_approval"] is False  # the demo promotes by itself
     assert dag.params["models"] == ["hlf", "gru", "inclusive"]
     from tasks.learning.records import MODEL_NAMES
 
@@ -139,6 +144,8 @@ def test_retraining_runs_on_a_schedule_and_on_new_partitions(dagbag):
             "evaluate_model",
             "validate_predictions",
             "register_model",
+            "compare_model",
+            "approve_promotion",
             "promote_model",
             "report_run",
         ],
@@ -149,6 +156,12 @@ def test_retraining_runs_on_a_schedule_and_on_new_partitions(dagbag):
     assert dag.timetable.asset_condition.uri == "topo://events/daily"  # what ingest_daily's publish_day updates
     _assert_retries(dag)
     assert {"window_days", "window_end", "models", "promotion_metric", "promotion_margin"} <= set(dag.params)
+    assert dag.params["require_approval"] is True  # a person approves what will filter the data
+    from topo_airflow.approval import PromotionApproval
+
+    assert dag.get_task("approve_promotion").operator_class is PromotionApproval  # one per model (mapped)
+    probe = PromotionApproval(task_id="probe", compared={})
+    assert probe.options == ["Approve", "Reject"] and probe.defaults == ["Reject"]  # a timeout rejects
 
 
 def test_hyperparameter_search_fans_out_under_a_limit(dagbag):

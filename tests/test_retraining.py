@@ -14,8 +14,11 @@ import pytest
 from tests.support.airflow_service import dags_test
 
 TOPO = str(Path(sys.executable).with_name("topo"))
-WEAK = {"models": ["hlf"], "epochs": 1, "learning_rate": "1e-7", "batch_size": 64, "use_tuned": False}
-STRONG = {"models": ["hlf"], "epochs": 25, "learning_rate": "1e-2", "batch_size": 16, "use_tuned": False}
+# Nobody answers in `airflow dags test`: the approval step (on by default here) is
+# tested through a running Airflow in tests/test_airflow_operations.py.
+AUTOMATIC = {"use_tuned": False, "require_approval": False}
+WEAK = {"models": ["hlf"], "epochs": 1, "learning_rate": "1e-7", "batch_size": 64} | AUTOMATIC
+STRONG = {"models": ["hlf"], "epochs": 25, "learning_rate": "1e-2", "batch_size": 16} | AUTOMATIC
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ the model half of a pipeline.
 The model chain, one mapped chain per model, then one report for the run:
 
     train_model (pool gpu, queue TOPO_TRAINING_QUEUE) → evaluate_model → validate_predictions (gate, no retry)
-        → register_model → promote_model ──→ report_run
+        → register_model → compare_model → approve_promotion (a person, when the run's
+        Param require_approval asks for one) → promote_model ──→ report_run
 
 Call ``train_evaluate_promote(prepared, models)`` inside a ``@dag`` function:
 ``prepared`` is the XCom of a prepared run (topo_airflow.payloads.Prepared),
@@ -22,6 +23,7 @@ from airflow.sdk import task
 
 from tasks.core.settings import parse_time_setting
 from topo_airflow import stages
+from topo_airflow.approval import PromotionApproval
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}
@@ -73,9 +75,14 @@ def train_evaluate_promote(prepared, models):
         return stages.register(evaluated)
 
     @task
-    def promote_model(registered: dict) -> dict:
-        """Champion only if better than the current one on this run's test split."""
-        return stages.promote(registered)
+    def compare_model(registered: dict) -> dict:
+        """Champion and challenger scored on this run's test split; nothing moves yet."""
+        return stages.compare(registered)
+
+    @task
+    def promote_model(approved: dict) -> dict:
+        """The challenger becomes champion if it is better and, where asked, approved."""
+        return stages.promote(approved)
 
     @task
     def report_run(decisions: list[dict]) -> dict:
@@ -86,4 +93,7 @@ def train_evaluate_promote(prepared, models):
 
     trained = train_model.partial(feeds=prepared).expand(model=models)
     evaluated = validate_predictions.expand(payload=evaluate_model.expand(trained=trained))
-    return report_run(promote_model.expand(registered=register_model.expand(evaluated=evaluated)))
+    compared = compare_model.expand(registered=register_model.expand(evaluated=evaluated))
+    # Not retried: a retry would ask again a person who already answered.
+    approved = PromotionApproval.partial(task_id="approve_promotion", retries=0).expand(compared=compared)
+    return report_run(promote_model.expand(approved=approved.output))

@@ -48,9 +48,12 @@ def models_param(default: list[str]) -> Param:
     )
 
 
-def training_params(epochs: int = 30, models: list[str] | None = None, feed: bool = True) -> dict[str, Param]:
+def training_params(
+    epochs: int = 30, models: list[str] | None = None, feed: bool = True, require_approval: bool = False
+) -> dict[str, Param]:
     """Training, registration and promotion: the same in every DAG that trains
-    (``feed``: whether the DAG writes both feeds and lets the run choose)."""
+    (``feed``: whether the DAG writes both feeds and lets the run choose;
+    ``require_approval``: whether a person approves a promotion by default)."""
     choice = (
         {
             "feed_format": Param(
@@ -133,6 +136,21 @@ def training_params(epochs: int = 30, models: list[str] | None = None, feed: boo
         ),
         "promotion_margin": Param(
             0.0, type="number", section=PROMOTION, minimum=0, description="By how much it must improve it."
+        ),
+        "require_approval": Param(
+            require_approval,
+            type="boolean",
+            section=PROMOTION,
+            description="A better challenger becomes champion only once a person approves it (the task "
+            "approve_promotion, in Required Actions); rejected or unanswered, the champion stays.",
+        ),
+        "approval_timeout_minutes": Param(
+            1440,
+            type="integer",
+            section=PROMOTION,
+            minimum=1,
+            maximum=43200,
+            description="How long the approval waits; then it counts as rejected.",
         ),
     }
 

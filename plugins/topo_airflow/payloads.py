@@ -63,6 +63,23 @@ class Registered(RunRef):
     run_id: str
 
 
+class Compared(RunRef):
+    model: str
+    decision: dict  # tasks.learning.registry.compare: both scores, whether the challenger wins
+
+
+class Approval(TypedDict):
+    approved: bool
+    by: str | None  # who answered; None when nobody was asked or nobody answered
+    timed_out: bool
+    at: str | None
+    asked: bool  # False: approval not required, or nothing to approve
+
+
+class Approved(Compared):
+    approval: Approval
+
+
 class Decision(RunRef):
     model: str
     name: str
@@ -72,6 +89,7 @@ class Decision(RunRef):
     reason: str
     metric: str
     scores: dict[str, float]
+    approval: Approval
 
 
 class RunReport(RunRef):

@@ -16,6 +16,8 @@ from airflow.sdk import get_current_context
 
 from topo_airflow.params import effective
 from topo_airflow.payloads import (
+    Approved,
+    Compared,
     Day,
     DayIngested,
     DayPublished,
@@ -277,14 +279,14 @@ def register(evaluated: Evaluated) -> Registered:
     }
 
 
-def promote(registered: Registered) -> Decision:
-    """Champion only if better than the current one on this run's test split;
-    the decision and both scores are logged and kept in the registry."""
-    from tasks.learning.registry import promote as run_promote
+def compare(registered: Registered) -> Compared:
+    """Champion and challenger scored on this run's test split (nothing moves
+    yet): whether the challenger wins, by the run's promotion metric."""
+    from tasks.learning.registry import compare as run_compare
 
     p = params()
     prepared = layout(registered).prepared
-    decision = run_promote(
+    decision = run_compare(
         registered["name"],
         registered["version"],
         prepared / "test",
@@ -295,18 +297,35 @@ def promote(registered: Registered) -> Decision:
         data_scaler_path=prepared / "scaler.json",
     )
     log.info(
-        "promotion of %s v%s: %s; scores %s",
+        "%s v%s against the champion: %s; scores %s",
         registered["name"],
         registered["version"],
+        decision["reason"],
+        {role: s[decision["metric"]] for role, s in decision["scores"].items()},
+    )
+    return {**run_of(registered), "model": registered["model"], "decision": decision}
+
+
+def promote(approved: Approved) -> Decision:
+    """The alias moves to a better challenger unless its approval was refused;
+    the decision, both scores and the approval are kept on the version."""
+    from tasks.learning.registry import decide
+
+    decision = decide(approved["decision"], settings().tracking_uri, approved["approval"])
+    log.info(
+        "promotion of %s v%s: %s (%s)",
+        decision["name"],
+        decision["challenger"],
         "PROMOTED" if decision["promoted"] else "not promoted",
-        decision["scores"],
+        decision["reason"],
     )
     kept = {k: decision[k] for k in ("name", "challenger", "champion_before", "promoted", "reason", "metric")}
     return {
-        **run_of(registered),
-        "model": registered["model"],
+        **run_of(approved),
+        "model": approved["model"],
         **kept,
         "scores": {role: s[decision["metric"]] for role, s in decision["scores"].items()},
+        "approval": approved["approval"],
     }
 
 

@@ -13,7 +13,9 @@
   with its own scaler, and the challenger wins only if it is better by the
   configured physics metric and margin (tasks.learning.metrics). The decision and both scores are
   recorded on the version; every change of champion is appended to a history
-  kept on the registered model, so ``rollback`` can undo it.
+  kept on the registered model, so ``rollback`` can undo it. ``promote`` is
+  ``compare`` (both scores, the decision) then ``decide`` (the alias moves);
+  the approval step of the DAGs puts a person between the two.
 
 Tracking goes to ``Settings.tracking_uri``: a server when configured
 (``TOPO_MLFLOW_TRACKING_URI``), else SQLite and files under
@@ -210,6 +212,23 @@ def promote(
     data_scaler_path: str | Path | None = None,
 ) -> dict:
     """Make ``version`` the champion if it beats the current one on the same test data."""
+    decision = compare(name, version, test_path, fmt, tracking_uri, metric, margin, data_scaler_path)
+    return decide(decision, tracking_uri)
+
+
+def compare(
+    name: str,
+    version: int,
+    test_path: str | Path,
+    fmt: str,
+    tracking_uri: str,
+    metric: str = "mean_auc",
+    margin: float = 0.0,
+    data_scaler_path: str | Path | None = None,
+) -> dict:
+    """Score ``version`` (the challenger) and the current champion on the same
+    test data: the decision ``decide`` carries out, with both scores.
+    ``promoted`` says whether the challenger wins; nothing moves yet."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -238,47 +257,69 @@ def promote(
             )
     challenger_score = scores["challenger"][metric]
     if current is None:
-        promoted, reason = True, "no champion yet"
+        better, reason = True, "no champion yet"
     else:
         champion_score = scores["champion"][metric]
-        promoted = _better(metric, challenger_score, champion_score, margin)
-        relation = "beats" if promoted else "does not beat"
+        better = _better(metric, challenger_score, champion_score, margin)
+        relation = "beats" if better else "does not beat"
         reason = (
             f"challenger {metric} {challenger_score:.4f} {relation} champion v{current.version} "
             f"{champion_score:.4f} by the margin {margin}"
         )
-    decision = {
+    return {
         "name": name,
         "challenger": int(version),
         "champion_before": int(current.version) if current else None,
         "metric": metric,
         "margin": margin,
-        "promoted": promoted,
+        "promoted": better,
         "reason": reason,
         "scores": scores,
         "test_data": str(test_path),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def decide(decision: dict, tracking_uri: str, approval: dict | None = None) -> dict:
+    """Carry out ``compare``'s decision: the champion alias moves to a better
+    challenger, unless a person was asked and did not approve.
+
+    ``approval`` (from the approval step): ``{"approved": bool, "by": user
+    or None, "timed_out": bool, "at": time}``; None when nobody was asked.
+    The decision, with the approval, is recorded on the challenger's version
+    (tag ``promotion_decision``) either way."""
+    from mlflow import MlflowClient
+
+    tracking(tracking_uri)
+    client = MlflowClient()
+    name, version = decision["name"], decision["challenger"]
+    decision = dict(decision)
+    if approval is not None:
+        decision["approval"] = approval
+        if decision["promoted"] and not approval["approved"]:
+            who = "the approval timed out" if approval.get("timed_out") else f"rejected by {approval.get('by')}"
+            decision["promoted"], decision["reason"] = False, f"{decision['reason']}; {who}"
     client.set_model_version_tag(name, str(version), "promotion_decision", json.dumps(decision)[:5000])
-    if promoted:
+    if decision["promoted"]:
         client.set_registered_model_alias(name, CHAMPION, str(version))
         history = _history(client, name) + [
             {
                 "champion": int(version),
                 "previous": decision["champion_before"],
-                "metric": metric,
-                "score": challenger_score,
+                "metric": decision["metric"],
+                "score": decision["scores"]["challenger"][decision["metric"]],
                 "time": decision["time"],
             }
+            | ({"approved_by": approval.get("by")} if approval else {})
         ]
         client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     log.info(
         "%s: %s v%s -> %s (%s)",
         name,
-        "promoted" if promoted else "kept champion;",
+        "promoted" if decision["promoted"] else "kept champion;",
         version,
-        CHAMPION if promoted else f"v{decision['champion_before']} stays",
-        reason,
+        CHAMPION if decision["promoted"] else f"v{decision['champion_before']} stays",
+        decision["reason"],
     )
     return decision
 

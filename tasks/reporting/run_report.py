@@ -332,6 +332,7 @@ def _promotion_section(decisions: list, histories: dict) -> str:
                 _score(scores.get("challenger")),
                 _score(scores.get("champion")),
                 p.verdict(d["promoted"], "promoted", "kept the champion"),
+                _approval(d.get("approval")),
                 d.get("reason", ""),
             ]
         )
@@ -345,6 +346,7 @@ def _promotion_section(decisions: list, histories: dict) -> str:
                 "challenger score",
                 "champion score",
                 "decision",
+                "approval",
                 "reason",
             ],
             rows,
@@ -365,6 +367,15 @@ def _promotion_section(decisions: list, histories: dict) -> str:
         out.append(f"<h3>Champion history of {p.esc(model)}</h3>")
         out.append(p.table(["time", "champion", "replaced", "by", "score"], hrows, 4))
     return "\n".join(out)
+
+
+def _approval(approval: dict | None) -> str:
+    """Who decided, when a person was asked (the approval step)."""
+    if not approval or not approval.get("asked"):
+        return "not asked"
+    if approval.get("timed_out"):
+        return "timed out: rejected"
+    return f"{'approved' if approval['approved'] else 'rejected'} by {approval.get('by') or '?'}"
 
 
 def _score(value) -> str:
