@@ -83,12 +83,39 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
     page.get_by_role("option", name="toy", exact=True).click()
     dialog.get_by_role("combobox").nth(2).click()
     page.get_by_role("option", name="petastorm").click()
-    dialog.locator("#element_models").scroll_into_view_if_needed()
+    # A person approves the promotion (Params section "Promotion", opened on demand).
+    dialog.get_by_role("button", name="Promotion").click()
+    approval = dialog.locator('[id="switch:element_require_approval"]')
+    approval.click()
+    approval.scroll_into_view_if_needed()  # the sections fold: the models' field is out of view now
     shot(page, "03-parameters-set")
     dialog.get_by_role("button", name="Trigger", exact=True).click()
     page.wait_for_url(f"{url}/dags/{DAG}/runs/**")
     run_id = urllib.parse.unquote(page.url.split("/runs/")[1].split("/")[0])
     shot(page, "04-triggered")
+
+    # The approval waits for a person; approve it in the task's Required Actions.
+    api, quoted = local_cluster.api, urllib.parse.quote(run_id, safe="")
+
+    def approval_state() -> str | None:
+        states = {t["task_id"]: t["state"] for t in api.task_instances(DAG, run_id)}
+        if "failed" in states.values():
+            raise AssertionError(f"{states}\n{local_cluster.logs_tail()}")
+        return (
+            states.get("approve_promotion")
+            if states.get("approve_promotion") in ("awaiting_input", "success")
+            else None
+        )
+
+    assert wait_until(approval_state, 600, "the approval was never asked", 5) == "awaiting_input"
+    page.goto(f"{url}/dags/{DAG}/runs/{quoted}/tasks/approve_promotion/mapped/0/required_actions")
+    page.get_by_text("Promote topo-hlf v").first.wait_for()
+    shot(page, "05-approval-asked")
+    page.get_by_role("button", name="Approve").click()
+    wait_until(lambda: approval_state() == "success", 120, "the approval was not taken")
+    status, body = api.request("GET", f"/api/v2/dags/{DAG}/dagRuns/{quoted}/hitlDetails")
+    [detail] = body["hitl_details"]
+    assert detail["chosen_options"] == ["Approve"] and detail["responded_by_user"]["name"] == "admin", detail
 
     def finished_state() -> str | None:
         page.goto(f"{url}/dags/{DAG}/runs/{urllib.parse.quote(run_id, safe='')}/details")
@@ -102,7 +129,7 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
         return state if state.lower() in ("success", "failed") else None
 
     state = wait_until(finished_state, 600, f"run {run_id} not finished in the UI", 5)
-    shot(page, "05-run-finished")
+    shot(page, "06-run-finished")
     assert state.lower() == "success", (state, local_cluster.logs_tail())
 
     # The form's values reached the run: smoke mode, one model, the Petastorm feed.
@@ -112,6 +139,7 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
         and run["conf"]["models"] == ["hlf"]
         and run["conf"]["feed_format"] == "petastorm"
         and run["conf"]["generator"] == "toy"
+        and run["conf"]["require_approval"] is True
     )
     [ti] = [t for t in local_cluster.api.task_instances(DAG, run_id) if t["task_id"] == "train_model"]
     assert ti["state"] == "success" and ti["map_index"] == 0
@@ -127,6 +155,6 @@ def test_a_wrong_value_in_the_form_is_refused(page, local_cluster):
     refusal.wait_for()
     refusal.scroll_into_view_if_needed()
     page.wait_for_timeout(500)  # let the toast finish sliding in
-    shot(page, "06-invalid-parameter-refused")
+    shot(page, "07-invalid-parameter-refused")
     assert dialog.is_visible()  # the form stays open for a correction
     assert len(local_cluster.api.runs(DAG)) == runs_before  # and no run was created

@@ -26,16 +26,17 @@ APPROVE, REJECT = "Approve", "Reject"
 def question(decision: dict) -> tuple[str, str]:
     """The subject and the Markdown body a person decides on."""
     metric, scores = decision["metric"], decision["scores"]
+    shown = [metric] + (["mean_auc"] if metric != "mean_auc" else [])  # the metric decides; the AUC for context
     subject = f"Promote {decision['name']} v{decision['challenger']} to champion?"
     rows = "\n".join(
         f"| {role} | v{decision['challenger'] if role == 'challenger' else decision['champion_before']} | "
-        + " | ".join(f"{s.get(k, float('nan')):.4f}" for k in (metric, "mean_auc"))
+        + " | ".join(f"{s.get(k, float('nan')):.4f}" for k in shown)
         + " |"
         for role, s in scores.items()
     )
     body = (
         f"{decision['reason']}.\n\n"
-        f"| role | version | {metric} | mean AUC |\n|---|---|---|---|\n{rows}\n\n"
+        f"| role | version | {' | '.join(shown)} |\n|---|---|{'---|' * len(shown)}\n{rows}\n\n"
         f"Scored on the same held-out events: `{decision['test_data']}`.\n"
         "Approve: the champion alias moves to the challenger. Reject: the champion stays; "
         "the decision and who made it are recorded on the challenger's version."
