@@ -132,6 +132,12 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
     shot(page, "06-run-finished")
     assert state.lower() == "success", (state, local_cluster.logs_tail())
 
+    # The run's report, from the run's own Report tab (the plugin's external view), says who approved.
+    page.goto(f"{url}/dags/{DAG}/runs/{quoted}")
+    page.get_by_role("link", name="Report", exact=True).click()
+    page.frame_locator("iframe").first.get_by_text("approved by admin").first.wait_for()
+    shot(page, "07-run-report")
+
     # The form's values reached the run: smoke mode, one model, the Petastorm feed.
     [run] = [r for r in local_cluster.api.runs(DAG) if r["dag_run_id"] == run_id]
     assert (
@@ -155,6 +161,6 @@ def test_a_wrong_value_in_the_form_is_refused(page, local_cluster):
     refusal.wait_for()
     refusal.scroll_into_view_if_needed()
     page.wait_for_timeout(500)  # let the toast finish sliding in
-    shot(page, "07-invalid-parameter-refused")
+    shot(page, "08-invalid-parameter-refused")
     assert dialog.is_visible()  # the form stays open for a correction
     assert len(local_cluster.api.runs(DAG)) == runs_before  # and no run was created
