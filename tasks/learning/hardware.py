@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.core.errors import SettingsError, TopoError
+from tasks.core.errors import SettingsError
+
+log = logging.getLogger(__name__)
 
 MULTI_WORKER_ISSUE = "https://github.com/keras-team/keras/issues/20585"
 HEARTBEAT_S = 30
@@ -159,16 +162,17 @@ def _jax_devices(workers: Workers | None) -> dict:
     }
 
 
-def agree_on_resume(workers: Workers, done: int) -> None:
-    """Every worker must resume from the same epoch, or their steps would no
-    longer meet: stop with what each has if they do not."""
+def agree_on_resume(workers: Workers, kept: list[int]) -> int:
+    """The epoch every worker resumes after: the newest that all of them hold
+    a backup of (each keeps its two newest; workers killed one epoch apart
+    still share one). None shared: all start again from the first epoch."""
     import numpy as np
     from jax.experimental import multihost_utils
 
-    everyone = [int(d) for d in np.asarray(multihost_utils.process_allgather(np.int32(done))).ravel()]
-    if len(set(everyone)) > 1:
-        raise TopoError(
-            f"the workers' backups hold different numbers of finished epochs ({everyone}, worker 0 first): a "
-            "worker died while the backups were written; remove every worker's backup (<output>.backup*) and "
-            "progress file (<output>.progress.json*) to start again"
-        )
+    mine = np.full(2, -1, np.int32)
+    mine[: len(kept[-2:])] = kept[-2:]
+    everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, 2)
+    shared = set.intersection(*({int(e) for e in row if e >= 0} for row in everyone))
+    if not shared and any(row.max() >= 0 for row in everyone):
+        log.warning("the workers' backups share no epoch (%s, worker 0 first): all start again", everyone.tolist())
+    return max(shared, default=0)

@@ -9,7 +9,7 @@ atomically when training has finished.
 
 Resuming: after every epoch the weights and optimizer state go to
 ``<output>.backup/``, written whole or not at all (tasks/learning/backup.py); per-epoch metrics go to
-``<output>.progress.json`` as they happen, just before. A killed and retried task finds both and
+``<output>.progress.json`` as they happen, just after. A killed and retried task finds both and
 continues from the last backup instead of starting over; a finished run removes them. The data order of every epoch
 is derived from the random seed and the epoch number, so a resumed run sees the same
 data in the same order as one that was never interrupted.
@@ -366,19 +366,17 @@ def train(
     backup = own(output.with_name(output.name + ".backup"))
     progress = own(output.with_name(output.name + ".progress.json"))
     metrics_so_far = read_json(progress) if progress.exists() else {}
-    done_before = backup_epochs(backup)
-    if done_before and len(metrics_so_far) >= done_before:
-        # The metrics are written before the backup: an epoch they have beyond it is trained again.
+    # The metrics come just after the backup: resume from a backup whose epochs they all have.
+    kept = [epochs for epochs in backup_epochs(backup) if epochs <= len(metrics_so_far)]
+    hardware = devices(workers)  # first: JAX joins its workers before it computes anything
+    done_before = agree_on_resume(workers, kept) if workers else max(kept, default=0)
+    if done_before:
+        # An epoch the metrics have beyond the backup resumed from (another worker's) is trained again.
         write_json(progress, {k: v for k, v in metrics_so_far.items() if int(k) < done_before})
         log.info("resuming %s from its backup: %d of %d epochs were done", settings.model, done_before, settings.epochs)
     else:  # nothing to resume from: what is left belongs to nothing
-        done_before = 0
         shutil.rmtree(backup, ignore_errors=True)
         progress.unlink(missing_ok=True)
-
-    hardware = devices(workers)  # first: JAX joins its workers before it computes anything
-    if workers:
-        agree_on_resume(workers, done_before)
     keras.utils.set_random_seed(settings.seed)
     scope = hardware.pop("_scope")
     log.info(
@@ -423,8 +421,8 @@ def train(
         keras.mixed_precision.set_global_policy(policy)
     project_callbacks = [
         keras.callbacks.LearningRateScheduler(lambda epoch, _: settings.rate_at(epoch)),
-        _epoch_log(progress, settings.epochs, n_train),  # before the backup: the metrics never lag behind it
-        epoch_backup(backup),
+        epoch_backup(backup, done_before),
+        _epoch_log(progress, settings.epochs, n_train),  # after the backup: an epoch in the metrics is backed up
         _dropout_streams(model, settings.seed),
     ]
     if settings.early_stopping_patience:
