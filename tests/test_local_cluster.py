@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +61,9 @@ def test_the_compose_healthcheck_finds_each_live_job_in_the_metadata_database(lo
         env = os.environ | {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}
         return subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=60)
 
-    host = socket.getfqdn()  # Airflow's default hostname_callable
+    from airflow.utils.net import get_hostname
+
+    host = get_hostname()  # what Airflow records as the job's host (here not socket.getfqdn())
     for job in ("SchedulerJob", "DagProcessorJob", "TriggererJob"):
         assert alive(job, host).returncode == 0, (job, alive(job, host).stderr)
     elsewhere = alive("SchedulerJob", "no-such-host")
