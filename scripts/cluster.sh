@@ -136,6 +136,10 @@ export_airflow() {
   source "$repo/scripts/airflow-env.sh"  # this project's dags/ and plugins/, no examples
   export AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
   export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="$(pg_uri airflow)"
+  # Optuna's studies: schema `optuna` of the same database. Said outright: a
+  # task's process does not see the metadata database's URL (Airflow 3 keeps
+  # tasks off it), so tasks/learning/optuna_search.py cannot infer it there.
+  export TOPO_OPTUNA_STORAGE="${TOPO_OPTUNA_STORAGE:-$(pg_uri airflow)?options=-csearch_path%3Doptuna}"
   export AIRFLOW__CORE__FERNET_KEY="$AIRFLOW_FERNET_KEY"
   export AIRFLOW__API_AUTH__JWT_SECRET="$AIRFLOW_JWT_SECRET" AIRFLOW__API__SECRET_KEY="$AIRFLOW_API_SECRET_KEY"
   export AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT="$API_PORT"

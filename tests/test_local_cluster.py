@@ -162,3 +162,50 @@ def test_no_secret_reaches_a_log(local_cluster):
     assert any("task_id=train_model" in str(p) for p in logs)  # the task logs are among them
     leaks = [(p, s[:4]) for p in logs for s in secrets if s in p.read_text(errors="replace")]
     assert not leaks
+
+
+def test_an_optuna_study_is_kept_in_the_postgresql_metadata_database_and_resumed(local_cluster, prepared):
+    """strategy optuna on the cluster: the study lives in schema `optuna` of
+    Airflow's PostgreSQL (never in Airflow's own tables), and a second search
+    of the same study continues it."""
+    import psycopg2
+
+    from tasks.learning.optuna_search import open_study, storage_url
+
+    out, _, _ = prepared
+    api = local_cluster.api
+    api.unpause("tune_hyperparameters")
+    conf = {
+        "strategy": "optuna",
+        "model": "hlf",
+        "prepared": str(out),
+        "study": "on-postgresql",
+        "n_trials": 2,
+        "epochs": 1,
+        "space": {"hidden": [[8], [16]], "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}},
+    }
+    for searches in (1, 2):
+        api.trigger("tune_hyperparameters", conf)
+        runs = api.wait_for_runs("tune_hyperparameters", searches, timeout=900)
+        assert all(r["state"] == "success" for r in runs), local_cluster.logs_tail()
+    password, port = local_cluster.secrets()["POSTGRES_PASSWORD"], local_cluster.ports["PG"]
+    metadata = f"postgresql+psycopg2://airflow:{password}@127.0.0.1:{port}/airflow"
+    study = open_study("on-postgresql", storage_url_for(metadata, storage_url), "mean_auc", 42)
+    assert len(study.trials) == 4 and [t.number for t in study.trials] == [0, 1, 2, 3]  # resumed, not restarted
+    with psycopg2.connect(f"postgresql://airflow:{password}@127.0.0.1:{port}/airflow") as db, db.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM optuna.trials")
+        assert cursor.fetchone() == (4,)
+        cursor.execute("SELECT to_regclass('public.trials')")
+        assert cursor.fetchone() == (None,)  # nothing of Optuna's among Airflow's own tables
+
+
+def storage_url_for(metadata: str, storage_url) -> str:
+    """The study storage a task of this cluster uses (its metadata database)."""
+    saved = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata
+    try:
+        return storage_url("/nowhere")
+    finally:
+        os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        if saved is not None:
+            os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = saved
