@@ -62,9 +62,9 @@ class PromotionApproval(HITLOperator):
 
     def execute(self, context) -> Any:
         params = context["params"]
-        decision = self.compared["decision"]
-        if not params.get("require_approval") or not decision["promoted"]:
-            why = "not required" if not params.get("require_approval") else "nothing to approve"
+        decision, required = self.compared["decision"], params.get("require_approval")
+        if not required or not decision["promoted"]:
+            why = "not required" if not required else "nothing to approve"
             self.log.info("approval %s: %s", why, decision["reason"])
             return self._answer(decision["promoted"], asked=False)
         self.subject, self.body = question(decision)

@@ -51,11 +51,10 @@ def epoch_backup(backup: Path, resume_after: int = 0):
             if not resume_after:
                 return
             [weights] = [p for epochs, p in _complete(backup) if epochs == resume_after]
-            epochs = resume_after
             if self.model.optimizer is not None and not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)  # its state is in the file too
             self.model.load_weights(weights)
-            self.model._initial_epoch = epochs  # what fit() starts from (as BackupAndRestore does)
+            self.model._initial_epoch = resume_after  # what fit() starts from (as BackupAndRestore does)
 
         def on_epoch_end(self, epoch, logs=None):
             backup.mkdir(parents=True, exist_ok=True)
