@@ -85,3 +85,34 @@ def local_cluster():
         cluster.remove()
     assert stopped.returncode == 0, stopped.stderr
     assert not survivors, f"cluster.sh stop left {survivors}"
+
+
+# scripts/run-tests.sh runs the suite on two pytest-xdist workers
+# (--dist loadgroup --no-loadscope-reorder). A module is one unit of work, so
+# its module-scoped fixtures are built once; the two modules on the local
+# cluster share one, so they are one unit too. The longest units go first, in
+# roughly their measured order, so that neither worker is left with a long
+# module at the end while the other idles.
+LONGEST_FIRST = [
+    "test_compose_up",  # builds the images, then a run with a killed worker
+    "local-cluster",  # the cluster's and the browser's runs
+    "test_train_evaluate",
+    "test_airflow_operations",
+    "test_pipeline_airflow",
+    "test_jax_training",
+    "test_retraining",
+    "test_optuna_search",
+]
+SHARED_UNITS = {"test_local_cluster": "local-cluster", "test_ui_browser": "local-cluster"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    def unit(item) -> str:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        return SHARED_UNITS.get(module, module)
+
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(unit(item), len(rank)))  # stable: the rest keep their order
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(unit(item)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from urllib.parse import quote
 
 import psutil
 import pytest
@@ -45,18 +44,6 @@ def mlflow_get(stack, path: str, auth: bool = True) -> tuple[int, dict]:
     return mlflow_client.mlflow_get(stack.mlflow_url, stack.secrets()["MLFLOW_ADMIN_PASSWORD"], path, auth)
 
 
-def failed_task_logs(stack, run_id: str) -> str:
-    """The end of each failed or retried task's log, for a failure message."""
-    out = []
-    for ti in stack.api.task_instances(DAG, run_id):
-        if ti["state"] in ("failed", "up_for_retry") or ti["try_number"] > 1:
-            path = f"/api/v2/dags/{DAG}/dagRuns/{quote(run_id, safe='')}/taskInstances/{ti['task_id']}/logs/"
-            status, body = stack.api.request("GET", f"{path}{max(ti['try_number'], 1)}?map_index={ti['map_index']}")
-            content = body.get("content", body) if status == 200 else body
-            out.append(f"--- {ti['task_id']} ({ti['state']}, try {ti['try_number']}):\n{str(content)[-4000:]}")
-    return "\n".join(out)
-
-
 def test_every_service_is_healthy_and_only_the_uis_listen_on_localhost(stack):
     services = stack.services()
     states = {(s["Service"], s["State"], s.get("Health", ""), s.get("ExitCode")) for s in services}
@@ -75,12 +62,18 @@ def test_every_service_is_healthy_and_only_the_uis_listen_on_localhost(stack):
     assert published == {("airflow-api-server", "127.0.0.1", stack.ui_port), ("mlflow", "127.0.0.1", stack.mlflow_port)}
     # The host's view: whatever the engine listens on for the stack is loopback only.
     engine = {"dockerd", "docker-proxy", "containerd"}
+
+    def name(pid: int | None) -> str | None:  # the other tests' processes come and go meanwhile
+        try:
+            return psutil.Process(pid).name() if pid else None
+        except psutil.NoSuchProcess:
+            return None
+
     outside = [
         (c.laddr.ip, c.laddr.port)
         for c in psutil.net_connections(kind="inet")
-        if c.status == psutil.CONN_LISTEN and c.pid and psutil.Process(c.pid).name() in engine
-        and c.laddr.ip not in ("127.0.0.1", "::1")
-    ]  # fmt: skip
+        if c.status == psutil.CONN_LISTEN and name(c.pid) in engine and c.laddr.ip not in ("127.0.0.1", "::1")
+    ]
     assert not outside
 
 
@@ -103,7 +96,7 @@ def test_a_run_over_the_rest_api_runs_on_the_workers_and_survives_a_killed_train
 
     def one_epoch_done():
         if api.runs(DAG)[-1]["state"] == "failed":
-            raise AssertionError(f"run failed before training:\n{failed_task_logs(stack, run_id)}")
+            raise AssertionError(f"run failed before training:\n{api.failed_task_logs(DAG, run_id)}")
         text = stack.exec("dask-scheduler", "sh", "-c", f"cat {progress} 2>/dev/null || true").strip()
         return text and len(json.loads(text)) >= 1
 
@@ -114,7 +107,7 @@ def test_a_run_over_the_rest_api_runs_on_the_workers_and_survives_a_killed_train
     wait_until(lambda: int(stack.inspect(worker, "{{.RestartCount}}")) >= 1, 120, "the killed worker never restarted")
 
     [run] = api.wait_for_runs(DAG, 1, timeout=1200)
-    assert run["state"] == "success", failed_task_logs(stack, run_id)
+    assert run["state"] == "success", api.failed_task_logs(DAG, run_id)
     tis = {t["task_id"]: t for t in api.task_instances(DAG, run_id)}
     train = tis["train_model"]
     assert train["try_number"] == 2  # killed once with its worker, then retried

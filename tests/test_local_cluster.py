@@ -82,7 +82,7 @@ def test_a_run_triggered_through_the_api_resumes_a_killed_training_and_registers
 
     def one_epoch_done():
         if api.runs(DAG)[-1]["state"] == "failed":
-            raise AssertionError(f"run failed before training:\n{local_cluster.logs_tail()}")
+            raise AssertionError(f"run failed before training:\n{api.failed_task_logs(DAG, run_id)}")
         progress = list(runs.glob(f"*/models/{MODEL}.progress.json")) if runs.exists() else []
         return progress and len(json.loads(progress[0].read_text() or "{}")) >= 1
 
@@ -97,7 +97,7 @@ def test_a_run_triggered_through_the_api_resumes_a_killed_training_and_registers
     victim.send_signal(signal.SIGKILL)
 
     [run] = api.wait_for_runs(DAG, 1, timeout=900)
-    assert run["state"] == "success", local_cluster.logs_tail()
+    assert run["state"] == "success", api.failed_task_logs(DAG, run_id)
     [ti] = [t for t in api.task_instances(DAG, run_id) if t["task_id"] == "train_model"]
     assert ti["try_number"] == 2  # killed once, then retried
     [training] = runs.glob(f"*/models/{MODEL}/training.json")
@@ -187,7 +187,8 @@ def test_an_optuna_study_is_kept_in_the_postgresql_metadata_database_and_resumed
     for searches in (1, 2):
         api.trigger("tune_hyperparameters", conf)
         runs = api.wait_for_runs("tune_hyperparameters", searches, timeout=900)
-        assert all(r["state"] == "success" for r in runs), local_cluster.logs_tail()
+        failed = [r["dag_run_id"] for r in runs if r["state"] != "success"]
+        assert not failed, "\n".join(api.failed_task_logs("tune_hyperparameters", r) for r in failed)
     password, port = local_cluster.secrets()["POSTGRES_PASSWORD"], local_cluster.ports["PG"]
     metadata = f"postgresql+psycopg2://airflow:{password}@127.0.0.1:{port}/airflow"
     study = open_study("on-postgresql", storage_url_for(metadata, storage_url), "mean_auc", 42)

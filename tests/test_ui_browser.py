@@ -100,7 +100,7 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
     def approval_state() -> str | None:
         states = {t["task_id"]: t["state"] for t in api.task_instances(DAG, run_id)}
         if "failed" in states.values():
-            raise AssertionError(f"{states}\n{local_cluster.logs_tail()}")
+            raise AssertionError(f"{states}\n{api.failed_task_logs(DAG, run_id)}")
         return (
             states.get("approve_promotion")
             if states.get("approve_promotion") in ("awaiting_input", "success")
@@ -130,7 +130,7 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
 
     state = wait_until(finished_state, 600, f"run {run_id} not finished in the UI", 5)
     shot(page, "06-run-finished")
-    assert state.lower() == "success", (state, local_cluster.logs_tail())
+    assert state.lower() == "success", (state, api.failed_task_logs(DAG, run_id))
 
     # The run's report, from the run's own Report tab (the plugin's external view), says who approved.
     page.goto(f"{url}/dags/{DAG}/runs/{quoted}")

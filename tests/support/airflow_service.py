@@ -109,6 +109,24 @@ class AirflowClient:
         assert status == 200, body
         return body["task_instances"]
 
+    def failed_task_logs(self, dag_id: str, run_id: str) -> str:
+        """The end of each failed or retried task's log, for a failure message:
+        the server's own log rarely says why a task failed."""
+        out = []
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["state"] in ("failed", "up_for_retry", "upstream_failed") or ti["try_number"] > 1:
+                path = (
+                    f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{ti['task_id']}"
+                )
+                status, body = self.request(
+                    "GET", f"{path}/logs/{max(ti['try_number'], 1)}?map_index={ti['map_index']}"
+                )
+                content = body.get("content", body) if status == 200 else body
+                out.append(
+                    f"--- {ti['task_id']}[{ti['map_index']}] ({ti['state']}, try {ti['try_number']}):\n{str(content)[-4000:]}"
+                )
+        return "\n".join(out) or "(no task failed or retried)"
+
     def trigger(self, dag_id: str, conf: dict) -> str:
         """A manual run with ``conf`` as its Params; its run id."""
         status, body = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
