@@ -11,4 +11,4 @@ python -m compileall -q tasks dags plugins tests >/dev/null
 # Two workers (most of a run waits on Airflow, Docker or Dask, not on the CPU),
 # one module per worker at a time, the longest first (tests/conftest.py); the
 # slowest tests are listed at the end. PYTEST_WORKERS=0 runs in one process.
-exec python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder --durations=30 "$@"
+exec python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadscope --durations=30 "$@"

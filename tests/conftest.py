@@ -87,12 +87,13 @@ def local_cluster():
     assert not survivors, f"cluster.sh stop left {survivors}"
 
 
-# scripts/run-tests.sh runs the suite on two pytest-xdist workers
-# (--dist loadgroup --no-loadscope-reorder). A module is one unit of work, so
-# its module-scoped fixtures are built once; the two modules on the local
-# cluster share one, so they are one unit too. The longest units go first, in
-# roughly their measured order, so that neither worker is left with a long
-# module at the end while the other idles.
+# scripts/run-tests.sh runs the suite on two pytest-xdist workers. A module
+# is one unit of work, so its module-scoped fixtures are built once; the two
+# modules on the local cluster share its session fixture, so they are one
+# unit too. The longest units go first, in roughly their measured order, so
+# that neither worker is left with a long module at the end while the other
+# idles. (xdist's own `--dist loadgroup` cannot do the grouping with pytest 9:
+# it renames the items through an attribute pytest no longer reads.)
 LONGEST_FIRST = [
     "test_compose_up",  # builds the images, then a run with a killed worker
     "local-cluster",  # the cluster's and the browser's runs
@@ -106,13 +107,25 @@ LONGEST_FIRST = [
 SHARED_UNITS = {"test_local_cluster": "local-cluster", "test_ui_browser": "local-cluster"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    def unit(item) -> str:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        return SHARED_UNITS.get(module, module)
+def unit_of(nodeid: str) -> str:
+    """The unit of work of a test: its module, or the unit its module shares."""
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return SHARED_UNITS.get(module, module)
 
+
+def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(unit(item), len(rank)))  # stable: the rest keep their order
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(unit(item)))
+    items.sort(key=lambda item: rank.get(unit_of(item.nodeid), len(rank)))  # stable: the rest keep their order
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Units handed out whole, in collection order (the order above)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False
+    return UnitScheduling(config, log)
