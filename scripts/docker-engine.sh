@@ -57,6 +57,16 @@ PY
   docker compose version >/dev/null
 }
 
+launch() {  # dockerd in the background; false if it does not answer within 60 s or dies first
+  as_root bash -c "nohup dockerd --pidfile '$state/dockerd.pid' >'$state/dockerd.log' 2>&1 &"
+  for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+    pgrep -f "dockerd --pidfile $state/dockerd.pid" >/dev/null || return 1
+  done
+  return 1
+}
+
 start() {
   if docker info >/dev/null 2>&1; then
     echo "[docker-engine] an engine answers already; using it" >&2
@@ -64,12 +74,18 @@ start() {
   fi
   mkdir -p "$state"
   echo "[docker-engine] starting dockerd (log: $state/dockerd.log)" >&2
-  as_root bash -c "nohup dockerd --pidfile '$state/dockerd.pid' >'$state/dockerd.log' 2>&1 &"
-  for _ in $(seq 60); do
-    docker info >/dev/null 2>&1 && return 0
-    sleep 1
-  done
-  echo "[docker-engine] error: dockerd did not answer within 60 s; the end of its log:" >&2
+  launch && return 0
+  # Killed with its containers running, dockerd 20.10 can leave a network
+  # store that makes the next start panic in initNetworkController. The store
+  # holds only networks, which compose creates again: move it aside, retry once.
+  local store=/var/lib/docker/network/files/local-kv.db
+  if grep -q "initNetworkController" "$state/dockerd.log" && [ -e "$store" ]; then
+    echo "[docker-engine] dockerd crashed restoring its network store; moved to $store.broken, starting again" >&2
+    as_root mv -f "$store" "$store.broken"
+    launch && return 0
+  fi
+  echo "[docker-engine] error: dockerd did not answer within 60 s; its errors, then the end of its log:" >&2
+  grep -E 'level=(error|fatal)|^panic' "$state/dockerd.log" | tail -5 >&2 || true
   tail -20 "$state/dockerd.log" >&2
   exit 1
 }

@@ -1,6 +1,7 @@
 """Operating the product through a running Airflow (`airflow standalone`, LocalExecutor,
-SQLite): Params refused at trigger time, backfills and reprocessing of daily
-partitions, and the hyperparameter fan-out under its concurrency limit."""
+SQLite): Params refused at trigger time, the hyperparameter fan-out under its
+concurrency limit, a promotion waiting for a person. (Backfills run on the
+local cluster's PostgreSQL: tests/test_local_cluster.py.)"""
 
 from __future__ import annotations
 
@@ -8,14 +9,10 @@ import json
 import urllib.parse
 from datetime import datetime
 
-import pyarrow.parquet as pq
 import pytest
 
 from tests.support.airflow_service import AirflowService, wait_until
-from tests.support.files import file_hashes
 
-DAYS = ("2026-01-01", "2026-01-02", "2026-01-03")
-EMPTY_DAY = "2026-01-04"
 MAX_PARALLEL_TRIALS = 2
 
 
@@ -58,55 +55,6 @@ def test_invalid_params_are_refused_when_the_run_is_triggered(airflow):
     assert airflow.runs("topology_classifier") == []  # refused: no run, so no task ever started
     # And the API is not open to anyone.
     assert airflow.request("GET", "/api/v2/dags", auth=False)[0] == 401
-
-
-@pytest.mark.slow
-def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_that_day(airflow):
-    from tasks.generator.generate import SampleRequest, generate
-
-    data = airflow.data_root
-    for i, day in enumerate(DAYS):
-        generate(data / "raw" / day, SampleRequest(events=90, files_per_sample=1, mix=(1, 1, 1), seed=100 + i))
-    (data / "raw" / EMPTY_DAY / "qcd").mkdir(parents=True)  # the directory exists, no file came
-    airflow.unpause("ingest_daily")
-    # Unpausing starts the latest interval's scheduled run at once. On SQLite a
-    # backfill created while that run writes can be refused half-done ("database
-    # is locked"), and cancelling the orphan while the scheduler creates its task
-    # instances crashed the scheduler (a foreign key, seen once in CI): let the
-    # scheduled run finish first.
-    wait_until(lambda: airflow.runs("ingest_daily"), 120, "no scheduled run after unpausing")
-    airflow.wait_for_runs("ingest_daily", 1, run_type="scheduled")
-    airflow.backfill("ingest_daily", DAYS[0], EMPTY_DAY)
-    runs = airflow.wait_for_runs("ingest_daily", 4, run_type="backfill")
-    failed = [r["dag_run_id"] for r in runs if r["state"] != "success"]
-    assert not failed, "\n".join(airflow.failed_task_logs("ingest_daily", r) for r in failed)
-    assert [datetime.fromisoformat(r["logical_date"]).strftime("%Y-%m-%d") for r in runs] == [*DAYS, EMPTY_DAY]
-
-    events = data / "events"
-    assert sorted(p.name for p in events.iterdir()) == list(DAYS)  # three partitions; the empty day wrote none
-    empty_run = runs[-1]["dag_run_id"]
-    states = {t["task_id"]: t["state"] for t in airflow.task_instances("ingest_daily", empty_run)}
-    assert states["find_day_files"] == "skipped" and states["publish_day"] == "skipped", states
-    for day in DAYS:
-        ids = pq.read_table(events / day, columns=["event_id"]).column(0).to_pylist()
-        assert ids and all(i.startswith(f"{day}/") for i in ids)  # event ids carry their day
-    # Each validated day was announced to the retraining DAG.
-    status, body = airflow.request("GET", "/api/v2/assets/events?limit=50")
-    assert status == 200
-    assert sorted(e["extra"]["day"] for e in body["asset_events"] if e["extra"].get("day")) == list(DAYS)
-
-    before = {day: file_hashes(events / day) for day in DAYS}
-    inode = {day: (events / day).stat().st_ino for day in DAYS}
-    for _attempt in (1, 2):
-        # Reprocessing clears the day's run and runs it again (same run id).
-        airflow.backfill("ingest_daily", DAYS[1], DAYS[1], "--reprocess-behavior", "completed")
-        [again] = [r for r in airflow.runs("ingest_daily") if r["logical_date"].startswith(DAYS[1])]
-        assert again["state"] == "success", airflow.failed_task_logs("ingest_daily", again["dag_run_id"])
-        assert (events / DAYS[1]).stat().st_ino != inode[DAYS[1]]  # the day was written again...
-        inode[DAYS[1]] = (events / DAYS[1]).stat().st_ino
-        assert file_hashes(events / DAYS[1]) == before[DAYS[1]]  # ...with identical content
-        for day in (DAYS[0], DAYS[2]):  # and the other days were not touched at all
-            assert (events / day).stat().st_ino == inode[day] and file_hashes(events / day) == before[day]
 
 
 @pytest.mark.slow

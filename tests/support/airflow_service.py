@@ -127,6 +127,21 @@ class AirflowClient:
                 )
         return "\n".join(out) or "(no task failed or retried)"
 
+    def backfill(self, dag_id: str, first: str, last: str, reprocess: str = "none", timeout: float = 900) -> None:
+        """A backfill over the days [first, last] (``reprocess``: none, failed or
+        completed runs run again), then wait until the scheduler marks it
+        complete (it checks every 30 s); a DAG has one open backfill at a time."""
+        body = {"dag_id": dag_id, "from_date": f"{first}T00:00:00Z", "to_date": f"{last}T00:00:00Z"}
+        status, created = self.request("POST", "/api/v2/backfills", body | {"reprocess_behavior": reprocess})
+        assert status == 200, created
+
+        def complete() -> bool:
+            status, body = self.request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")
+            assert status == 200, body
+            return all(b["completed_at"] for b in body["backfills"])
+
+        wait_until(complete, timeout, f"backfill of {dag_id} {first}..{last} not complete", 3)
+
     def trigger(self, dag_id: str, conf: dict) -> str:
         """A manual run with ``conf`` as its Params; its run id."""
         status, body = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
@@ -216,38 +231,6 @@ class AirflowService(AirflowClient):
         """A token as the admin user whose password standalone generated."""
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
         self.login("admin", passwords["admin"])
-
-    def backfill(self, dag_id: str, first: str, last: str, *options: str, timeout: float = 900) -> None:
-        """`airflow backfill create` over [first, last], then wait until the
-        scheduler has marked it complete (it checks every 30 s); only one
-        backfill of a DAG may be open at a time.
-
-        SQLite, unlike the PostgreSQL of a deployment, refuses at once (no busy
-        wait) a transaction that read and then writes while the scheduler
-        writes: "database is locked". Airflow has then committed the backfill
-        row but none of its runs; that orphan is cancelled and the command
-        retried, as a user would."""
-        command = ("backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last, *options)
-        for attempt in range(1, 6):
-            done = self.cli(*command, check=False)
-            if not done.returncode:
-                break
-            if "database is locked" not in done.stderr or attempt == 5:
-                raise RuntimeError(f"airflow {' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-            status, body = self.request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")
-            assert status == 200, body
-            for orphan in (b for b in body["backfills"] if not b["completed_at"]):
-                status, cancelled = self.request("PUT", f"/api/v2/backfills/{orphan['id']}/cancel")
-                assert status == 200, cancelled
-            time.sleep(2 * attempt)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status, body = self.request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")
-            assert status == 200, body
-            if all(b["completed_at"] for b in body["backfills"]):
-                return
-            time.sleep(3)
-        raise TimeoutError(f"backfill of {dag_id} {first}..{last} not complete after {timeout} s\n{self.tail()}")
 
 
 def dags_test(dag_id: str, conf: dict, home: Path, data_root: Path, timeout: float = 900) -> str:
