@@ -169,7 +169,7 @@ def test_no_secret_reaches_a_log(local_cluster):
     assert not leaks
 
 
-def test_an_optuna_study_is_kept_in_the_postgresql_metadata_database_and_resumed(local_cluster, prepared):
+def test_an_optuna_study_is_kept_in_the_postgresql_metadata_database_and_resumed(local_cluster, prepared, monkeypatch):
     """strategy optuna on the cluster: the study lives in schema `optuna` of
     Airflow's PostgreSQL (never in Airflow's own tables), and a second search
     of the same study continues it."""
@@ -196,7 +196,10 @@ def test_an_optuna_study_is_kept_in_the_postgresql_metadata_database_and_resumed
         assert not failed, "\n".join(api.failed_task_logs("tune_hyperparameters", r) for r in failed)
     password, port = local_cluster.secrets()["POSTGRES_PASSWORD"], local_cluster.ports["PG"]
     metadata = f"postgresql+psycopg2://airflow:{password}@127.0.0.1:{port}/airflow"
-    study = open_study("on-postgresql", storage_url_for(metadata, storage_url), "mean_auc", 42)
+    # The study storage a task of this cluster uses: the one its metadata database gives.
+    monkeypatch.delenv("TOPO_OPTUNA_STORAGE", raising=False)
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", metadata)
+    study = open_study("on-postgresql", storage_url("/nowhere"), "mean_auc", 42)
     assert len(study.trials) == 4 and [t.number for t in study.trials] == [0, 1, 2, 3]  # resumed, not restarted
     with psycopg2.connect(f"postgresql://airflow:{password}@127.0.0.1:{port}/airflow") as db, db.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM optuna.trials")
@@ -205,19 +208,6 @@ def test_an_optuna_study_is_kept_in_the_postgresql_metadata_database_and_resumed
         assert cursor.fetchone() == (None,)  # nothing of Optuna's among Airflow's own tables
 
 
-def storage_url_for(metadata: str, storage_url) -> str:
-    """The study storage a task of this cluster uses (its metadata database)."""
-    saved = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata
-    try:
-        return storage_url("/nowhere")
-    finally:
-        os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
-        if saved is not None:
-            os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = saved
-
-
-@pytest.mark.slow
 def test_backfill_makes_one_partition_per_day_and_reprocessing_replaces_only_that_day(local_cluster):
     from tasks.generator.generate import SampleRequest, generate
 
