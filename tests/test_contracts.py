@@ -395,8 +395,22 @@ def test_gx_imports_in_a_process_without_a_main_file():
     import subprocess
     import sys
 
-    code = "from tasks.contracts.suites import import_gx; gx = import_gx(); print('alive', gx.__version__)"
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO); "
+        "from tasks.contracts.suites import import_gx; gx = import_gx(); print('alive', gx.__version__)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=str(load_contract("prepared").path.parents[1])
     )
     assert out.returncode == 0 and "alive 1." in out.stdout, out.stderr[-2000:]
+    # nor does the import fill a task log with GX's bookkeeping at INFO
+    assert "Skipping registering function" not in out.stderr, out.stderr[-2000:]
+
+
+def test_a_cluster_is_started_only_for_a_dataset_worth_it(ingested_events, monkeypatch):
+    from tasks.contracts import validation
+
+    assert not validation.worth_a_cluster(ingested_events)  # a test sample: validated in the gate's process
+    monkeypatch.setattr(validation, "IN_PROCESS_BYTES", 1024)
+    assert validation.worth_a_cluster(ingested_events)
+    assert validation.worth_a_cluster(next(ingested_events.rglob("*.parquet")))  # a single file too

@@ -101,6 +101,7 @@ def check_contract(contract: str, dataset: str | Path, dask: bool = True) -> Gat
     from airflow.sdk.exceptions import AirflowFailException
 
     from tasks.contracts import ContractError, ValidationSettings, validate
+    from tasks.contracts.validation import worth_a_cluster
     from tasks.core.runtime import dask_client
 
     config = settings()
@@ -108,6 +109,9 @@ def check_contract(contract: str, dataset: str | Path, dask: bool = True) -> Gat
     # A file is named with its folder: each model's predictions.parquet keeps its own results.
     label = f"{dataset.parent.name}-{dataset.stem}" if dataset.suffix else dataset.name
     options = ValidationSettings.under(config.data_root, run_name=f"{run_key()}-{label}")
+    # A scheduler that is already running costs nothing to use; a LocalCluster
+    # only pays for itself on a dataset of some size.
+    dask = dask and (bool(config.dask_scheduler) or worth_a_cluster(dataset))
     try:
         if dask:
             with dask_client(config) as client:

@@ -100,6 +100,10 @@ def import_gx():
     )
     if fake_interactive:
         sys.ps1 = ">>> "
+    # Before the import: importing GX logs ~200 INFO lines of its own bookkeeping
+    # ("Skipping registering function ...") into every task log that validates.
+    for name in ("great_expectations", "great_expectations._docs_decorators"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pyspark's "does not yet fully support pandas >= 3"
@@ -107,8 +111,6 @@ def import_gx():
     finally:
         if fake_interactive:
             del sys.ps1
-    for name in ("great_expectations", "great_expectations._docs_decorators"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     return gx
 
 

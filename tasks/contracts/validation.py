@@ -63,6 +63,25 @@ class ValidationSettings:
         return cls(Path(data_root) / "validation", Path(data_root) / "quarantine", run_name)
 
 
+IN_PROCESS_BYTES = 32 * 2**20
+"""Without a Dask scheduler to connect to, a dataset smaller than this is
+validated in the calling process: a LocalCluster started for it would cost more
+than the validation (its workers each import GX and pandas, ~6 s of a core,
+before the first row is read; ~15 s of a smoke run's gate)."""
+
+
+def worth_a_cluster(dataset: str | Path) -> bool:
+    """Whether validating ``dataset`` pays for starting a LocalCluster."""
+    dataset = Path(dataset)
+    files = [dataset] if dataset.is_file() else (f for f in dataset.rglob("*") if f.is_file())
+    total = 0
+    for f in files:
+        total += f.stat().st_size
+        if total >= IN_PROCESS_BYTES:
+            return True
+    return False
+
+
 GROUP_PARTITIONS = 50
 """Partitions validated together by one GX run at most. GX costs ~0.2 s per
 suite run whatever the size, so partitions are grouped: one run for the

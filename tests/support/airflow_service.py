@@ -33,6 +33,22 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
     raise TimeoutError(f"{what} after {timeout} s")
 
 
+def readable(content) -> str:
+    """A task log as the REST API returns it (structured entries) as lines."""
+    if not isinstance(content, list):
+        return str(content)
+    lines = []
+    for entry in content:
+        if isinstance(entry, dict):
+            extra = {k: v for k, v in entry.items() if k in ("error_detail", "exception")}
+            lines.append(
+                f"{entry.get('timestamp', '')} {entry.get('level', '')} {entry.get('event', '')} {extra or ''}"
+            )
+        else:
+            lines.append(str(entry))
+    return "\n".join(lines)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,8 +126,9 @@ class AirflowClient:
         return body["task_instances"]
 
     def failed_task_logs(self, dag_id: str, run_id: str) -> str:
-        """The end of each failed or retried task's log, for a failure message:
-        the server's own log rarely says why a task failed."""
+        """The end of each failed or retried task's log, and what the server logged
+        about it, for a failure message: a task failed by the scheduler or the
+        executor (never resumed, killed on start) has nothing in its own log."""
         out = []
         for ti in self.task_instances(dag_id, run_id):
             if ti["state"] in ("failed", "up_for_retry", "upstream_failed") or ti["try_number"] > 1:
@@ -123,9 +140,16 @@ class AirflowClient:
                 )
                 content = body.get("content", body) if status == 200 else body
                 out.append(
-                    f"--- {ti['task_id']}[{ti['map_index']}] ({ti['state']}, try {ti['try_number']}):\n{str(content)[-4000:]}"
+                    f"--- {ti['task_id']}[{ti['map_index']}] ({ti['state']}, try {ti['try_number']}):\n"
+                    f"{readable(content)[-4000:]}"
                 )
+                if ti["state"] == "failed":
+                    out.append(f"--- the server on {ti['task_id']}:\n{self.server_lines(ti['task_id'])}")
         return "\n".join(out) or "(no task failed or retried)"
+
+    def server_lines(self, task_id: str, n: int = 40) -> str:
+        """The server's last log lines that name ``task_id`` (none known here)."""
+        return ""
 
     def backfill(self, dag_id: str, first: str, last: str, reprocess: str = "none", timeout: float = 900) -> None:
         """A backfill over the days [first, last] (``reprocess``: none, failed or
@@ -219,6 +243,11 @@ class AirflowService(AirflowClient):
     def tail(self, n: int = 4000) -> str:
         path = self.home / "standalone.log"
         return path.read_text()[-n:] if path.exists() else ""
+
+    def server_lines(self, task_id: str, n: int = 40) -> str:
+        path = self.home / "standalone.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return "\n".join([line[:600] for line in lines if task_id in line][-n:])
 
     # --- CLI and REST ----------------------------------------------------------
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
