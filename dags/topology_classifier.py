@@ -60,7 +60,7 @@ one file per sample, one epoch).
 **Quality gates** (`validate_events`, `validate_prepared`, `validate_feeds`,
 `validate_predictions`) check each dataset against its Great Expectations
 contract in `data_contracts/`, partition by partition on Dask (in the task's
-own process for a dataset under 32 MiB when no scheduler is named). A broken
+own process for a dataset under 256 MiB when no scheduler is named). A broken
 contract fails its gate at once, without retries (every other task retries
 twice, 30 s apart): nothing downstream runs,
 no model is trained or promoted. The task log names each failed rule,

@@ -133,8 +133,8 @@ def test_a_promotion_waits_for_a_person_who_approves_or_rejects_and_silence_reje
             name = detail["subject"].split()[1]  # "Promote topo-hlf v1 to champion?"
             ti = detail["task_instance"]
             assert ti["task_id"] == "approve_promotion", ti
-            if ti["state"] != "awaiting_input":
-                continue  # asked, not yet parked: on SQLite (no row locks) an answer then can race the park
+            if ti["state"] != "awaiting_input" or not airflow.parked(run_id, ti["task_id"], ti["map_index"]):
+                continue  # answered before it is parked for good, the task can be failed (AirflowClient.parked)
             waited.add(name)
             if name in answers and name not in answered:
                 assert detail["options"] == ["Approve", "Reject"] and "| challenger | v1 |" in detail["body"], detail

@@ -109,6 +109,7 @@ def test_a_run_triggered_from_the_form_succeeds(page, local_cluster):
         )
 
     assert wait_until(approval_state, 600, "the approval was never asked", 5) == "awaiting_input"
+    wait_until(lambda: api.parked(run_id, "approve_promotion", 0), 120, "the scheduler never saw the task park", 2)
     page.goto(f"{url}/dags/{DAG}/runs/{quoted}/tasks/approve_promotion/mapped/0/required_actions")
     page.get_by_text("Promote topo-hlf v").first.wait_for()
     shot(page, "05-approval-asked")

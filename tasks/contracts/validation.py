@@ -63,7 +63,7 @@ class ValidationSettings:
         return cls(Path(data_root) / "validation", Path(data_root) / "quarantine", run_name)
 
 
-IN_PROCESS_BYTES = 32 * 2**20
+IN_PROCESS_BYTES = 256 * 2**20
 """Without a Dask scheduler to connect to, a dataset smaller than this is
 validated in the calling process: a LocalCluster started for it would cost more
 than the validation (its workers each import GX and pandas, ~6 s of a core,

@@ -58,9 +58,10 @@ def free_port() -> int:
 class AirflowClient:
     """The Airflow REST API as a logged-in user (a JWT from /auth/token)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, logs: tuple[Path, ...] = ()):
         self.url = url
         self.token = ""
+        self.logs = logs  # the server's log files, where known: the scheduler's among them
 
     def login(self, username: str, password: str) -> None:
         status, body = self.request("POST", "/auth/token", {"username": username, "password": password}, auth=False)
@@ -147,9 +148,27 @@ class AirflowClient:
                     out.append(f"--- the server on {ti['task_id']}:\n{self.server_lines(ti['task_id'])}")
         return "\n".join(out) or "(no task failed or retried)"
 
+    def server_log(self) -> list[str]:
+        return [line for path in self.logs if path.exists() for line in path.read_text(errors="replace").splitlines()]
+
     def server_lines(self, task_id: str, n: int = 40) -> str:
-        """The server's last log lines that name ``task_id`` (none known here)."""
-        return ""
+        """The server's last log lines that name ``task_id``."""
+        return "\n".join([line[:600] for line in self.server_log() if task_id in line][-n:])
+
+    def parked(self, run_id: str, task_id: str, map_index: int) -> bool:
+        """Whether the scheduler has taken in the end of the process that parked
+        a human-in-the-loop task in ``awaiting_input``. Until it has, an answer
+        is a race in Airflow 3.3: the parked process and the resumed one share
+        one executor key, so the scheduler, seeing the first one's exit only
+        after the answer requeued the task, takes it for the resumed task's end
+        and fails the task as "killed externally" before it runs (seen in CI:
+        the task failed with nothing in its log after the park). A person reads
+        the question first; a test that answers within a second must wait."""
+        needle = f"task_id={task_id}, run_id={run_id}, map_index={map_index},"
+        return any(
+            "TaskInstance Finished" in line and needle in line and "state=awaiting_input" in line
+            for line in self.server_log()
+        )
 
     def backfill(self, dag_id: str, first: str, last: str, reprocess: str = "none", timeout: float = 900) -> None:
         """A backfill over the days [first, last] (``reprocess``: none, failed or
@@ -179,7 +198,7 @@ class AirflowService(AirflowClient):
     def __init__(self, home: Path, data_root: Path, extra_env: dict[str, str] | None = None):
         self.home, self.data_root = home, data_root
         self.port = free_port()
-        super().__init__(f"http://127.0.0.1:{self.port}")
+        super().__init__(f"http://127.0.0.1:{self.port}", logs=(home / "standalone.log",))
         self.env = (
             os.environ
             | {
@@ -243,11 +262,6 @@ class AirflowService(AirflowClient):
     def tail(self, n: int = 4000) -> str:
         path = self.home / "standalone.log"
         return path.read_text()[-n:] if path.exists() else ""
-
-    def server_lines(self, task_id: str, n: int = 40) -> str:
-        path = self.home / "standalone.log"
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-        return "\n".join([line[:600] for line in lines if task_id in line][-n:])
 
     # --- CLI and REST ----------------------------------------------------------
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

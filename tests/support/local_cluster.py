@@ -43,7 +43,10 @@ class LocalCluster:
         )
         self.env.pop("TOPO_DATA_ROOT", None)
         self.data_root = self.home / "data"
-        self.api = AirflowClient(f"http://127.0.0.1:{self.ports['API']}")
+        self.api = AirflowClient(
+            f"http://127.0.0.1:{self.ports['API']}",
+            logs=tuple(self.home / "logs" / f"airflow-{role}.log" for role in ("scheduler", "api-server")),
+        )
         self.ui_url = f"http://localhost:{self.ports['API']}"  # the api-server's base_url: where the UI redirects
         self.mlflow_url = f"http://127.0.0.1:{self.ports['MLFLOW']}"
         self.dask_scheduler = f"tcp://127.0.0.1:{self.ports['DASK']}"
