@@ -171,6 +171,11 @@ def test_a_promotion_waits_for_a_person_who_approves_or_rejects_and_silence_reje
     for model in ("gru", "inclusive"):
         with pytest.raises(MlflowException):
             client.get_model_version_by_alias(f"topo-{model}", CHAMPION)  # the champion did not move
+    # Smoke mode capped what was read and trained: one file per sample, one epoch.
+    [run_dir] = [p.parent for p in (airflow.data_root / "runs").glob("*/report.html")]
+    summary = json.loads((run_dir / "events" / "_summary.json").read_text())
+    assert all(len(s["files"]) == 1 for s in summary["samples"].values())
+    assert {json.loads((run_dir / "models" / m / "training.json").read_text())["epochs_run"] for m in decision} == {1}
     # And the run's report says who decided.
     [report] = list((airflow.data_root / "runs").glob("*/report.html"))
     text = report.read_text()
