@@ -129,6 +129,9 @@ def test_one_image_from_the_dockerfile_that_installs_the_lock(compose):
     dockerfile = (REPO / "Dockerfile").read_text()
     stages = set(re.findall(r"^FROM \S+ AS (\w+)", dockerfile, re.M))
     assert "uv sync --frozen" in dockerfile
+    # The dependencies are a layer of their own, rebuilt only when the lock or pyproject.toml change.
+    before_dependencies = dockerfile.split("--no-install-project")[0]
+    assert re.findall(r"^COPY (.+) \./$", before_dependencies, re.M) == ["pyproject.toml uv.lock"]
     images = {}
     for name in OURS:
         svc = compose["services"][name]

@@ -55,6 +55,9 @@ class ComposeStack:
         with self.env_file.open("a") as f:
             f.write(f"AIRFLOW_UI_PORT={self.ui_port}\nMLFLOW_UI_PORT={self.mlflow_port}\n")
             f.write(f"TOPO_TASK_HEARTBEAT_TIMEOUT={HEARTBEAT_TIMEOUT_S}\n")
+            # The DAG files do not change during the tests: parsed at start, not every 30 s (CPU
+            # the runs under test need on a 2-core machine).
+            f.write("TOPO_DAG_PARSE_INTERVAL=600\n")
         run("bash", "scripts/compose-images.sh", "--host-ca", "--env-file", str(self.env_file),
             "--report", str(self.build_report), timeout=2400)  # fmt: skip
         self.compose("up", "-d", "--wait", "--wait-timeout", "600", timeout=900)

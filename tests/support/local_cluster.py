@@ -39,6 +39,8 @@ class LocalCluster:
             | {
                 "TOPO_CLUSTER_HOME": str(self.home),
                 "TOPO_CLUSTER_WORKER_MEMORY": "3GiB",
+                # The DAG files do not change during the tests: parsed at start, not every 30 s.
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             }
         )
         self.env.pop("TOPO_DATA_ROOT", None)
