@@ -69,8 +69,8 @@ class AirflowClient:
         self.token = body["access_token"]
 
     def tail(self, n: int = 4000) -> str:
-        """The end of the server's log, for error messages (none known here)."""
-        return ""
+        """The end of the server's log files, for error messages ("" where none is known)."""
+        return "\n".join(self.server_log())[-n:]
 
     def request(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> tuple[int, dict]:
         status, text = self.fetch(method, path, body, auth)
@@ -258,10 +258,6 @@ class AirflowService(AirflowClient):
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.log.close()
-
-    def tail(self, n: int = 4000) -> str:
-        path = self.home / "standalone.log"
-        return path.read_text()[-n:] if path.exists() else ""
 
     # --- CLI and REST ----------------------------------------------------------
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
